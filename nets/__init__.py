@@ -1,0 +1,1 @@
+"""nets: neural state-space models of circuits, trained on what `nodal` generates."""

@@ -1,0 +1,60 @@
+"""nodal: SPICE netlist -> Sympy nodal equations -> DK state space -> Newton solvers.
+
+    import nodal
+    solver = nodal.load("diode_clipper")          # a NodalSolver at 48 kHz
+    traj = solver(u)                              # u [batch, time, inputs] in volts
+    traj.y, traj.x                                # output [B, T, 1], capacitor voltages [B, T, n]
+
+Units are SI throughout (volts, amperes, ohms, farads, henries, seconds, hertz).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import (CircuitNotFoundError, ConvergenceError, NetlistError, NodalError,
+                     SignalError)
+from .interface import StateSpaceModel, Trajectory
+from .mna import Equations, check_solvable, derive
+from .netlist import Netlist, parse, read
+from .newton import NewtonOptions
+from .solver import NodalSolver
+
+__all__ = ["load", "equations", "netlist_path", "NodalSolver", "StateSpaceModel", "Trajectory",
+           "Equations", "Netlist", "NetlistError", "ConvergenceError", "SignalError",
+           "NodalError", "CircuitNotFoundError", "NewtonOptions", "parse", "read", "derive"]
+
+
+def netlist_path(name_or_path: str | Path) -> Path:
+    """A built-in circuit's netlist, or the given `.cir` file."""
+    import circuits
+
+    builtin = circuits.path_of(str(name_or_path))
+    if builtin is not None:
+        return builtin
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    known = ", ".join(circuits.registry())
+    raise CircuitNotFoundError(f"{name_or_path!r} is neither a built-in circuit ({known}) nor a "
+                               "netlist file")
+
+
+_CACHE: dict[tuple[str, str], Equations] = {}
+
+
+def equations(name_or_path: str | Path) -> Equations:
+    """The symbolic equations of a circuit (cached per file content)."""
+    path = netlist_path(name_or_path)
+    text = path.read_text()
+    key = (str(path), text)
+    if key not in _CACHE:
+        eq = derive(parse(text, str(path)))
+        check_solvable(eq)
+        _CACHE[key] = eq
+    return _CACHE[key]
+
+
+def load(name_or_path: str | Path, sample_rate: float = 48000.0, **values: float) -> NodalSolver:
+    """A `NodalSolver` for a built-in circuit or a netlist file; `values` override parameters."""
+    return NodalSolver(equations(name_or_path), sample_rate=sample_rate, values=values)

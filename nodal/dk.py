@@ -1,0 +1,204 @@
+"""From the symbolic MNA system to the numeric DK-method state space (float64 torch).
+
+Per sample n, with canonical states x~ (`Reactive`), sources w and port coordinates q (the
+independent nonlinear port voltages, v = Q q):
+
+    p    = G x~[n-1] + H w[n]
+    0    = q - p - K i(Q q)                       solved by Newton (`newton.py`)
+    y[n] = D x~[n-1] + E w[n] + F i
+    x[n] = Ds x~[n-1] + Es w[n] + Fs i            exposed states: capacitor voltages, inductor currents
+    x~[n] = A x~[n-1] + B w[n] + C i
+
+Every matrix follows from z = S^-1 (R_x x~ + R_u w + R_n i) by selecting rows; `S^-1` is taken
+numerically (`torch.linalg.solve`), so everything is differentiable in the component values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+import torch
+from torch import Tensor
+
+from .mna import Equations
+
+
+def torch_function(exprs: list[sp.Expr], args: list[sp.Symbol]):
+    """Compile Sympy expressions into one torch function of `args` returning a list."""
+    fn = sp.lambdify(args, list(exprs), modules="torch", cse=True)
+    return fn
+
+
+def _broadcast(values: list, like: Tensor) -> list[Tensor]:
+    out = []
+    for v in values:
+        if not torch.is_tensor(v):
+            v = torch.full_like(like, float(v))
+        elif v.shape != like.shape:
+            v = v.expand_as(like)
+        out.append(v)
+    return out
+
+
+@dataclass
+class DKMatrices:
+    """The numeric state space at one set of component values (float64 tensors)."""
+
+    G: Tensor
+    H: Tensor
+    K: Tensor
+    A: Tensor
+    B: Tensor
+    C: Tensor
+    D: Tensor
+    E: Tensor
+    F: Tensor
+    Ds: Tensor
+    Es: Tensor
+    Fs: Tensor
+    state_from_x: Tensor      # x~ = state_from_x * x for a circuit at rest (encode)
+
+
+@dataclass
+class DCMatrices:
+    """The operating point: q = H w0 + K i(Q q); x~0 = Xw w0 + Xi i."""
+
+    H: Tensor
+    K: Tensor
+    Xw: Tensor
+    Xi: Tensor
+
+
+class NumericEquations:
+    """Evaluates an `Equations` at given parameter values, in torch."""
+
+    def __init__(self, eq: Equations):
+        self.eq = eq
+        symbols = eq.symbols
+        self._entries = list(eq.matrix)
+        self._entries_dc = list(eq.matrix_dc)
+        self._matrix_fn = torch_function([eq.matrix[k] for k in self._entries], symbols)
+        self._matrix_dc_fn = torch_function([eq.matrix_dc[k] for k in self._entries_dc], symbols)
+        self._g_fn = torch_function([r.g for r in eq.reactive], symbols)
+        n, ndc = len(eq.unknowns), len(eq.unknowns_dc)
+        self.n, self.ndc = n, ndc
+        self._flat = torch.tensor([i * n + j for i, j in self._entries], dtype=torch.long)
+        self._flat_dc = torch.tensor([i * ndc + j for i, j in self._entries_dc],
+                                     dtype=torch.long)
+        # Currents and Jacobian: functions of (port voltages..., parameters..., T).
+        args = list(eq.port_voltages) + symbols
+        self.n_ports = len(eq.ports)
+        self._jac_entries = [(i, j) for i in range(self.n_ports) for j in range(self.n_ports)
+                             if eq.jacobian[i, j] != 0]
+        self._laws_fn = torch_function(
+            list(eq.currents) + [eq.jacobian[i, j] for i, j in self._jac_entries], args)
+        self._junction_fn = torch_function(
+            [e for p in eq.ports if p.junction for e in p.junction], symbols)
+        self.junction_ports = [k for k, p in enumerate(eq.ports) if p.junction]
+        f64 = torch.float64
+        ports = eq.port_incidence
+        nx = len(eq.reactive)
+        self.reactive_sign = torch.tensor([r.sign for r in eq.reactive], dtype=f64)
+        self.is_inductor = torch.tensor([r.kind == "L" for r in eq.reactive], dtype=torch.bool)
+        rx = eq.reactive_incidence.T * np.array([r.sign for r in eq.reactive])[None, :]
+        self.Rx = torch.tensor(rx.reshape(n, nx), dtype=f64)
+        self.Ru = torch.tensor(eq.source_rhs, dtype=f64)
+        self.Rn = torch.tensor(-ports.T.reshape(n, self.n_ports), dtype=f64)
+        self.Px = torch.tensor(eq.reactive_incidence.reshape(nx, n), dtype=f64)
+        self.Pq = torch.tensor(ports[eq.reduced].reshape(len(eq.reduced), n), dtype=f64)
+        self.Po = torch.tensor(eq.output_incidence[None, :], dtype=f64)
+        self.expand = torch.tensor(eq.expand.reshape(self.n_ports, len(eq.reduced)), dtype=f64)
+        # DC: the same rows, padded to the DC unknowns (nodes come first in both).
+        nodes = sum(k[0] == "node" for k in eq.unknowns)
+        pad = np.zeros((self.n_ports, ndc))
+        pad[:, :nodes] = ports[:, :nodes]
+        self.Ru_dc = torch.tensor(eq.source_rhs_dc, dtype=f64)
+        self.Rn_dc = torch.tensor(-pad.T.reshape(ndc, self.n_ports), dtype=f64)
+        self.Pq_dc = torch.tensor(pad[eq.reduced].reshape(len(eq.reduced), ndc), dtype=f64)
+        xsel = np.zeros((nx, ndc))
+        self._dc_cap_rows = []
+        index_dc = {k: i for i, k in enumerate(eq.unknowns_dc)}
+        for k, r in enumerate(eq.reactive):
+            if r.kind == "C":
+                xsel[k, :nodes] = eq.reactive_incidence[k, :nodes]
+            else:
+                xsel[k, index_dc[("branch", r.name)]] = 1.0
+        self.Xsel_dc = torch.tensor(xsel.reshape(nx, ndc), dtype=f64)
+
+    # -- matrices -------------------------------------------------------------------------
+    def _assemble(self, fn, flat, n, theta: list[Tensor]) -> Tensor:
+        if not len(flat):
+            return torch.zeros(n, n, dtype=torch.float64)
+        values = _broadcast(fn(*theta), theta[-1])
+        s = torch.zeros(n * n, dtype=theta[-1].dtype).index_add(0, flat, torch.stack(values))
+        return s.view(n, n)
+
+    def reactive_g(self, theta: list[Tensor]) -> Tensor:
+        if not self.eq.reactive:
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.stack(_broadcast(self._g_fn(*theta), theta[-1]))
+
+    def matrices(self, theta: list[Tensor]) -> DKMatrices:
+        """theta: the parameter values (0-dim float64 tensors) in `eq.parameters` order, then T."""
+        s = self._assemble(self._matrix_fn, self._flat, self.n, theta)
+        rhs = torch.cat([self.Rx, self.Ru, self.Rn], 1)
+        try:
+            m = torch.linalg.solve(s, rhs)
+        except RuntimeError as exc:
+            from .errors import NetlistError
+            raise NetlistError(f"the circuit's equations are singular at these component "
+                               f"values ({exc})", self.eq.netlist.file) from None
+        nx, nw = self.Rx.shape[1], self.Ru.shape[1]
+        mx, mu, mn = m[:, :nx], m[:, nx:nx + nw], m[:, nx + nw:]
+        g = self.reactive_g(theta)
+        two_g = 2 * g[:, None]
+        vx, vu, vn = self.Px @ mx, self.Px @ mu, self.Px @ mn
+        # exposed states: capacitor voltage v, or inductor current g v + x~
+        scale = torch.where(self.is_inductor, g, torch.ones_like(g))[:, None]
+        eye_l = torch.diag(self.is_inductor.to(torch.float64))
+        state_from_x = torch.where(self.is_inductor, torch.ones_like(g), g)
+        return DKMatrices(
+            G=self.Pq @ mx, H=self.Pq @ mu, K=self.Pq @ mn,
+            A=two_g * vx - torch.diag(self.reactive_sign), B=two_g * vu, C=two_g * vn,
+            D=self.Po @ mx, E=self.Po @ mu, F=self.Po @ mn,
+            Ds=scale * vx + eye_l, Es=scale * vu, Fs=scale * vn, state_from_x=state_from_x)
+
+    def dc_matrices(self, theta: list[Tensor]) -> DCMatrices:
+        s = self._assemble(self._matrix_dc_fn, self._flat_dc, self.ndc, theta)
+        try:
+            m = torch.linalg.solve(s, torch.cat([self.Ru_dc, self.Rn_dc], 1))
+        except RuntimeError as exc:
+            from .errors import NetlistError
+            raise NetlistError(f"the circuit's DC equations are singular ({exc}): is every "
+                               "node connected to ground through something other than "
+                               "capacitors?", self.eq.netlist.file) from None
+        nw = self.Ru_dc.shape[1]
+        mu, mn = m[:, :nw], m[:, nw:]
+        g = self.reactive_g(theta)
+        xscale = torch.where(self.is_inductor, torch.ones_like(g), g)[:, None]
+        return DCMatrices(H=self.Pq_dc @ mu, K=self.Pq_dc @ mn,
+                          Xw=xscale * (self.Xsel_dc @ mu), Xi=xscale * (self.Xsel_dc @ mn))
+
+    # -- device laws ----------------------------------------------------------------------
+    def laws(self, v: Tensor, theta: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Port voltages v [B, ports] -> currents i [B, ports] and Jacobian di/dv [B, ports, ports]."""
+        batch = v.shape[0]
+        cols = [v[:, k] for k in range(self.n_ports)]
+        out = _broadcast(self._laws_fn(*cols, *theta), v[:, 0])
+        i = torch.stack(out[: self.n_ports], 1)
+        jac = v.new_zeros(batch, self.n_ports * self.n_ports)
+        if self._jac_entries:
+            flat = torch.tensor([a * self.n_ports + b for a, b in self._jac_entries])
+            jac = jac.index_copy(1, flat, torch.stack(out[self.n_ports:], 1))
+        return i, jac.view(batch, self.n_ports, self.n_ports)
+
+    def junctions(self, theta: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """(n Vt, Is) of each junction port, for SPICE-style voltage limiting."""
+        if not self.junction_ports:
+            z = torch.zeros(0, dtype=torch.float64)
+            return z, z
+        vals = _broadcast(self._junction_fn(*theta), theta[-1])
+        vals = torch.stack(vals).view(-1, 2)
+        return vals[:, 0], vals[:, 1]

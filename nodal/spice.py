@@ -1,0 +1,163 @@
+"""ngspice as the reference: run the same `.cir` file on the same input, read the samples back.
+
+The input (and any control) source is replaced by a PWL source through the given samples, so
+ngspice places a breakpoint at every sample time; the transient runs with a maximum step of a
+fraction of a sample and tight tolerances, and the solution is read at the sample times from
+a binary raw file (float64).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NodalError
+from .netlist import GROUND, Netlist
+
+
+class NgspiceError(NodalError):
+    """ngspice is missing, or failed on a deck."""
+
+
+@dataclass
+class SpiceResult:
+    """Node voltages at the sample times [time] by node name; wall time of the run (s)."""
+
+    voltages: dict[str, np.ndarray]
+    branch_currents: dict[str, np.ndarray]
+    seconds: float
+
+    def voltage(self, a: str, b: str = GROUND) -> np.ndarray:
+        va = self.voltages[a] if a != GROUND else 0.0
+        vb = self.voltages[b] if b != GROUND else 0.0
+        return va - vb
+
+
+def available() -> bool:
+    return shutil.which("ngspice") is not None
+
+
+def _pwl(values: np.ndarray, sample_rate: float) -> str:
+    t = np.arange(len(values)) / sample_rate
+    pairs = [f"{ti:.17g} {vi:.17g}" for ti, vi in zip(t, values)]
+    lines = ["+ " + " ".join(pairs[k:k + 6]) for k in range(0, len(pairs), 6)]
+    return "PWL(\n" + "\n".join(lines) + "\n+ )"
+
+
+def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, length: int,
+         raw_path: str, substeps: int = 16, values: dict[str, float] | None = None) -> str:
+    """The netlist with the given sources as PWL, a `.tran` and a binary `write`."""
+    lines = net.text.splitlines()
+    drop: set[int] = set()
+    by_name = {e.name: e for e in net.elements}
+    for name in signals:
+        first = by_name[name].line - 1
+        drop.add(first)
+        k = first + 1
+        while k < len(lines) and lines[k].lstrip().startswith("+"):
+            drop.add(k)
+            k += 1
+    kept: list[str] = []
+    in_control = False
+    for k, line in enumerate(lines):
+        low = line.strip().lower()
+        if in_control:
+            in_control = not low.startswith(".endc")
+            continue
+        if low.startswith(".control"):
+            in_control = True
+            continue
+        if k in drop or re.match(r"^\.(tran|end)\b", low) and not low.startswith(".ends"):
+            continue
+        kept.append(line)
+    period = 1.0 / sample_rate
+    for name, values_ in signals.items():
+        el = by_name[name]
+        kept.append(f"{name} {el.nodes[0]} {el.nodes[1]} {_pwl(np.asarray(values_), sample_rate)}")
+    step = period / substeps
+    stop = (length - 1) * period
+    kept.append(".options reltol=1e-7 abstol=1e-15 vntol=1e-10 chgtol=1e-18 trtol=1")
+    kept.append(f".tran {step:.17g} {stop:.17g} 0 {step:.17g}")
+    control = [".control", "set filetype=binary"]
+    for name, value in (values or {}).items():
+        control.append(f"alterparam {name} = {value:.17g}")
+    if values:
+        control.append("reset")
+    control += ["run", f"write {raw_path}", ".endc", ".end"]
+    return "\n".join(kept + control) + "\n"
+
+
+def read_raw(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """A binary ngspice raw file (real data) -> (variable names, data [points, variables])."""
+    blob = Path(path).read_bytes()
+    marker = blob.find(b"Binary:\n")
+    if marker < 0:
+        raise NgspiceError(f"{path} is not a binary raw file")
+    header = blob[:marker].decode(errors="replace").splitlines()
+    n_vars = n_points = 0
+    names: list[str] = []
+    in_vars = False
+    for line in header:
+        if line.startswith("No. Variables:"):
+            n_vars = int(line.split(":")[1])
+        elif line.startswith("No. Points:"):
+            n_points = int(line.split(":")[1])
+        elif line.startswith("Variables:"):
+            in_vars = True
+        elif in_vars and line.strip():
+            parts = line.split()
+            names.append(parts[1])
+    data = np.frombuffer(blob[marker + len("Binary:\n"):], dtype=np.float64)
+    n_points = min(n_points, data.size // max(n_vars, 1))
+    return names, data[: n_points * n_vars].reshape(n_points, n_vars)
+
+
+def simulate(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
+             substeps: int = 16, values: dict[str, float] | None = None,
+             timeout: float = 600.0) -> SpiceResult:
+    """Run ngspice on `net` with `signals` (source name -> samples [time], volts).
+
+    Returns node voltages at the sample times. Raises `NgspiceError` if ngspice is missing or
+    fails, quoting its message.
+    """
+    if not available():
+        raise NgspiceError("ngspice is not installed (Debian: apt-get install ngspice)")
+    length = len(next(iter(signals.values())))
+    with tempfile.TemporaryDirectory(prefix="nodalnet-spice-") as tmp:
+        raw = str(Path(tmp) / "out.raw")
+        text = deck(net, signals, sample_rate, length, raw, substeps, values)
+        cir = Path(tmp) / "deck.cir"
+        cir.write_text(text)
+        start = time.perf_counter()
+        proc = subprocess.run(["ngspice", "-b", str(cir)], capture_output=True, text=True,
+                              timeout=timeout, cwd=tmp)
+        seconds = time.perf_counter() - start
+        if not Path(raw).exists() or Path(raw).stat().st_size == 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise NgspiceError(f"ngspice failed on {net.file}:\n{tail}")
+        names, data = read_raw(raw)
+    t = data[:, 0]
+    want = np.arange(length) / sample_rate
+    idx = np.clip(np.searchsorted(t, want - 1e-6 / sample_rate), 0, len(t) - 1)
+    exact = np.abs(t[idx] - want) <= 1e-6 / sample_rate
+    voltages: dict[str, np.ndarray] = {}
+    currents: dict[str, np.ndarray] = {}
+    for k, name in enumerate(names[1:], start=1):
+        col = data[:, k]
+        # keep the exact timepoint where ngspice placed one (every PWL corner), else interpolate
+        values_at = np.where(exact, col[idx], np.interp(want, t, col))
+        m = re.match(r"^v\((.+)\)$", name)
+        if m:
+            voltages[m.group(1).lower()] = values_at
+        elif name.endswith("#branch"):
+            currents[name[: -len("#branch")].lower()] = values_at
+        else:
+            voltages[name.lower()] = values_at
+    return SpiceResult(voltages, currents, seconds)

@@ -45,11 +45,15 @@ _CACHE: dict[tuple[str, str], Equations] = {}
 
 def equations(name_or_path: str | Path) -> Equations:
     """The symbolic equations of a circuit (cached per file content)."""
+    import circuits
+
     path = netlist_path(name_or_path)
     text = path.read_text()
     key = (str(path), text)
+    builtin = circuits.path_of(str(name_or_path)) is not None
+    shown = f"circuits/{path.name}" if builtin else str(path)
     if key not in _CACHE:
-        eq = derive(parse(text, str(path)))
+        eq = derive(parse(text, shown))
         check_solvable(eq)
         _CACHE[key] = eq
     return _CACHE[key]

@@ -39,3 +39,10 @@ class SignalError(NodalError):
 
 class CircuitNotFoundError(NodalError):
     """Neither a built-in circuit name nor an existing netlist file."""
+
+
+class UnknownParameterError(NodalError, KeyError):
+    """A component value or parameter name that the circuit does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -66,6 +66,12 @@ class Equations:
         return [s.name for s in self.sources[: self.n_inputs]]
 
     @property
+    def component_values(self) -> dict[str, float]:
+        """Defaults of the parameters a user sets: all but the input and control sources'."""
+        skip = set(self.input_names)
+        return {k: v for k, v in self.netlist.defaults.items() if k not in skip}
+
+    @property
     def symbols(self) -> list[sp.Symbol]:
         """Every symbol the numeric matrices depend on: the parameters, then T."""
         return [sp.Symbol(p) for p in self.parameters] + [SAMPLE_PERIOD]
@@ -100,8 +106,6 @@ def _dc_path_check(net: Netlist, stamps: dict[str, devices.Stamp]) -> None:
             union(el.nodes[0], el.nodes[1])
         for p in st.ports:
             union(p.p, p.m)
-        for r in (st.matrix_dc if st.matrix_dc is not None else st.matrix):
-            pass
         for inner in st.internal_nodes:
             union(inner, el.nodes[0])
     ground = find(GROUND)
@@ -142,10 +146,13 @@ def derive(net: Netlist) -> Equations:
             out[key] = out.get(key, sp.Integer(0)) + e
         return {k: v for k, v in out.items() if v != 0}
 
-    matrix = gather([e for st in stamps.values() for e in st.matrix], index)
+    # ngspice's GMIN across every junction: linear, so it belongs in the matrix.
+    gmin = [e for st in stamps.values() for p in st.ports if p.junction
+            for e in devices.conductance(p.p, p.m, sp.Float(devices.GMIN))]
+    matrix = gather([e for st in stamps.values() for e in st.matrix] + gmin, index)
     matrix_dc = gather([e for st in stamps.values()
-                        for e in (st.matrix_dc if st.matrix_dc is not None else st.matrix)],
-                       index_dc)
+                        for e in (st.matrix_dc if st.matrix_dc is not None else st.matrix)]
+                       + gmin, index_dc)
 
     by_name = {el.name: el for el in net.elements}
     order = [net.input, *net.controls]

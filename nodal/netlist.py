@@ -256,6 +256,7 @@ class _Reader:
         for line, kind, text in body:
             if kind == "card" and text.lower().startswith(".param"):
                 self.param_card(line, text)
+        inside: set[int] = set()
         i = 0
         while i < len(body):
             line, kind, text = body[i]
@@ -272,18 +273,18 @@ class _Reader:
                     raise self.fail("`.subckt` needs a name and its nodes", line, text)
                 self.subckts[toks[1]] = (toks[2:], [(ln, t, tx) for ln, t, tx in body[i + 1:j]],
                                          line)
+                inside.update(ln for ln, _, _ in body[i:j + 1])
                 i = j
             elif text.lower().startswith(".model"):
                 self.model_card(line, text)
             i += 1
         for line, kind, text in body:
-            if kind != "card":
+            if kind != "card" or line in inside:
                 continue
             low = text.lower()
             if low.startswith("."):
                 continue
             self.element_card(line, text, prefix="", node_map={})
-        self.flatten_guard = True
         for line, kind, text in body:
             low = text.lower()
             if kind == "card" and low.startswith(".") and not (

@@ -1,0 +1,105 @@
+"""The command line as a user meets it: real files in, clear errors out, nothing half-written."""
+
+import numpy as np
+import soundfile
+from typer.testing import CliRunner
+
+from cli import app
+from nodal import signals
+
+runner = CliRunner()
+
+
+def wav(path, x, rate=48000):
+    soundfile.write(str(path), np.asarray(x, dtype=np.float32), rate, subtype="FLOAT")
+    return path
+
+
+def test_circuits_lists_the_builtins():
+    result = runner.invoke(app, ["circuits"])
+    assert result.exit_code == 0, result.output
+    assert "diode_clipper" in result.output and "rc_lowpass" in result.output
+
+
+def test_equations_prints_the_derivation():
+    result = runner.invoke(app, ["equations", "rc_lowpass"])
+    assert result.exit_code == 0, result.output
+    assert "trapezoidal" in result.output and "A = [[(-T + 2*c1*r1)/(T + 2*c1*r1)]]" in result.output
+
+
+def test_simulate_writes_output_and_states(tmp_path):
+    x = signals.plucked_string(0.02, 48000, peak=1.0, seed=0)
+    src = wav(tmp_path / "in.wav", x)
+    out, states = tmp_path / "out.npy", tmp_path / "states.npy"
+    result = runner.invoke(app, ["simulate", "diode_clipper", "--input", str(src),
+                                 "--output", str(out), "--states", str(states)])
+    assert result.exit_code == 0, result.output
+    y, s = np.load(out), np.load(states)
+    assert y.dtype == np.float64 and y.shape == (len(x),) and s.shape == (len(x), 1)
+    np.testing.assert_allclose(y, s[:, 0], atol=1e-12)  # the output is the capacitor voltage
+    assert 0.2 < np.max(np.abs(y)) < 0.9
+
+
+def test_simulate_set_gain_and_wav_output(tmp_path):
+    x = signals.sine(1000, 0.01, 48000, amplitude=0.5)
+    src = wav(tmp_path / "in.wav", x)
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    assert runner.invoke(app, ["simulate", "rc_lowpass", "-i", str(src), "-o", str(a)]).exit_code == 0
+    result = runner.invoke(app, ["simulate", "rc_lowpass", "-i", str(src), "-o", str(b),
+                                 "--set", "R1=100", "--gain", "2"])
+    assert result.exit_code == 0, result.output
+    ya, rate = soundfile.read(str(a))
+    yb, _ = soundfile.read(str(b))
+    assert rate == 48000
+    # a tenth of the resistance: the pole moves up, so at 1 kHz the gain is nearly 1 (x2 gain)
+    assert np.max(np.abs(yb[240:])) > 1.9 * 0.5 * 0.98 > np.max(np.abs(ya[240:]))
+
+
+def test_simulate_oversampled_is_close_to_native(tmp_path):
+    x = signals.plucked_string(0.01, 48000, seed=1)
+    src = wav(tmp_path / "in.wav", x)
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    runner.invoke(app, ["simulate", "diode_clipper", "-i", str(src), "-o", str(a)])
+    result = runner.invoke(app, ["simulate", "diode_clipper", "-i", str(src), "-o", str(b),
+                                 "--oversample", "4"])
+    assert result.exit_code == 0, result.output
+    ya, yb = np.load(a), np.load(b)
+    assert np.sum((ya - yb) ** 2) / np.sum(yb ** 2) < 1e-3
+
+
+def test_wav_with_nan_is_refused_and_nothing_written(tmp_path):
+    x = np.zeros(100)
+    x[50] = np.nan
+    src = wav(tmp_path / "in.wav", x)
+    out = tmp_path / "out.npy"
+    result = runner.invoke(app, ["simulate", "diode_clipper", "-i", str(src), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "NaN" in result.output and not out.exists()
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_stereo_wav_is_refused(tmp_path):
+    src = tmp_path / "st.wav"
+    soundfile.write(str(src), np.zeros((100, 2), dtype=np.float32), 48000)
+    result = runner.invoke(app, ["simulate", "diode_clipper", "-i", str(src), "-o",
+                                 str(tmp_path / "o.npy")])
+    assert result.exit_code == 2 and "2 channels" in result.output
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_bad_netlist_reports_file_and_line(tmp_path):
+    bad = tmp_path / "bad.cir"
+    bad.write_text("* bad\n*@ input Vin\n*@ output out\nVin in 0 DC 0\nR1 in out 1k\nW1 out 0 1\n")
+    src = wav(tmp_path / "in.wav", np.zeros(10))
+    result = runner.invoke(app, ["simulate", str(bad), "-i", str(src), "-o",
+                                 str(tmp_path / "o.npy")])
+    assert result.exit_code == 2
+    assert "bad.cir:6" in result.output and "W1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_parameter_is_named(tmp_path):
+    src = wav(tmp_path / "in.wav", np.zeros(10))
+    result = runner.invoke(app, ["simulate", "diode_clipper", "-i", str(src), "-o",
+                                 str(tmp_path / "o.npy"), "--set", "R9=1k"])
+    assert result.exit_code == 2 and "r9" in result.output.lower()

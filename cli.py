@@ -146,6 +146,35 @@ def simulate(
                   + (f"; states {', '.join(eq.state_names)} -> {states}" if states else ""))
 
 
+@app.command()
+@friendly
+def verify(
+    circuit: str = typer.Argument("diode_clipper", help="built-in name or .cir file"),
+    duration: float = typer.Option(0.1, help="seconds of each test signal"),
+    oversample: int = typer.Option(8, help="also compare at this oversampling (1: skip)"),
+    backend: str = typer.Option("fast", help="fast or torch"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Compare the solver with ngspice on the same netlist and input (ESR at sample times)."""
+    import json
+
+    import nodal
+    from nodal.verify import verify as run_verify
+
+    eq = nodal.equations(circuit)
+    rows = run_verify(eq, duration=duration, oversample=oversample, backend=backend)
+    if json_out:
+        console.print_json(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(title=f"{circuit} against ngspice (48 kHz; reference: max step T/16)")
+    for col in ("signal", "oversample", "output ESR", "state ESR", "solver s", "ngspice s"):
+        table.add_column(col, justify="right" if col != "signal" else "left")
+    for r in rows:
+        table.add_row(r.signal, f"{r.oversample}x", f"{r.output_esr:.2e}", f"{r.state_esr:.2e}",
+                      f"{r.solver_seconds:.2f}", f"{r.ngspice_seconds:.2f}")
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

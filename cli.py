@@ -67,11 +67,14 @@ def circuits() -> None:
     import nodal
 
     table = Table(title="built-in circuits")
-    for col in ("name", "description", "states", "inputs", "parameters"):
+    for col in ("name", "description", "states", "inputs", ".param knobs"):
         table.add_column(col, overflow="fold")
     for name, entry in library.registry().items():
         eq = nodal.equations(name)
-        params = ", ".join(f"{p}={v:g}" for p, v in eq.component_values.items())
+        knobs = [p for p in eq.netlist.params if p in eq.netlist.defaults]
+        params = ", ".join(f"{p}={eq.netlist.defaults[p]:g}" for p in knobs)
+        others = len(eq.component_values) - len(knobs)
+        params = (params + "; " if params else "") + f"{others} component values"
         table.add_row(name, entry.description, ", ".join(eq.state_names),
                       ", ".join(eq.input_names), params)
     console.print(table)
@@ -173,6 +176,28 @@ def verify(
         table.add_row(r.signal, f"{r.oversample}x", f"{r.output_esr:.2e}", f"{r.state_esr:.2e}",
                       f"{r.solver_seconds:.2f}", f"{r.ngspice_seconds:.2f}")
     console.print(table)
+
+
+@app.command()
+@friendly
+def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's files")) -> None:
+    """The main job on a built-in circuit: the diode clipper checked against ngspice, then run
+    on a plucked string (WAV files to listen to)."""
+    import nodal
+    from nodal import signals
+    from nodal.audio import write_signal
+    from nodal.render import render
+
+    console.rule("nodalnet demo: the diode clipper")
+    verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False)
+    eq = nodal.equations("diode_clipper")
+    x = signals.plucked_string(3.0, 48000, peak=1.0, seed=7)
+    y, states = render(eq, x, 48000, oversample=8)
+    write_signal(out / "pluck_in.wav", x, 48000)
+    write_signal(out / "diode_clipper_out.wav", y, 48000)
+    write_signal(out / "diode_clipper_states.npy", states, 48000)
+    console.print(f"wrote {out}/pluck_in.wav (input, volts) and {out}/diode_clipper_out.wav "
+                  f"(output, 8x oversampled; peak {abs(y).max():.3f} V)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -93,7 +93,7 @@ def equations(circuit: str = typer.Argument(..., help="built-in name or .cir fil
 @app.command()
 @friendly
 def simulate(
-    circuit: str = typer.Argument(..., help="built-in circuit name or .cir netlist"),
+    circuit: Optional[str] = typer.Argument(None, help="built-in circuit name or .cir netlist (not with --model)"),
     input: Path = typer.Option(..., "--input", "-i", help="input WAV (sample values = volts) or .npy"),
     output: Path = typer.Option(..., "--output", "-o", help="output .npy (float64 volts) or .wav (float32)"),
     states: Optional[Path] = typer.Option(None, help="write the circuit states [time, n_states] as .npy"),
@@ -104,8 +104,9 @@ def simulate(
     rate: Optional[float] = typer.Option(None, help="sample rate of a .npy input, Hz (WAV: its own)"),
     normalize: bool = typer.Option(False, help="peak-normalise a .wav output for listening"),
     backend: str = typer.Option("fast", help="fast (compiled) or torch (differentiable path)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a trained run directory (nodalnet train --out): run that network instead of the solver"),
 ) -> None:
-    """Run a circuit on an input signal; write its output (and states)."""
+    """Run a circuit (or a trained model of it) on an input signal; write its output (and states)."""
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -114,6 +115,10 @@ def simulate(
     from nodal.errors import SignalError
     from nodal.render import render
 
+    if model is not None:
+        return _simulate_model(model, input, output, states, control, gain, rate, normalize)
+    if circuit is None:
+        raise SignalError("give a circuit (built-in name or .cir file), or --model RUN_DIR")
     if backend not in ("fast", "torch"):
         raise SignalError("--backend is fast or torch")
     for path in [output] + ([states] if states else []):
@@ -198,6 +203,96 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
     write_signal(out / "diode_clipper_states.npy", states, 48000)
     console.print(f"wrote {out}/pluck_in.wav (input, volts) and {out}/diode_clipper_out.wav "
                   f"(output, 8x oversampled; peak {abs(y).max():.3f} V)")
+
+
+def _simulate_model(run_dir: Path, input: Path, output: Path, states: Optional[Path],
+                    control: List[str], gain: float, rate: Optional[float],
+                    normalize: bool) -> None:
+    """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
+    import nets
+    from nets.inference import process
+    from nodal.audio import read_signal, write_signal
+    from nodal.errors import SignalError
+
+    net = nets.load_run(run_dir)
+    signal, fs = read_signal(input, gain)
+    fs = fs or rate
+    if fs is None:
+        raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
+    controls = {k: read_signal(f)[0] for k, f in _parse_assignments(control, "--control").items()}
+    y, x = process(net, signal, fs, controls)
+    write_signal(output, y, fs, normalize=normalize)
+    if states:
+        write_signal(states, x, fs)
+    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
+
+
+@app.command()
+@friendly
+def train(
+    circuit: Optional[str] = typer.Argument(None, help="built-in circuit name or .cir netlist (omit with --resume)"),
+    model: str = typer.Option("stn", "--model", "-m", help="stn, gru, gru-sm, lstm, ode or nodal"),
+    window: Optional[str] = typer.Option(None, help="samples between resets to true states: 1 = teacher forcing, inf = free-running [default: the model's]"),
+    state_weight: Optional[float] = typer.Option(None, help="lambda in ESR(y) + lambda ESR(x) [default: the model's]"),
+    hidden: Optional[int] = typer.Option(None, help="hidden size (GRU/LSTM units, STN/ODE units per layer)"),
+    epochs: Optional[int] = typer.Option(None, help="epochs [default: the model's]"),
+    seed: int = typer.Option(0, help="seed of the weights and the batch order"),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate [default: the model's]"),
+    emphasis: Optional[float] = typer.Option(None, help="pre-emphasis 1 - c z^-1 on the output loss, e.g. 0.85"),
+    train_seconds: Optional[float] = typer.Option(None, help="seconds of generated training material"),
+    wav: List[Path] = typer.Option([], help="train on these mono WAV files (volts) instead (repeatable)"),
+    sample_rate: float = typer.Option(48000.0, "--rate", help="the dataset's (and model's) rate, Hz"),
+    set_: List[str] = typer.Option([], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
+    threads: int = typer.Option(2, help="torch threads"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory to write"),
+    resume: Optional[Path] = typer.Option(None, help="continue the run in this directory"),
+) -> None:
+    """Train a model of a circuit on the solver's states and output (see `nets.train`)."""
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import nets.runs
+    from nets.data import MaterialSpec
+    from nodal.errors import SignalError
+
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("loss {task.fields[loss]:.3e}  val ESR {task.fields[val]}"),
+                  TimeElapsedColumn(), console=err_console) as bar:
+        task = bar.add_task("training", total=None, loss=float("nan"), val="-")
+
+        def on_step(epoch, step, steps, loss):
+            bar.update(task, description=f"epoch {epoch + 1}", completed=step, total=steps, loss=loss)
+
+        def on_epoch(record):
+            bar.update(task, val=f"{record['val_esr']:.3e}")
+
+        hooks = dict(log=bar.console.print, on_step=on_step, on_epoch=on_epoch)
+        if resume is not None:
+            info = nets.runs.resume(resume, epochs=epochs, **hooks)
+            out = resume
+        else:
+            if circuit is None:
+                raise SignalError("give a circuit to train on (or --resume RUN_DIR)")
+            k = None if window is None else (0 if window.lower() in ("inf", "0") else int(window))
+            material = MaterialSpec(wav=tuple(str(w) for w in wav))
+            if train_seconds:
+                material = replace(material, train_seconds=train_seconds)
+            info = nets.runs.start(circuit, model, out=out, hidden=hidden, sample_rate=sample_rate,
+                                   material=material, values=_parse_values(set_) or None,
+                                   window=k, state_weight=state_weight, epochs=epochs, seed=seed,
+                                   lr=lr, emphasis=emphasis, threads=threads, **hooks)
+    test = info["test"]
+    state = "" if test["state_esr"] is None else f", state ESR {test['state_esr']:.3e}"
+    console.print(f"{model if resume is None else info['model']['name']}: free-running test ESR "
+                  f"{test['esr']:.3e} (pre-emphasised {test['esr_emphasis']:.3e}){state}; best "
+                  f"epoch {info['best']['epoch'] + 1}, {info['history'][-1]['seconds']:.0f} s"
+                  + (f" -> {out}" if out else ""))
+    if info.get("components"):
+        c = info["components"]
+        for name, value in c["trained"].items():
+            console.print(f"  {name}: {value:.6g} (true {c['true'][name]:.6g}, start "
+                          f"{c['start'][name]:.6g}, error {100 * (value / c['true'][name] - 1):+.3f} %)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

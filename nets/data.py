@@ -1,0 +1,390 @@
+"""Datasets: a circuit plus input material -> the solver's inputs u, states x and output y.
+
+Material is guitar-like audio made here (`guitar_material`: plucked notes and chords over many
+pitches and dynamics, palm-muted and sustained, sweeps and silence, each clip at a peak level
+between 0.05 V and 2 V) or the user's WAV files (their samples are volts). Control inputs
+(a `*@ control` source, e.g. an LFO) follow the netlist's own waveform for that source, with
+time running on across the splits. Train / validation / test are made from disjoint audio:
+separate random clips for generated material, separate stretches of the files for WAVs.
+
+Every split is one signal: u [1, T, n_inputs], x [1, T, n_states], y [1, T, 1] (float32,
+SI units), plus x_init [1, n_states], the state before its first sample. Datasets are cached on
+disk, keyed by the netlist text, every parameter value, the rate and the material.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from scipy import signal
+from torch import Tensor
+
+import nodal
+from nodal.signals import karplus_strong, sweep
+
+from .errors import AudioShapeMismatchError, SampleRateMismatchError
+
+SPLITS = ("train", "val", "test")
+CACHE_VERSION = 1
+LEAD_IN = 32  # samples simulated before a split starts, so x_init is the state before it
+
+
+def cache_dir() -> Path:
+    """Where datasets are cached: $NODALNET_CACHE, else ~/.cache/nodalnet/datasets."""
+    root = os.environ.get("NODALNET_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "nodalnet" / "datasets"
+
+
+# -- material ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaterialSpec:
+    """What the circuit is driven with. Durations in seconds, levels in volts (peak)."""
+
+    train_seconds: float = 20.0
+    val_seconds: float = 2.0
+    test_seconds: float = 5.0
+    seed: int = 0
+    min_level: float = 0.05
+    max_level: float = 2.0
+    wav: tuple[str, ...] = ()
+    resample: bool = True  # WAVs at another rate are resampled (else SampleRateMismatchError)
+
+    def seconds(self, split: str) -> float:
+        return {"train": self.train_seconds, "val": self.val_seconds,
+                "test": self.test_seconds}[split]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["wav"] = list(self.wav)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MaterialSpec":
+        d = dict(d)
+        d["wav"] = tuple(d.get("wav", ()))
+        return cls(**d)
+
+
+CHORD_SHAPES = ([0, 7, 12, 16, 19, 24], [0, 7, 12, 15, 19, 24], [0, 7, 12], [0, 4, 7, 12],
+                [0, 5, 10, 15, 19, 24])
+
+
+def _clip(kind: str, sample_rate: float, rng: np.random.Generator) -> np.ndarray:
+    fs = sample_rate
+    if kind == "silence":
+        return np.zeros(int(rng.uniform(0.05, 0.3) * fs))
+    if kind == "sweep":
+        duration = rng.uniform(0.5, 2.0)
+        f0, f1 = rng.uniform(20, 100), rng.uniform(5e3, min(16e3, 0.4 * fs))
+        return sweep(f0, f1, duration, fs) if rng.random() < 0.5 else sweep(f0, f1, duration, fs)[::-1]
+    if kind == "muted":  # palm-muted: a dark pluck that dies within a few tens of ms
+        f = float(np.exp(rng.uniform(np.log(82.4), np.log(330.0))))
+        return karplus_strong(f, rng.uniform(0.1, 0.4), fs, rng, damping=rng.uniform(0.90, 0.97),
+                              brightness=rng.uniform(0.6, 0.85))
+    if kind == "chord":  # a strum: the strings of a chord shape a few ms apart
+        root = float(np.exp(rng.uniform(np.log(82.4), np.log(330.0))))
+        shape = CHORD_SHAPES[rng.integers(len(CHORD_SHAPES))]
+        duration = rng.uniform(0.5, 2.0)
+        n = int(duration * fs)
+        out = np.zeros(n)
+        delay = 0
+        for semitones in shape:
+            f = root * 2 ** (semitones / 12)
+            note = karplus_strong(f, duration, fs, rng, damping=rng.uniform(0.994, 0.999),
+                                  brightness=rng.uniform(0.1, 0.6))
+            out[delay:] += rng.uniform(0.5, 1.0) * note[: n - delay]
+            delay += int(rng.uniform(0.003, 0.015) * fs)
+            if delay >= n:
+                break
+        return out
+    # a single note, plucked and left to ring (sustained) or damped sooner
+    f = float(np.exp(rng.uniform(np.log(82.4), np.log(1320.0))))
+    sustained = rng.random() < 0.5
+    return karplus_strong(f, rng.uniform(0.3, 2.0), fs, rng,
+                          damping=rng.uniform(0.997, 0.9995) if sustained else rng.uniform(0.985, 0.996),
+                          brightness=rng.uniform(0.1, 0.7))
+
+
+def guitar_material(seconds: float, sample_rate: float = 48000.0, seed: int | list = 0,
+                    min_level: float = 0.05, max_level: float = 2.0) -> np.ndarray:
+    """Guitar-like input [time] in volts: clips of notes, chords, palm mutes, sweeps, silence.
+
+    Each clip is scaled to a peak level drawn log-uniformly in [min_level, max_level] V and
+    faded out over 5 ms; the signal starts with 50 ms of silence (the circuit at rest) and is
+    band-limited below min(16 kHz, 0.4 fs).
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    kinds = ["note", "chord", "muted", "sweep", "silence"]
+    weights = [0.3, 0.25, 0.2, 0.1, 0.15]
+    clips = [np.zeros(int(0.05 * sample_rate))]
+    total = len(clips[0])
+    while total < n:
+        kind = kinds[rng.choice(len(kinds), p=weights)]
+        clip = _clip(kind, sample_rate, rng)
+        peak = np.max(np.abs(clip)) if len(clip) else 0.0
+        if peak > 0:
+            clip = clip * np.exp(rng.uniform(np.log(min_level), np.log(max_level))) / peak
+            fade = min(len(clip), int(0.005 * sample_rate))
+            clip[len(clip) - fade:] *= np.linspace(1, 0, fade)
+        clips.append(clip)
+        total += len(clip)
+    out = np.concatenate(clips)[:n]
+    sos = signal.butter(4, min(16e3, 0.4 * sample_rate), fs=sample_rate, output="sos")
+    return signal.sosfilt(sos, out)
+
+
+def resample_to(audio: np.ndarray, rate: float, target: float, allow: bool = True,
+                what: str = "signal") -> np.ndarray:
+    """audio [time, ...] at `rate` -> at `target` (polyphase), or SampleRateMismatchError."""
+    if rate == target:
+        return audio
+    if not allow:
+        raise SampleRateMismatchError(f"{what} is at {rate:g} Hz but {target:g} Hz is needed; "
+                                      "resample it (or allow resampling)")
+    ratio = Fraction(float(target) / float(rate)).limit_denominator(1000)
+    return signal.resample_poly(audio, ratio.numerator, ratio.denominator, axis=0)
+
+
+def read_wav(path: str | Path, sample_rate: float, resample: bool = True) -> np.ndarray:
+    """A mono WAV file as volts [time] at `sample_rate` (its samples are taken as volts)."""
+    import soundfile
+
+    audio, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+    if audio.shape[1] != 1:
+        raise AudioShapeMismatchError(f"{path}: {audio.shape[1]} channels; give a mono file "
+                                      "(one channel: the circuit's input in volts)")
+    if audio.shape[0] == 0:
+        raise AudioShapeMismatchError(f"{path}: the file holds no samples")
+    if not np.isfinite(audio).all():
+        raise AudioShapeMismatchError(f"{path}: the file contains NaN or infinite samples")
+    return resample_to(audio[:, 0], rate, sample_rate, resample, str(path))
+
+
+def material(spec: MaterialSpec, sample_rate: float) -> dict[str, np.ndarray]:
+    """The audio input of each split, [time] in volts; disjoint by construction."""
+    if spec.wav:
+        audio = np.concatenate([read_wav(p, sample_rate, spec.resample) for p in spec.wav])
+        total = spec.train_seconds + spec.val_seconds + spec.test_seconds
+        cuts = np.cumsum([spec.seconds(s) / total for s in SPLITS]) * len(audio)
+        edges = [0] + [int(c) for c in cuts]
+        return {s: audio[edges[k]:edges[k + 1]] for k, s in enumerate(SPLITS)}
+    return {s: guitar_material(spec.seconds(s), sample_rate, [spec.seed, k],
+                               spec.min_level, spec.max_level)
+            for k, s in enumerate(SPLITS)}
+
+
+# -- the dataset --------------------------------------------------------------------------------
+@dataclass
+class Split:
+    """One signal: u [1, T, n_inputs], x [1, T, n_states], y [1, T, 1], x_init [1, n_states]."""
+
+    u: Tensor
+    x: Tensor
+    y: Tensor
+    x_init: Tensor
+
+    @property
+    def length(self) -> int:
+        return self.u.shape[1]
+
+
+@dataclass
+class Batch:
+    """Training segments: u [B, L, n_inputs], x [B, L, n_states], y [B, L, 1]; x_prev
+    [B, n_states] and u_prev [B, n_inputs], the true state and input just before each."""
+
+    u: Tensor
+    x: Tensor
+    y: Tensor
+    x_prev: Tensor
+    u_prev: Tensor
+
+
+@dataclass
+class CircuitDataset:
+    circuit: str
+    netlist: str
+    sample_rate: float
+    values: dict[str, float]
+    material: MaterialSpec
+    splits: dict[str, Split]
+    input_names: list[str] = field(default_factory=list)
+    state_names: list[str] = field(default_factory=list)
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> Split:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> Split:
+        return self.splits["test"]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.train.u.shape[-1]
+
+    @property
+    def n_states(self) -> int:
+        return self.train.x.shape[-1]
+
+    @property
+    def scaling(self) -> dict[str, list[float]]:
+        """Per-channel mean and standard deviation of the training split (std floored)."""
+        out = {}
+        for key in ("u", "x", "y"):
+            values = getattr(self.train, key)[0].double()
+            std = values.std(0)
+            std = torch.where(std > 1e-9, std, torch.ones_like(std))
+            out[f"{key}_mean"] = values.mean(0).tolist()
+            out[f"{key}_std"] = std.tolist()
+        return out
+
+    def spec(self) -> dict:
+        """What made this dataset (JSON): enough to make it again."""
+        return {"circuit": self.circuit, "sample_rate": self.sample_rate, "values": self.values,
+                "material": self.material.to_dict(), "input_names": self.input_names,
+                "state_names": self.state_names,
+                "samples": {s: self.splits[s].length for s in SPLITS}}
+
+    def segments(self, length: int, batch: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of training batches: the train split cut into segments of `length`
+        samples at a random offset, shuffled."""
+        split = self.train
+        total = split.length
+        length = min(length, total)
+        offset = int(torch.randint(0, max(1, min(length, total - length + 1)), (1,),
+                                   generator=generator))
+        starts = torch.arange(offset, total - length + 1, length)
+        starts = starts[torch.randperm(len(starts), generator=generator)]
+        ramp = torch.arange(length)
+        for chunk in starts.split(batch):
+            index = chunk[:, None] + ramp
+            previous = torch.where((chunk > 0)[:, None], split.x[0, (chunk - 1).clamp(min=0)],
+                                   split.x_init[0].expand(len(chunk), -1))
+            u_previous = split.u[0, (chunk - 1).clamp(min=0)]  # at 0: the held lead-in input
+            yield Batch(split.u[0, index], split.x[0, index], split.y[0, index], previous,
+                        u_previous)
+
+    # -- disk ---------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        arrays = {}
+        for s in SPLITS:
+            for key in ("u", "x", "y", "x_init"):
+                arrays[f"{s}_{key}"] = getattr(self.splits[s], key).numpy()
+        meta = json.dumps({"circuit": self.circuit, "netlist": self.netlist,
+                           "sample_rate": self.sample_rate, "values": self.values,
+                           "material": self.material.to_dict(), "input_names": self.input_names,
+                           "state_names": self.state_names})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        os.close(fd)
+        np.savez(tmp, meta=np.array(meta), **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "CircuitDataset":
+        with np.load(path) as f:
+            meta = json.loads(str(f["meta"]))
+            splits = {s: Split(*(torch.from_numpy(f[f"{s}_{k}"])
+                                 for k in ("u", "x", "y", "x_init"))) for s in SPLITS}
+        return cls(meta["circuit"], meta["netlist"], meta["sample_rate"], meta["values"],
+                   MaterialSpec.from_dict(meta["material"]), splits, meta["input_names"],
+                   meta["state_names"])
+
+
+def _controls(solver: nodal.NodalSolver, length: int, start: int) -> np.ndarray:
+    """The control inputs [time, n_controls]: each control source's own netlist waveform."""
+    t = (np.arange(length) + start) / solver.sample_rate
+    columns = []
+    for src in solver.eq.sources[1:solver.n_inputs]:
+        if src.waveform is not None:
+            columns.append(np.asarray(src.waveform.at(t, 1 / solver.sample_rate), dtype=float))
+        else:
+            columns.append(np.full(length, float(solver.value(src.name))))
+    return np.stack(columns, -1) if columns else np.zeros((length, 0))
+
+
+def simulate_split(solver: nodal.NodalSolver, audio: np.ndarray, start: int = 0) -> Split:
+    """Run the solver's fast path on one split's audio [time] (volts) -> Split (float32)."""
+    length = len(audio)
+    lead = np.full(LEAD_IN, audio[0] if length else 0.0)
+    audio = np.concatenate([lead, audio])
+    u = np.concatenate([audio[:, None], _controls(solver, len(audio), start - LEAD_IN)], -1)
+    ut = torch.from_numpy(u)[None]
+    with torch.no_grad():
+        traj = solver.simulate(ut, backend="fast")
+    x, y = traj.x.double(), traj.y.double()
+    f32 = torch.float32
+    return Split(ut[:, LEAD_IN:].to(f32).contiguous(), x[:, LEAD_IN:].to(f32).contiguous(),
+                 y[:, LEAD_IN:].to(f32).contiguous(), x[:, LEAD_IN - 1].to(f32).contiguous())
+
+
+def cache_key(netlist: str, values: dict[str, float], sample_rate: float,
+              spec: MaterialSpec) -> str:
+    wavs = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in spec.wav]
+    blob = json.dumps({"version": CACHE_VERSION, "netlist": netlist, "values": values,
+                       "sample_rate": float(sample_rate), "material": spec.to_dict(),
+                       "wav_content": wavs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def dataset(circuit: str = "diode_clipper", sample_rate: float = 48000.0,
+            material_spec: MaterialSpec | None = None, values: dict[str, float] | None = None,
+            cache: bool = True, log=None) -> CircuitDataset:
+    """The solver's (u, x, y) for `circuit` (built-in name or netlist path) on `material_spec`,
+    from the on-disk cache when this exact circuit, parameter set and material were seen."""
+    spec = material_spec or MaterialSpec()
+    path = nodal.netlist_path(circuit)
+    text = path.read_text()
+    solver = nodal.load(circuit, sample_rate=sample_rate, **(values or {}))
+    all_values = solver.values()
+    file = cache_dir() / f"{path.stem}-{cache_key(text, all_values, sample_rate, spec)}.npz"
+    if cache and file.exists():
+        return CircuitDataset.load(file)
+    audio = material(spec, sample_rate)
+    splits, start = {}, 0
+    for s in SPLITS:
+        if log:
+            log(f"simulating {circuit} on {len(audio[s]) / sample_rate:.1f} s of {s} material")
+        splits[s] = simulate_split(solver, audio[s], start)
+        start += len(audio[s]) + LEAD_IN
+    data = CircuitDataset(str(circuit), text, float(sample_rate), all_values, spec, splits,
+                          list(solver.eq.input_names), list(solver.eq.state_names))
+    if cache:
+        data.save(file)
+    return data
+
+
+def check_compatible(model, data: CircuitDataset) -> None:
+    """Fail early, with a named error, when a model and a dataset do not fit together."""
+    if model.n_inputs != data.n_inputs or model.n_states != data.n_states:
+        raise AudioShapeMismatchError(
+            f"the model takes {model.n_inputs} inputs and exposes {model.n_states} states; the "
+            f"dataset of {data.circuit} has {data.n_inputs} inputs and {data.n_states} states")
+    if float(model.sample_rate) != float(data.sample_rate):
+        raise SampleRateMismatchError(
+            f"the model runs at {model.sample_rate:g} Hz, the dataset is at "
+            f"{data.sample_rate:g} Hz; make the dataset at the model's rate")
+    for name, split in data.splits.items():
+        for key in ("u", "x", "y"):
+            t = getattr(split, key)
+            if not bool(torch.isfinite(t).all()):
+                raise AudioShapeMismatchError(f"the {name} split's {key} has NaN/inf values")
+        if not (split.u.shape[:2] == split.x.shape[:2] == split.y.shape[:2]):
+            raise AudioShapeMismatchError(
+                f"the {name} split's u {list(split.u.shape)}, x {list(split.x.shape)} and y "
+                f"{list(split.y.shape)} must share [batch, time]")

@@ -1,0 +1,29 @@
+"""Errors a user of `nets` can cause, each naming what to fix."""
+
+from __future__ import annotations
+
+from nodal.errors import NodalError
+
+
+class NetsError(NodalError):
+    """Base class of every error `nets` raises on purpose."""
+
+
+class AudioShapeMismatchError(NetsError):
+    """Input, states and output of a dataset (or a model and its data) do not fit together."""
+
+
+class SampleRateMismatchError(NetsError):
+    """A model or dataset asked to run at a rate other than the one it was made at."""
+
+
+class UnknownModelError(NetsError):
+    """A model name that is not in the registry (`nets.MODELS`)."""
+
+
+class RunDirectoryError(NetsError):
+    """A run directory that is missing, incomplete, or already holds a different run."""
+
+
+class TrainingDivergedError(NetsError):
+    """The loss stayed NaN/infinite after every roll-back and learning-rate cut."""

@@ -1,0 +1,171 @@
+"""Fast free-running inference: the trained weights in compiled per-sample kernels (numba).
+
+Only the recurrence is sequential, so only it is compiled; the parts that do not feed back
+(input projections, scaling, readouts, state heads) run vectorised over the whole signal:
+
+    STN:  s[n] = s[n-1] + W_L tanh(... tanh(W_1u u[n] + W_1s s[n-1] + b_1) ...) + b_L
+    GRU:  r, z = sigma(W_i u + b_i + W_h h + b_h);  n = tanh(W_in u + b_in + r (W_hn h + b_hn))
+          h[n] = (1 - z) n + z h[n-1]        (torch.nn.GRU's equations)
+
+Kernels run in float64 on one thread. `compile(model)` returns a callable with the model's
+`forward(u, s0)` signature (free-running, no gradients) for STN, GRU, gru-sm and the `nodal`
+model (its solver's own fast backend); `supports(model)` says whether one exists.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba.typed import List
+from torch import Tensor
+
+from nodal.interface import Trajectory
+
+from .gru import GRU
+from .nodal_model import NodalModel
+from .stn import STN
+
+
+@numba.njit(cache=True, fastmath=True)
+def _stn_states(drive, s0, w_state, hidden_w, hidden_b, w_out, b_out):
+    """drive [B, T, H] = W_1u u + b_1; s0 [B, S] -> states [B, T, S] (scaled units)."""
+    batch, length, width = drive.shape
+    n_states = s0.shape[1]
+    out = np.empty((batch, length, n_states))
+    a = np.empty(width)
+    tmp = np.empty(width)
+    for b in range(batch):
+        s = s0[b].copy()
+        for n in range(length):
+            for i in range(width):
+                acc = drive[b, n, i]
+                for j in range(n_states):
+                    acc += w_state[i, j] * s[j]
+                a[i] = np.tanh(acc)
+            for layer in range(len(hidden_w)):
+                w = hidden_w[layer]
+                bias = hidden_b[layer]
+                for i in range(width):
+                    acc = bias[i]
+                    for j in range(width):
+                        acc += w[i, j] * a[j]
+                    tmp[i] = np.tanh(acc)
+                a[:] = tmp
+            for i in range(n_states):
+                acc = b_out[i]
+                for j in range(w_out.shape[1]):
+                    acc += w_out[i, j] * a[j]
+                s[i] += acc
+                out[b, n, i] = s[i]
+    return out
+
+
+@numba.njit(cache=True, fastmath=True)
+def _gru_hidden(gi, h0, w_hh, b_hh):
+    """gi [B, T, 3H] = W_ih u + b_ih; h0 [B, H] -> hidden states [B, T, H]."""
+    batch, length, three = gi.shape
+    hidden = three // 3
+    out = np.empty((batch, length, hidden))
+    gh = np.empty(three)
+    for b in range(batch):
+        h = h0[b].copy()
+        for n in range(length):
+            for i in range(three):
+                acc = b_hh[i]
+                for j in range(hidden):
+                    acc += w_hh[i, j] * h[j]
+                gh[i] = acc
+            for i in range(hidden):
+                r = 1.0 / (1.0 + np.exp(-(gi[b, n, i] + gh[i])))
+                z = 1.0 / (1.0 + np.exp(-(gi[b, n, hidden + i] + gh[hidden + i])))
+                c = np.tanh(gi[b, n, 2 * hidden + i] + r * gh[2 * hidden + i])
+                h[i] = (1.0 - z) * c + z * h[i]
+                out[b, n, i] = h[i]
+    return out
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().double().cpu().numpy())
+
+
+def supports(model) -> bool:
+    return type(model) in (STN, GRU) or isinstance(model, NodalModel)
+
+
+class FastSTN:
+    def __init__(self, model: STN):
+        self.model = model
+        linears = [m for m in model.mlp if isinstance(m, torch.nn.Linear)]
+        first, *middle, last = linears
+        n_in = model.n_inputs * (1 + model.history)  # features [u[n], u[n-1], x[n-1]]
+        self.w_input = first.weight[:, :n_in].detach().double()
+        self.b_input = first.bias.detach().double()
+        self.w_state = _np(first.weight[:, n_in:])
+        if middle:
+            self.hidden_w = List([_np(m.weight) for m in middle])
+            self.hidden_b = List([_np(m.bias) for m in middle])
+        else:
+            self.hidden_w = List.empty_list(numba.float64[:, ::1])
+            self.hidden_b = List.empty_list(numba.float64[::1])
+        self.w_out, self.b_out = _np(last.weight), _np(last.bias)
+
+    @torch.no_grad()
+    def __call__(self, u: Tensor, s0: Tensor | None = None) -> Trajectory:
+        m = self.model
+        m.check_inputs(u)
+        u = u.to(m.dtype)
+        s0 = m.initial_state(u.shape[0], u[:, 0]) if s0 is None else s0
+        un = m.scale_u(u)
+        ns = m.n_states
+        features = un.double()
+        if m.history:
+            features = torch.cat([features, torch.cat([s0[:, None, ns:], un[:, :-1]], 1).double()], -1)
+        drive = _np(features @ self.w_input.T + self.b_input)
+        states = torch.from_numpy(_stn_states(drive, _np(s0[:, :ns]), self.w_state,
+                                              self.hidden_w, self.hidden_b, self.w_out, self.b_out))
+        states = states.to(m.dtype)
+        s_final = torch.cat([states[:, -1], un[:, -1]], -1) if m.history else states[:, -1]
+        return Trajectory(m._readout(states, un), m.unscale_x(states), s_final)
+
+
+class FastGRU:
+    def __init__(self, model: GRU):
+        self.model = model
+        rnn = model.rnn
+        self.w_ih, self.b_ih = rnn.weight_ih_l0.detach().double(), rnn.bias_ih_l0.detach().double()
+        self.w_hh, self.b_hh = _np(rnn.weight_hh_l0), _np(rnn.bias_hh_l0)
+
+    @torch.no_grad()
+    def __call__(self, u: Tensor, s0: Tensor | None = None) -> Trajectory:
+        m = self.model
+        m.check_inputs(u)
+        u = u.to(m.dtype)
+        s0 = m.initial_state(u.shape[0]) if s0 is None else s0
+        un = m.scale_u(u)
+        gi = _np(un.double() @ self.w_ih.T + self.b_ih)
+        seq = torch.from_numpy(_gru_hidden(gi, _np(s0), self.w_hh, self.b_hh)).to(m.dtype)
+        y = m.unscale_y(m.out(seq) + m.skip(un))
+        return Trajectory(y, m.unscale_x(m.head(seq)), seq[:, -1])
+
+
+class FastNodal:
+    """The solver's own compiled backend, at the model's current component values."""
+
+    def __init__(self, model: NodalModel):
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, u: Tensor, s0: Tensor | None = None) -> Trajectory:
+        return self.model.solver.simulate(u.double(), s0=s0, backend="fast")
+
+
+def compile(model):
+    """A fast forward-only runner for `model` (see `supports`)."""
+    if type(model) is STN:
+        return FastSTN(model)
+    if type(model) is GRU:
+        return FastGRU(model)
+    if isinstance(model, NodalModel):
+        return FastNodal(model)
+    raise TypeError(f"no fast path for {type(model).__name__}; use the model itself")

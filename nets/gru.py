@@ -1,0 +1,86 @@
+"""GRU models: `gru` (black box, started from a warm-up) and `gru-sm` (state matching).
+
+    h[n] = GRU(h[n-1], u[n]);  y[n] = W_y h[n] + b_y + w_skip u[n]
+    gru-sm: x[n] = W h[n] + b (the state head, trained against the circuit states) and
+            encode(x) = tanh(A x + c) (circuit states -> h, learned jointly through resets)
+
+Both have the head and the encoder, so both satisfy the interface; only `gru-sm` is trained
+against the states and reset from them (`resettable`, `exposes_states`). Sequences run through
+`nn.GRU` (one fused call per window batch), single steps through the same module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nodal.interface import Trajectory
+
+from .base import NeuralModel
+from .gru_kernel import gru_recurrence
+
+
+class RecurrentModel(NeuralModel):
+    """A recurrent network with linear output, state head and state encoder."""
+
+    cell = nn.GRU
+    state_factor = 1  # internal state size / hidden size
+
+    def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
+                 hidden: int = 8, state_matching: bool = False, scaling: dict | None = None):
+        super().__init__(n_inputs, n_states, sample_rate, scaling)
+        self.hidden = int(hidden)
+        self.state_matching = bool(state_matching)
+        self.resettable = self.state_matching
+        self.exposes_states = self.state_matching
+        self.rnn = self.cell(n_inputs, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, 1)
+        self.skip = nn.Linear(n_inputs, 1, bias=False)
+        self.head = nn.Linear(hidden, n_states)
+        self.encoder = nn.Linear(n_states, hidden * self.state_factor)
+        with torch.no_grad():  # the dry signal passes straight through at the start
+            self.skip.weight.zero_()
+            self.skip.weight[0, 0] = float(self.u_std[0] / self.y_std[0])
+
+    def initial_state(self, batch: int, u0: Tensor | None = None) -> Tensor:
+        return torch.zeros(batch, self.hidden * self.state_factor, dtype=self.dtype,
+                           device=self.u_mean.device)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.encoder(self.scale_x(x.to(self.dtype))))
+
+    def _recur(self, un: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+        seq, h = self.rnn(un, s0[None].contiguous())
+        return seq, h[0]
+
+    def run(self, u: Tensor, s0: Tensor) -> Trajectory:
+        un = self.scale_u(u)
+        seq, s = self._recur(un, s0)
+        y = self.unscale_y(self.out(seq) + self.skip(un))
+        return Trajectory(y, self.unscale_x(self.head(seq)), s)
+
+    def step(self, s: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        traj = self.run(u[:, None].to(self.dtype), s)
+        return traj.s_final, traj.y[:, 0], traj.x[:, 0]
+
+
+class GRU(RecurrentModel):
+    """`gru` (state_matching=False) and `gru-sm` (state_matching=True).
+
+    The recurrence runs in the compiled kernel of `nets.gru_kernel` (forward and backward),
+    with `nn.GRU`'s weights and equations; `fused=False` uses `nn.GRU` itself.
+    """
+
+    def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
+                 hidden: int = 8, state_matching: bool = False, fused: bool = True,
+                 scaling: dict | None = None):
+        super().__init__(n_inputs, n_states, sample_rate, hidden, state_matching, scaling)
+        self.fused = fused
+
+    def _recur(self, un: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.fused or un.device.type != "cpu":
+            return super()._recur(un, s0)
+        rnn = self.rnn
+        gi = un @ rnn.weight_ih_l0.T + rnn.bias_ih_l0
+        seq = gru_recurrence(gi, s0.to(gi.dtype), rnn.weight_hh_l0, rnn.bias_hh_l0)
+        return seq, seq[:, -1]

@@ -1,0 +1,67 @@
+"""Evaluation of a model on a split: output ESR (plain and pre-emphasised) and state ESR.
+
+One definition each, all from `nets.losses.esr` (per batch item, then averaged):
+    esr            ESR(y_hat, y) over the whole signal
+    esr_emphasis   the same after the pre-emphasis filter 1 - 0.85 z^-1 (a separate column)
+    state_esr      ESR per circuit state, averaged over the states (None when the model's
+                   states are not trained against the circuit's, e.g. plain `gru`)
+Free-running (`every=0`) is the default and what "test ESR" means: the model starts from the
+state before the split (`encode(x_init)`) if it can be reset, else from its initial state,
+and runs to the end on its own outputs. `every=k` resets to true states every k samples.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nodal.interface import Trajectory
+
+from . import fast
+from .data import Split
+from .losses import esr
+
+EMPHASIS = 0.85
+
+
+def output_esr(y_hat: torch.Tensor, y: torch.Tensor, emphasis: float | None = None) -> float:
+    """ESR of outputs [B, T, 1] (per item, averaged)."""
+    return float(esr(y_hat.double(), y.double(), "mean", emphasis))
+
+
+def state_esr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """ESR per state [B, T, n_states], averaged over items and states."""
+    return float(esr(x_hat.double(), x.double(), "mean"))
+
+
+def start_state(model, split: Split) -> torch.Tensor:
+    if getattr(model, "resettable", True):
+        return model.reset(split.x_init, split.u[:, 0])
+    return model.initial_state(split.u.shape[0], split.u[:, 0])
+
+
+@torch.no_grad()
+def predict(model, split: Split, every: int = 0, use_fast: bool = True) -> Trajectory:
+    """The model's trajectory over a split, free-running (every=0) or reset every k samples."""
+    s0 = start_state(model, split)
+    if every == 0 and use_fast and fast.supports(model) and _fast_available(model):
+        return fast.compile(model)(split.u, s0)
+    return model(split.u, s0=s0, teacher=split.x if every else None, every=every)
+
+
+def _fast_available(model) -> bool:
+    solver = getattr(model, "solver", None)
+    return solver is None or hasattr(solver, "simulate")
+
+
+def evaluate(model, split: Split, every: int = 0, use_fast: bool = True) -> dict:
+    """{"esr", "esr_emphasis", "state_esr"} of `model` on `split` (see the module doc)."""
+    was_training = model.training
+    model.eval()
+    try:
+        traj = predict(model, split, every, use_fast)
+    finally:
+        model.train(was_training)
+    return {"esr": output_esr(traj.y, split.y),
+            "esr_emphasis": output_esr(traj.y, split.y, EMPHASIS),
+            "state_esr": state_esr(traj.x, split.x) if getattr(model, "exposes_states", True)
+            else None}

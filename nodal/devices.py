@@ -175,8 +175,13 @@ def _model_symbols(net: Netlist, el: Element) -> dict[str, sp.Expr]:
 
 
 def junction_current(v: sp.Expr, i_s: sp.Expr, n: sp.Expr) -> sp.Expr:
-    """The Shockley diode law with ngspice's GMIN: i = Is (exp(v / (n Vt)) - 1) + GMIN v."""
-    return i_s * (sp.exp(v / (n * THERMAL_VOLTAGE)) - 1) + GMIN * v
+    """The Shockley diode law: i = Is (exp(v / (n Vt)) - 1).
+
+    ngspice also puts GMIN (1e-12 S) across every junction; being linear, that conductance is
+    stamped into the MNA matrix for every junction port (`mna.derive`), not added here. It also
+    keeps the matrix regular when a node is reached only through junctions.
+    """
+    return i_s * (sp.exp(v / (n * THERMAL_VOLTAGE)) - 1)
 
 
 def diode(el: Element, net: Netlist) -> Stamp:
@@ -220,3 +225,150 @@ def register(letter: str):
 def critical_voltage(vte: float, i_s: float) -> float:
     """SPICE's vcrit = n Vt ln(n Vt / (sqrt(2) Is)): above it, junction steps are limited."""
     return vte * math.log(vte / (math.sqrt(2.0) * i_s))
+
+
+# -- semiconductors beyond the diode: ngspice's BJT (level 1) and JFET (level 1) ---------------
+
+EULER = math.e          # ngspice's CONSTe
+
+
+def spice_junction(v: sp.Expr, i_s: sp.Expr, vte: sp.Expr) -> sp.Expr:
+    """A pn junction as ngspice's BJT and JFET evaluate it (no GMIN; callers add their own).
+
+        i = Is (exp(v / vte) - 1)                 for v >= -3 vte
+        i = -Is (1 + (3 vte / (e v))^3)           below: a cubic tail, C1-continuous at -3 vte
+
+    The tail's denominator uses min(v, -3 vte), written with Abs so that the branch that
+    `torch.where` discards stays finite and its gradient is zero rather than NaN.
+    """
+    knee = -3 * vte
+    v_tail = (v + knee - sp.Abs(v - knee)) / 2          # min(v, knee)
+    tail = -i_s * (1 + (3 * vte / (EULER * v_tail)) ** 3)
+    return sp.Piecewise((i_s * (sp.exp(v / vte) - 1), v >= knee), (tail, True))
+
+
+def _port_voltage(name: str) -> sp.Symbol:
+    return sp.Symbol(f"v_{name}", real=True)
+
+
+def _inverse(value: sp.Expr, net: Netlist) -> sp.Expr:
+    """1/V for an Early voltage; infinite or zero (ngspice: not given) means no effect."""
+    if value is sp.oo or value == sp.oo:
+        return sp.Integer(0)
+    default = evaluate(value, net.defaults)
+    if default == 0 or math.isinf(default):
+        return sp.Integer(0)
+    return 1 / value
+
+
+def _check_model(el: Element, net: Netlist, unsupported: tuple[str, ...], what: str) -> None:
+    """ngspice parameters that would change the device but that nodalnet does not model."""
+    params = net.models[el.model].params
+    given = [p for p in unsupported if p in params and evaluate(params[p], net.defaults) != 0]
+    if given:
+        raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in given)}, "
+                        "which nodalnet does not model (its Q has IS BF BR NF NR VAF VAR, its J "
+                        "has VTO BETA LAMBDA IS B PB); remove them or set them to 0", el)
+
+
+_BJT_UNSUPPORTED = ("ikf", "ikr", "ise", "isc", "rb", "rbm", "irb", "re", "rc", "cje", "cjc",
+                    "cjs", "tf", "tr", "xtf", "itf", "iss")
+_JFET_UNSUPPORTED = ("rd", "rs", "cgs", "cgd")
+
+
+@register("Q")
+def bjt(el: Element, net: Netlist) -> Stamp:
+    """Q c b e: ngspice's Gummel-Poon BJT with what IS BF BR NF NR VAF VAR give (SI units).
+
+    In the polarity-normalised frame (vbe, vbc multiplied by +1 for NPN, -1 for PNP):
+
+        cbe = J(vbe; IS, NF Vt),  cbc = J(vbc; IS, NR Vt)       (`spice_junction`)
+        qb  = 1 / (1 - vbc/VAF - vbe/VAR)                        (Early effect, IKF = IKR = 0)
+        Ic  = (cbe - cbc)/qb - cbc/BR - GMIN vbc                 into the collector
+        Ib  = cbe/BF + cbc/BR + GMIN (vbe + vbc)                 into the base
+
+    Ports are the two junctions, (b, e) and (b, c) for NPN, (e, b) and (c, b) for PNP, so
+    SPICE's pnjlim applies to both exactly as ngspice applies it to vbe and vbc. Their currents
+    are Ib + Ic (= -Ie, base to emitter) and -Ic (base to collector). ngspice also puts GMIN
+    from the substrate (ground for a 3-terminal Q) to the collector of a vertical NPN and to the
+    base of a lateral PNP: a linear conductance here.
+    """
+    _check_model(el, net, _BJT_UNSUPPORTED, "BJT")
+    c, b, e = el.nodes
+    mp = _model_symbols(net, el)
+    npn = net.models[el.model].type == "npn"
+    i_s, bf, br = mp["is"], mp["bf"], mp["br"]
+    vtf, vtr = mp["nf"] * THERMAL_VOLTAGE, mp["nr"] * THERMAL_VOLTAGE
+    vbe, vbc = _port_voltage(f"{el.name}_be"), _port_voltage(f"{el.name}_bc")
+    cbe = spice_junction(vbe, i_s, vtf)
+    cbc = spice_junction(vbc, i_s, vtr)
+    qb = 1 / (1 - vbc * _inverse(mp["vaf"], net) - vbe * _inverse(mp["var"], net))
+    i_c = (cbe - cbc) / qb - cbc / br - GMIN * vbc
+    i_b = cbe / bf + cbc / br + GMIN * (vbe + vbc)
+    if npn:
+        ports = [Port(b, e, junction=(vtf, i_s)), Port(b, c, junction=(vtr, i_s))]
+        substrate = conductance(c, GROUND, sp.Float(GMIN))
+    else:
+        ports = [Port(e, b, junction=(vtf, i_s)), Port(c, b, junction=(vtr, i_s))]
+        substrate = conductance(b, GROUND, sp.Float(GMIN))
+    return Stamp(matrix=substrate, ports=ports, voltages=[vbe, vbc],
+                 currents=[i_b + i_c, -i_c])
+
+
+def jfet_channel(vgs: sp.Expr, vgd: sp.Expr, vto: sp.Expr, beta: sp.Expr, lam: sp.Expr,
+                 b: sp.Expr = sp.Integer(1), pb: sp.Expr = sp.Integer(1)) -> sp.Expr:
+    """ngspice's JFET level-1 drain current (Shichman-Hodges with the Sydney B term), d -> s.
+
+    ngspice (jfetload.c), with vds = vgs - vgd, vgst = vgs - VTO, bfac = (1 - B)/(PB - VTO),
+    cpart(g, e) = e (e (bfac e - B) + g (2B + 3 bfac (g - e))), for vds >= 0:
+
+        cutoff      vgst <= 0:      0
+        linear      vgst >= vds:    BETA (1 + LAMBDA vds) cpart(vgst, vds)
+        saturation  otherwise:      BETA (1 + LAMBDA vds) cpart(vgst, vgst)   (= BETA (1 + LAMBDA vds) vgst^2 (B + bfac vgst))
+
+    and for vds < 0 the same with drain and source swapped (vgd for vgs, -vds for vds), negated.
+    B = 1 gives the square law BETA vgst^2 (1 + LAMBDA vds). All four cases are one formula:
+    with g = max(max(vgs, vgd) - VTO, 0), the gate overdrive at the source-side terminal, and
+    e = clamp(vds, -g, g) (saturation clamps |vds| at g, cutoff clamps it to 0),
+
+        Id = BETA (1 + LAMBDA |vds|) sgn(e) cpart(g, |e|)
+
+    which is how it is written here: three flat `Piecewise` (g, e, |e|) rather than nested cases,
+    so the Jacobian (sympy.diff) and the compiled kernels stay small. Every Abs has a real
+    argument (port voltages only), so its derivative is sign(), never re()/im().
+    """
+    bfac = (1 - b) / (pb - vto)
+    vds = vgs - vgd
+    source_side = (vgs + vgd + sp.Abs(vds)) / 2          # max(vgs, vgd)
+    g = sp.Piecewise((source_side - vto, source_side > vto), (0, True))
+    e = sp.Piecewise((g, vds > g), (-g, vds < -g), (vds, True))
+    size = sp.Piecewise((g, sp.Abs(vds) > g), (sp.Abs(vds), True))
+    return beta * (1 + lam * sp.Abs(vds)) * e * (
+        size * (bfac * size - b) + g * (2 * b + 3 * bfac * (g - size)))
+
+
+@register("J")
+def jfet(el: Element, net: Netlist) -> Stamp:
+    """J d g s: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given; SI units).
+
+    Gate junctions: cgs = J(vgs; IS, Vt) + GMIN vgs, cgd = J(vgd; IS, Vt) + GMIN vgd (ngspice-39's
+    JFET has no emission coefficient: an `N` on the model is ignored, as ngspice warns).
+    Channel: `jfet_channel`. Ports are the junctions (g, s) and (g, d) (reversed for PJF), so
+    pnjlim limits both as in ngspice; their currents are cgs + Id (gate to source) and
+    cgd - Id (gate to drain), Id the channel current from drain to source.
+    """
+    _check_model(el, net, _JFET_UNSUPPORTED, "JFET")
+    d, g, s = el.nodes
+    mp = _model_symbols(net, el)
+    i_s = mp["is"]
+    vgs, vgd = _port_voltage(f"{el.name}_gs"), _port_voltage(f"{el.name}_gd")
+    cgs = spice_junction(vgs, i_s, THERMAL_VOLTAGE) + GMIN * vgs
+    cgd = spice_junction(vgd, i_s, THERMAL_VOLTAGE) + GMIN * vgd
+    i_d = jfet_channel(vgs, vgd, mp["vto"], mp["beta"], mp["lambda"],
+                       mp.get("b", sp.Integer(1)), mp.get("pb", sp.Integer(1)))
+    vt = sp.Float(THERMAL_VOLTAGE)
+    if net.models[el.model].type == "njf":
+        ports = [Port(g, s, junction=(vt, i_s)), Port(g, d, junction=(vt, i_s))]
+    else:
+        ports = [Port(s, g, junction=(vt, i_s)), Port(d, g, junction=(vt, i_s))]
+    return Stamp(ports=ports, voltages=[vgs, vgd], currents=[cgs + i_d, cgd - i_d])

@@ -295,6 +295,24 @@ def train(
                           f"{c['start'][name]:.6g}, error {100 * (value / c['true'][name] - 1):+.3f} %)")
 
 
+@app.command()
+@friendly
+def plot(
+    circuit: str = typer.Argument(..., help="built-in name or .cir file"),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write"),
+    duration: float = typer.Option(2.0, help="seconds of test signal"),
+    peak: float = typer.Option(1.0, help="peak volts of the plucked string"),
+    oversample: int = typer.Option(1, help="solver oversampling"),
+) -> None:
+    """Plot a plucked string and noise through a circuit: waveforms, states, spectrogram."""
+    import nodal
+    from nodal.plots import circuit_figure
+
+    path = circuit_figure(nodal.equations(circuit), out, duration=duration, peak=peak,
+                          oversample=oversample)
+    console.print(f"wrote {path}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -64,6 +64,9 @@ def plucked_string(duration: float = 1.0, sample_rate: float = 48000.0, peak: fl
     if cutoff and cutoff < sample_rate / 2:
         sos = signal.butter(8, cutoff, fs=sample_rate, output="sos")
         out = signal.sosfiltfilt(sos, out)
+    # a string has no DC: Karplus-Strong's loop keeps its burst's mean, so block below 20 Hz
+    out = signal.sosfiltfilt(signal.butter(2, 20.0, "highpass", fs=sample_rate, output="sos"),
+                             out)
     out -= out[0]
     fade = min(n, int(0.002 * sample_rate))
     out[:fade] *= np.linspace(0, 1, fade)

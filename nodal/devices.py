@@ -303,8 +303,10 @@ def bjt(el: Element, net: Netlist) -> Stamp:
     cbe = spice_junction(vbe, i_s, vtf)
     cbc = spice_junction(vbc, i_s, vtr)
     qb = 1 / (1 - vbc * _inverse(mp["vaf"], net) - vbe * _inverse(mp["var"], net))
-    i_c = (cbe - cbc) / qb - cbc / br - GMIN * vbc
-    i_b = cbe / bf + cbc / br + GMIN * (vbe + vbc)
+    # ngspice's GMIN across both junctions (-GMIN vbc in Ic, GMIN (vbe + vbc) in Ib) is linear:
+    # `mna.derive` stamps it for every junction port, so it is not part of the law here.
+    i_c = (cbe - cbc) / qb - cbc / br
+    i_b = cbe / bf + cbc / br
     if npn:
         ports = [Port(b, e, junction=(vtf, i_s)), Port(b, c, junction=(vtr, i_s))]
         substrate = conductance(c, GROUND, sp.Float(GMIN))
@@ -362,8 +364,9 @@ def jfet(el: Element, net: Netlist) -> Stamp:
     mp = _model_symbols(net, el)
     i_s = mp["is"]
     vgs, vgd = _port_voltage(f"{el.name}_gs"), _port_voltage(f"{el.name}_gd")
-    cgs = spice_junction(vgs, i_s, THERMAL_VOLTAGE) + GMIN * vgs
-    cgd = spice_junction(vgd, i_s, THERMAL_VOLTAGE) + GMIN * vgd
+    # + GMIN vgs and + GMIN vgd as ngspice has them: stamped linearly by `mna.derive`.
+    cgs = spice_junction(vgs, i_s, THERMAL_VOLTAGE)
+    cgd = spice_junction(vgd, i_s, THERMAL_VOLTAGE)
     i_d = jfet_channel(vgs, vgd, mp["vto"], mp["beta"], mp["lambda"],
                        mp.get("b", sp.Integer(1)), mp.get("pb", sp.Integer(1)))
     vt = sp.Float(THERMAL_VOLTAGE)

@@ -33,8 +33,10 @@ def terminal_currents(model: str, card: str, volts: dict[str, float]) -> dict[st
     volts = {**volts, GROUND: 0.0}
     ports = {sym: volts[p.p] - volts[p.m] for p, sym in zip(stamp.ports, stamp.voltages)}
     into = {n: 0.0 for n in el.nodes}
-    for port, law in zip(stamp.ports, stamp.currents):
+    for port, law, sym in zip(stamp.ports, stamp.currents, stamp.voltages):
         i = float(law.subs(values).subs(ports))
+        if port.junction:          # GMIN across every junction, stamped by mna.derive
+            i += GMIN * ports[sym]
         into[port.p] += i
         into[port.m] -= i
     for row, col, g in stamp.matrix:          # linear parts (the BJT's substrate GMIN)

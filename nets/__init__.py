@@ -22,7 +22,7 @@ from .nodal_model import NodalModel
 from .data import CircuitDataset, MaterialSpec, dataset
 from .checkpoint import load_run
 from .train import TrainConfig, train
-from . import metrics
+from . import metrics, runs
 
 __all__ = ["AudioShapeMismatchError", "NetsError", "RunDirectoryError", "SampleRateMismatchError",
            "TrainingDivergedError", "UnknownModelError", "ESRLoss", "esr", "pre_emphasis", "MODELS",

@@ -1,8 +1,8 @@
 """`nodal`: the circuit's own torch solver as a trainable model, the structured baseline.
 
 The chosen component values / parameters p are trained as log p (always positive, updated in
-relative steps) and start away from the circuit's values: p0 = p_true * f for the 1st, 3rd, ...
-name and p_true / f for the 2nd, 4th, ... (`start_factor` f = 2 by default), unless `start`
+relative steps) and start away from the circuit's values: p0 = p_true * f (`start_factor`,
+2 by default: every value doubled, so that R and C cannot cancel in RC), unless `start`
 gives them. Everything else is `nodal.NodalSolver`: float64, DK equations, Newton with
 gradients by the implicit function theorem.
 """
@@ -54,8 +54,7 @@ class NodalModel(NeuralModel):
         names = list(trainable) if trainable is not None else default_trainable(self.solver)
         self.true_values = {n: float(self.solver.value(n)) for n in names}
         if start is None:
-            start = {n: v * (start_factor if k % 2 == 0 else 1 / start_factor)
-                     for k, (n, v) in enumerate(self.true_values.items())}
+            start = {n: v * start_factor for n, v in self.true_values.items()}
         self.start = {n: float(start[n]) for n in names}
         self.keys: dict[str, str] = {}
         for name in names:

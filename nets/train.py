@@ -47,6 +47,7 @@ class TrainConfig:
     warmup: int = 0              # samples run without loss first (k = inf, non-resettable)
     emphasis: float | None = None  # pre-emphasis coefficient of the output loss
     grad_clip: float = 1.0
+    steps_per_epoch: int = 0     # at most this many batches per epoch (0: the whole split)
     seed: int = 0
     threads: int = 2
     max_rollbacks: int = 6
@@ -66,8 +67,8 @@ DEFAULTS: dict[str, dict] = {
     "lstm": dict(window=0, state_weight=0.0, epochs=30, segment=2048, batch=32, lr=5e-3,
                  warmup=256),
     "ode": dict(window=1, state_weight=1.0, epochs=20, segment=4096, batch=64, lr=3e-3),
-    "nodal": dict(window=0, state_weight=1.0, epochs=8, segment=256, batch=64, lr=3e-2,
-                  warmup=16),
+    "nodal": dict(window=0, state_weight=1.0, epochs=12, segment=128, batch=128, lr=5e-2,
+                  warmup=16, steps_per_epoch=10),
 }
 
 
@@ -160,6 +161,8 @@ def train(model, data: CircuitDataset, config: TrainConfig | None = None,
                 group["lr"] = lr
             generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
             batches = list(data.segments(config.segment, config.batch, generator))
+            if config.steps_per_epoch:
+                batches = batches[:config.steps_per_epoch]
             total, count, diverged = 0.0, 0, False
             model.train()
             for step, batch in enumerate(batches):

@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny diode-clipper dataset, cached in a temporary folder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nets.data import MaterialSpec, dataset
+
+TINY = MaterialSpec(train_seconds=0.4, val_seconds=0.05, test_seconds=0.05, seed=3)
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("nodalnet-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(cache_root, monkeypatch):
+    monkeypatch.setenv("NODALNET_CACHE", str(cache_root))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(cache_root):
+    import os
+    os.environ["NODALNET_CACHE"] = str(cache_root)
+    torch.set_num_threads(2)
+    return dataset("diode_clipper", material_spec=TINY)

@@ -182,6 +182,20 @@ class NodalSolver(StateSpaceModel):
         traj = self.forward(u[:, None, :], s0=s)
         return traj.s_final, traj.y[:, 0], traj.x[:, 0]
 
+    def simulate(self, u: Tensor, s0: Tensor | None = None, backend: str = "fast") -> Trajectory:
+        """Run the circuit forward only on u [B, T, n_inputs] (volts) -> Trajectory.
+
+        backend: "fast" (the compiled kernel of `fast.py`) or "torch" (`forward`, no grad);
+        both give the same samples to round-off.
+        """
+        if backend == "fast":
+            from . import fast
+            return fast.simulate(self, u, s0)
+        if backend == "torch":
+            with torch.no_grad():
+                return self.forward(u, s0)
+        raise ValueError(f"backend must be 'fast' or 'torch', not {backend!r}")
+
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
                 every: int = 0, progress=None) -> Trajectory:
         """Run the circuit on inputs u [B, T, n_inputs] (volts) -> Trajectory.

@@ -1,0 +1,94 @@
+"""The compiled fast path against the torch path: same circuit, same input, same samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import circuits
+import nodal
+from nodal import fast, signals
+from nodal.errors import ConvergenceError
+from nodal.newton import NewtonOptions
+
+LENGTH = 1000       # the torch path takes milliseconds per sample: keep the file under a minute
+TOLERANCE = 1e-9     # volts (and amperes for inductor states)
+
+
+def _inputs(solver, peaks=(1.0,)) -> torch.Tensor:
+    """[len(peaks), LENGTH, inputs]: plucked strings (a different one per item, at each peak
+    voltage) on the audio input; each control source gets a slow sine, as an LFO would."""
+    seconds = LENGTH / 48000
+    controls = [signals.sine(2.0 + k, seconds, 48000, amplitude=0.5)
+                for k in range(solver.n_inputs - 1)]
+    items = [np.stack([signals.plucked_string(seconds, 48000, peak=peak, seed=b)] + controls, -1)
+             for b, peak in enumerate(peaks)]
+    return torch.tensor(np.stack(items))
+
+
+@pytest.mark.parametrize("name", list(circuits.registry()))
+def test_fast_path_gives_the_torch_paths_samples(name):
+    solver = nodal.load(name)
+    u = _inputs(solver, peaks=(0.5, 1.0))
+    ref = solver.simulate(u, backend="torch")
+    ref_iterations = solver.last_iterations
+    out = solver.simulate(u, backend="fast")
+    assert out.y.shape == ref.y.shape == (2, LENGTH, 1)
+    assert out.x.shape == ref.x.shape and out.s_final.shape == ref.s_final.shape
+    assert out.y.dtype == torch.float64
+    assert (out.y - ref.y).abs().max() <= TOLERANCE
+    assert (out.x - ref.x).abs().max() <= TOLERANCE
+    # the same Newton, so the same iteration count
+    assert solver.last_iterations == pytest.approx(ref_iterations)
+
+
+def test_a_batch_equals_single_runs():
+    solver = nodal.load("diode_clipper")
+    u = _inputs(solver, peaks=(1.0, 0.7, 0.4))
+    batch = solver.simulate(u)
+    for b in range(3):
+        single = solver.simulate(u[b:b + 1])
+        assert torch.equal(batch.y[b], single.y[0])
+        assert torch.equal(batch.x[b], single.x[0])
+
+
+def test_starting_state_is_honoured():
+    solver = nodal.load("diode_clipper")
+    u = _inputs(solver)
+    first = solver.simulate(u[:, :500])
+    rest = solver.simulate(u[:, 500:], s0=first.s_final)
+    whole = solver.simulate(u)
+    assert torch.equal(whole.y[:, 500:], rest.y)
+
+
+def test_non_convergence_is_reported_not_nan():
+    solver = nodal.load("diode_clipper")
+    solver.newton = NewtonOptions(max_iter=1)
+    u = _inputs(solver)
+    with pytest.raises(ConvergenceError) as err:
+        solver.simulate(u, backend="fast")
+    with pytest.raises(ConvergenceError) as ref:
+        solver.simulate(u, backend="torch")
+    # the first failure is the same sample; after it the two fallbacks differ (see fast.py)
+    assert err.value.samples and err.value.samples[0] == ref.value.samples[0]
+    solver.strict = False
+    with pytest.warns(UserWarning, match="did not converge"):
+        out = solver.simulate(u, backend="fast")
+    assert torch.isfinite(out.y).all()
+    assert solver.last_failures == err.value.samples
+
+
+def test_kernel_is_compiled_once_per_structure():
+    a = nodal.load("diode_clipper")
+    b = nodal.load("diode_clipper", r1=4.7e3)
+    assert fast.kernel(a.eq) is fast.kernel(b.eq)
+    u = _inputs(a)
+    # a different resistor is a different output from the same kernel
+    assert not torch.equal(a.simulate(u).y, b.simulate(u).y)
+
+
+def test_unknown_backend_is_refused():
+    solver = nodal.load("rc_lowpass")
+    with pytest.raises(ValueError, match="backend"):
+        solver.simulate(torch.zeros(1, 10, 1), backend="jax")

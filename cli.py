@@ -313,6 +313,25 @@ def plot(
     console.print(f"wrote {path}")
 
 
+@app.command()
+@friendly
+def bench(
+    circuits: Optional[List[str]] = typer.Argument(None, help="built-in circuits (default: all)"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    seconds: float = typer.Option(10.0, help="seconds of test signal at 48 kHz"),
+    spice_seconds: Optional[float] = typer.Option(None, help="run ngspice on an excerpt this long"),
+) -> None:
+    """Real-time factors of the fast and torch paths beside ngspice, one thread (nodal/bench.py)."""
+    from nodal import bench as nodal_bench
+
+    results = nodal_bench.run(circuits or None, seconds=seconds, spice_seconds=spice_seconds,
+                              log=lambda m: err_console.print(m, highlight=False))
+    if json_out:
+        print(nodal_bench.to_json(results))
+    else:
+        console.print(nodal_bench.table(results))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

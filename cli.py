@@ -243,7 +243,7 @@ def train(
     wav: List[Path] = typer.Option([], help="train on these mono WAV files (volts) instead (repeatable)"),
     sample_rate: float = typer.Option(48000.0, "--rate", help="the dataset's (and model's) rate, Hz"),
     set_: List[str] = typer.Option([], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
-    threads: int = typer.Option(2, help="torch threads"),
+    threads: int = typer.Option(1, help="torch threads (small models train fastest on one)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory to write"),
     resume: Optional[Path] = typer.Option(None, help="continue the run in this directory"),
 ) -> None:

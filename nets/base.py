@@ -39,6 +39,8 @@ class NeuralModel(StateSpaceModel):
     resettable = True
     #: the `x` output is trained against the circuit states (else it is not meaningful)
     exposes_states = True
+    #: per-epoch validation resets to true states every this many samples (0: free-running)
+    validate_every = 0
 
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  scaling: dict | None = None):

@@ -49,8 +49,8 @@ def cache_dir() -> Path:
 class MaterialSpec:
     """What the circuit is driven with. Durations in seconds, levels in volts (peak)."""
 
-    train_seconds: float = 20.0
-    val_seconds: float = 2.0
+    train_seconds: float = 30.0
+    val_seconds: float = 4.0
     test_seconds: float = 5.0
     seed: int = 0
     min_level: float = 0.05
@@ -125,7 +125,9 @@ def guitar_material(seconds: float, sample_rate: float = 48000.0, seed: int | li
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sample_rate))
     kinds = ["note", "chord", "muted", "sweep", "silence"]
-    weights = [0.3, 0.25, 0.2, 0.1, 0.15]
+    # sweeps carry the loud high frequencies that plucks lack: a model never shown them fails
+    # there (on the diode clipper, most of the test error of models trained with 10 % sweeps)
+    weights = [0.25, 0.2, 0.2, 0.2, 0.15]
     clips = [np.zeros(int(0.05 * sample_rate))]
     total = len(clips[0])
     while total < n:

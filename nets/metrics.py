@@ -53,6 +53,13 @@ def _fast_available(model) -> bool:
     return solver is None or hasattr(solver, "simulate")
 
 
+def validation_window(model) -> int:
+    """The k of per-epoch validation: the model's `validate_every` (0, free-running, for all
+    but the slow neural ODE, which resets to true states every 4096 samples so that the
+    windows run side by side as one batch)."""
+    return int(getattr(model, "validate_every", 0))
+
+
 def evaluate(model, split: Split, every: int = 0, use_fast: bool = True) -> dict:
     """{"esr", "esr_emphasis", "state_esr"} of `model` on `split` (see the module doc)."""
     was_training = model.training

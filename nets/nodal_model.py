@@ -42,7 +42,7 @@ class NodalModel(NeuralModel):
                  circuit: str = "diode_clipper", trainable: list[str] | None = None,
                  start: dict[str, float] | None = None, start_factor: float = 2.0,
                  values: dict[str, float] | None = None, scaling: dict | None = None):
-        super().__init__(n_inputs, n_states, sample_rate, None)
+        super().__init__(n_inputs, n_states, sample_rate, scaling)  # scaling: the state loss
         self.double()
         self.circuit = circuit
         self.solver = nodal.load(circuit, sample_rate=sample_rate, **(values or {}))
@@ -69,7 +69,7 @@ class NodalModel(NeuralModel):
 
     def component_values(self) -> dict[str, float]:
         """The current values of the trained components (SI units)."""
-        return {n: float(self.solver.value(n)) for n in self.keys}
+        return {n: float(self.solver.value(n).detach()) for n in self.keys}
 
     def initial_state(self, batch: int, u0: Tensor | None = None) -> Tensor:
         return self.solver.initial_state(batch, None if u0 is None else u0.double())

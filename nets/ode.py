@@ -28,6 +28,7 @@ class _Field(nn.Module):
 
 
 class NeuralODE(STN):
+    validate_every = 4096  # a Python loop of odeint calls: validate in parallel windows
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  hidden: int = 16, depth: int = 2, readout_hidden: int = 8,
                  method: str = "rk4", scaling: dict | None = None):

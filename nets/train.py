@@ -49,7 +49,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     steps_per_epoch: int = 0     # at most this many batches per epoch (0: the whole split)
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     max_rollbacks: int = 6
 
     @classmethod
@@ -60,13 +60,14 @@ class TrainConfig:
 
 #: per-model defaults, chosen to reach the diode-clipper targets in a few minutes on 2 cores
 DEFAULTS: dict[str, dict] = {
-    "stn": dict(window=1, state_weight=1.0, epochs=30, segment=4096, batch=64, lr=3e-3),
-    "gru": dict(window=0, state_weight=0.0, epochs=30, segment=2048, batch=32, lr=5e-3,
-                warmup=256),
-    "gru-sm": dict(window=0, state_weight=1.0, epochs=30, segment=2048, batch=32, lr=5e-3),
-    "lstm": dict(window=0, state_weight=0.0, epochs=30, segment=2048, batch=32, lr=5e-3,
-                 warmup=256),
-    "ode": dict(window=1, state_weight=1.0, epochs=20, segment=4096, batch=64, lr=3e-3),
+    "stn": dict(window=1, state_weight=1.0, epochs=60, segment=512, batch=32, lr=5e-3),
+    "gru": dict(window=0, state_weight=0.0, epochs=100, segment=512, batch=32, lr=5e-3,
+                warmup=64, steps_per_epoch=60),
+    "gru-sm": dict(window=0, state_weight=1.0, epochs=100, segment=512, batch=32, lr=5e-3,
+                   steps_per_epoch=60),
+    "lstm": dict(window=0, state_weight=0.0, epochs=15, segment=256, batch=32, lr=5e-3,
+                 warmup=32, steps_per_epoch=40),
+    "ode": dict(window=1, state_weight=1.0, epochs=20, segment=512, batch=32, lr=5e-3),
     "nodal": dict(window=0, state_weight=1.0, epochs=12, segment=128, batch=128, lr=5e-2,
                   warmup=16, steps_per_epoch=10),
 }
@@ -196,7 +197,7 @@ def train(model, data: CircuitDataset, config: TrainConfig | None = None,
             lr_scale *= 0.5
             if log:
                 log(f"epoch {epoch}: NaN loss, rolled back and halved the learning rate")
-        val = metrics.evaluate(model, data.val)
+        val = metrics.evaluate(model, data.val, metrics.validation_window(model))
         seconds += time.perf_counter() - began
         record = {"epoch": epoch, "train_loss": total / max(count, 1), "val_esr": val["esr"],
                   "val_esr_emphasis": val["esr_emphasis"], "val_state_esr": val["state_esr"],

@@ -1,0 +1,152 @@
+"""`nodalnet compare` and the study: metrics with known answers, every column and plot, and
+evaluation that is really free-running."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nets import compare, losses, report, runs, study
+from nets.base import NeuralModel
+from nodal.verify import esr as numpy_esr
+
+from nets.data import MaterialSpec
+
+TINY = MaterialSpec(train_seconds=0.4, val_seconds=0.05, test_seconds=0.05, seed=3)
+
+
+def test_esr_of_a_scaled_copy_is_the_squared_gain_error():
+    y = torch.randn(2, 1000, 1, dtype=torch.float64)
+    assert float(losses.esr(0.9 * y, y)) == pytest.approx(0.01, rel=1e-9)
+
+
+def test_esr_of_a_delayed_sine():
+    """A sine against itself shifted by phase phi: ESR = 2 (1 - cos phi) over whole periods."""
+    n = np.arange(4800)
+    y = np.sin(2 * np.pi * 100 * n / 48000)
+    phi = 2 * np.pi * 100 * 3 / 48000               # a 3-sample delay
+    delayed = np.sin(2 * np.pi * 100 * n / 48000 - phi)
+    expected = 2 * (1 - math.cos(phi))
+    t = lambda a: torch.tensor(a)[None, :, None]
+    assert float(losses.esr(t(delayed), t(y))) == pytest.approx(expected, rel=1e-6)
+    assert numpy_esr(y, delayed) == pytest.approx(expected, rel=1e-6)  # one definition, twice
+
+
+def test_pre_emphasis_is_a_separate_figure():
+    y = torch.randn(1, 2000, 1, dtype=torch.float64)
+    noise = 0.01 * torch.randn_like(y)
+    plain = float(losses.esr(y + noise, y))
+    emphasised = float(losses.esr(y + noise, y, emphasis=0.85))
+    assert plain != pytest.approx(emphasised, rel=1e-3)
+
+
+class HoldState(NeuralModel):
+    """Predicts that nothing changes: perfect one step after a reset, useless when free."""
+
+    def __init__(self):
+        super().__init__(n_inputs=1, n_states=1)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def initial_state(self, batch, u0=None):
+        return torch.zeros(batch, 1)
+
+    def encode(self, x):
+        return x.float()
+
+    def step(self, s, u):
+        return s, s.clone(), s.clone()
+
+
+def test_evaluation_is_free_running(tiny_data):
+    """A model that only works teacher-forced scores badly: the table's ESR is free-running."""
+    ev = compare.evaluate_model(HoldState(), tiny_data, "hold", timing=False)
+    assert ev.esr_teacher < 0.05          # one step ahead, the capacitor barely moves
+    assert ev.esr > 0.5                   # on its own it never moves at all
+    assert ev.exposure_bias > 10
+    # and the error grows with the time since the last reset
+    first, last = ev.growth[0][1], ev.growth[-1][1]
+    assert last > 10 * first
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, cache_root):
+    import os
+    os.environ["NODALNET_CACHE"] = str(cache_root)
+    root = tmp_path_factory.mktemp("runs")
+    dirs = []
+    for model, window in (("stn", 1), ("gru-sm", 0)):
+        out = root / f"{model}"
+        runs.start("diode_clipper", model, out=out, material=TINY, epochs=1, steps_per_epoch=2,
+                   segment=256, batch=4, window=window)
+        dirs.append(out)
+    return dirs
+
+
+def test_compare_writes_every_column_and_plot(two_runs, tmp_path):
+    result = compare.compare(two_runs)
+    evals = result.groups["diode_clipper"]
+    assert [e.label.split()[0] for e in evals] == ["solver", "stn", "gru-sm"]
+    for ev in evals:
+        assert math.isfinite(ev.esr) and math.isfinite(ev.esr_emphasis)
+        assert ev.esr_teacher is not None and ev.exposure_bias is not None
+        assert ev.parameters > 0 and ev.rtf > 0 and ev.growth
+    assert evals[0].esr < 1e-12            # the solver reproduces its own data
+    path = report.write_comparison(result, tmp_path)
+    text = path.read_text()
+    for header in report.HEADERS.values():
+        assert header in text
+    for name in ("waveforms", "error_growth", "esr_vs_window", "error_spectra"):
+        png = tmp_path / f"diode_clipper_{name}.png"
+        assert png.is_file() and png.stat().st_size > 5000
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["diode_clipper"]) >= {"runs", "table", "plots"}
+
+
+def test_cli_compare(two_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+    result = CliRunner().invoke(app, ["compare", *map(str, two_runs), "--report",
+                                      str(tmp_path / "r"), "--no-solver"])
+    assert result.exit_code == 0, result.output
+    assert "exposure bias" in result.output and (tmp_path / "r" / "report.md").is_file()
+
+
+def _row(model, window, esr, eb=None):
+    cell = lambda v: {"mean": v[0], "min": v[1], "max": v[2]} if v else None
+    return {"model": model, "window": window, "esr": cell(esr), "exposure_bias": cell(eb)}
+
+
+def test_verdicts_follow_the_numbers():
+    rows = [_row("stn", 1, (1e-2, 8e-3, 1.2e-2), (5.0, 3.0, 7.0)),
+            _row("stn", 16, (5e-3, 4e-3, 6e-3)), _row("stn", 0, (1e-3, 8e-4, 1.2e-3))]
+    v = study.verdict_exposure_bias(rows)
+    assert v["a"]["verdict"] == "holds" and v["b"]["verdict"] == "holds"
+    worse = [_row("stn", 1, (1e-3, 8e-4, 1.2e-3), (0.9, 0.8, 1.1)),
+             _row("stn", 0, (1e-2, 8e-3, 1.2e-2))]
+    v = study.verdict_exposure_bias(worse)
+    assert v["a"]["verdict"].startswith("inconclusive") and v["b"]["verdict"] == "does not hold"
+    sm = {"tube_screamer": [_row("gru", None, (2e-2, 1e-2, 3e-2)),
+                            _row("gru-sm", None, (1e-2, 9e-3, 1.1e-2))],
+          "phase90": [_row("gru", None, (4e-2, 3e-2, 5e-2)),
+                      _row("gru-sm", None, (1e-2, 9e-3, 1.1e-2))]}
+    v = study.verdict_state_matching(sm)
+    assert v["c"]["verdict"].startswith("inconclusive")   # tube screamer spreads overlap
+    assert v["c"]["largest_gain_on_the_phaser"] is True
+
+
+def test_study_jobs_cover_the_sweep():
+    quick = study.PROFILES["quick"]
+    eb = study.jobs("exposure-bias", quick)
+    assert {(j.model, j.window) for j in eb} == {(m, k) for m in ("stn", "gru-sm")
+                                                  for k in quick.windows}
+    assert len(eb) == 2 * len(quick.windows) * len(quick.seeds)
+    full = study.jobs("exposure-bias", study.PROFILES["full"])
+    assert {j.window for j in full} == {1, 4, 16, 64, 256, 1024, 0}
+    assert {j.seed for j in full} == {0, 1, 2}
+    sm = study.jobs("state-matching", study.PROFILES["full"])
+    assert {j.circuit for j in sm} == {"tube_screamer", "phase90"}
+    gru = {j.hidden for j in sm if j.model in ("gru", "gru-sm")}
+    assert len(gru) == 1                    # equal hidden size for gru and gru-sm

@@ -332,6 +332,79 @@ def bench(
         console.print(nodal_bench.table(results))
 
 
+def _print_rows(circuit: str, rows: list[dict]) -> None:
+    from nets.report import COLUMNS, HEADERS, _fmt
+
+    table = Table(title=f"{circuit}: free-running on the test split")
+    table.add_column("configuration")
+    table.add_column("seeds", justify="right")
+    for col in COLUMNS:
+        table.add_column(HEADERS[col], justify="right")
+    for row in rows:
+        table.add_row(row["config"], str(row["seeds"]), *[_fmt(row[c], c) for c in COLUMNS])
+    console.print(table)
+
+
+@app.command()
+@friendly
+def compare(
+    runs: List[Path] = typer.Argument(..., help="run directories written by `nodalnet train`"),
+    circuit: Optional[str] = typer.Option(None, help="keep only the runs of this circuit"),
+    report: Path = typer.Option(Path("report"), help="folder for report.md, results.json, plots"),
+    solver: bool = typer.Option(True, help="include the white-box solver as the reference row"),
+) -> None:
+    """Evaluate trained models side by side: ESR free-running and teacher-forced, exposure bias,
+    error growth, state ESR, parameters, real-time factor; writes a report with plots."""
+    from nets import compare as comparing
+    from nets.report import write_comparison
+
+    result = comparing.compare(runs, circuit=circuit, with_solver=solver)
+    if not result.groups:
+        from nodal.errors import SignalError
+        raise SignalError("no run matched" + (f" circuit {circuit}" if circuit else ""))
+    from nets.report import aggregate
+    for name, evals in result.groups.items():
+        _print_rows(name, aggregate(evals))
+    path = write_comparison(result, report)
+    console.print(f"report: {path}")
+
+
+@app.command()
+@friendly
+def study(
+    which: str = typer.Argument(..., help="exposure-bias or state-matching"),
+    profile: str = typer.Option("quick", help="quick (minutes) or full (the real numbers)"),
+    out: Path = typer.Option(..., "--out", help="study folder (resumable: run it again to continue)"),
+) -> None:
+    """Run a whole study of Peussa et al. (DAFx 2021): train the sweep, compare, give verdicts."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nets import study as studies
+    from nets.report import read_json
+    from nodal.errors import SignalError
+
+    if which not in studies.STUDIES:
+        raise SignalError(f"unknown study {which!r}: {' or '.join(studies.STUDIES)}")
+    if profile not in studies.PROFILES:
+        raise SignalError(f"unknown profile {profile!r}: quick or full")
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
+                  console=err_console) as bar:
+        task = bar.add_task(which, total=1)
+
+        def on_job(n, total, name):
+            bar.update(task, total=total, completed=n, description=f"{which}: {name}")
+
+        path = studies.run(which, profile, out, on_job=on_job)
+    results = read_json(out / "results.json")
+    for name, entry in results.items():
+        if isinstance(entry, dict) and "table" in entry:
+            _print_rows(name, entry["table"])
+    for claim, verdict in studies.summary(results):
+        console.print(f"({claim}) {studies.CLAIMS[claim]}: [bold]{verdict}[/]")
+    console.print(f"report: {path}  ({results.get('minutes', 0):.1f} min)")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -186,45 +186,13 @@ def verify(
 @app.command()
 @friendly
 def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's files")) -> None:
-    """The main job on a built-in circuit: the diode clipper checked against ngspice, then run
-    on a plucked string (WAV files to listen to)."""
-    import nodal
-    from nodal import signals
-    from nodal.audio import write_signal
-    from nodal.render import render
-
-    console.rule("nodalnet demo: the diode clipper")
+    """The main job on the built-in diode clipper: the solver checked against ngspice, then the
+    exposure-bias study (quick profile: STN and GRU with state matching, trained with several
+    TBPTT windows and seeds, compared free-running), with its report."""
+    console.rule("1/2  the white-box solver against ngspice")
     verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False)
-    eq = nodal.equations("diode_clipper")
-    x = signals.plucked_string(3.0, 48000, peak=1.0, seed=7)
-    y, states = render(eq, x, 48000, oversample=8)
-    write_signal(out / "pluck_in.wav", x, 48000)
-    write_signal(out / "diode_clipper_out.wav", y, 48000)
-    write_signal(out / "diode_clipper_states.npy", states, 48000)
-    console.print(f"wrote {out}/pluck_in.wav (input, volts) and {out}/diode_clipper_out.wav "
-                  f"(output, 8x oversampled; peak {abs(y).max():.3f} V)")
-
-
-def _simulate_model(run_dir: Path, input: Path, output: Path, states: Optional[Path],
-                    control: List[str], gain: float, rate: Optional[float],
-                    normalize: bool) -> None:
-    """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
-    import nets
-    from nets.inference import process
-    from nodal.audio import read_signal, write_signal
-    from nodal.errors import SignalError
-
-    net = nets.load_run(run_dir)
-    signal, fs = read_signal(input, gain)
-    fs = fs or rate
-    if fs is None:
-        raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
-    controls = {k: read_signal(f)[0] for k, f in _parse_assignments(control, "--control").items()}
-    y, x = process(net, signal, fs, controls)
-    write_signal(output, y, fs, normalize=normalize)
-    if states:
-        write_signal(states, x, fs)
-    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
+    console.rule("2/2  exposure bias and TBPTT on the diode clipper (quick profile)")
+    study("exposure-bias", profile="quick", out=out / "exposure-bias")
 
 
 @app.command()

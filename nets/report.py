@@ -106,6 +106,7 @@ def _atomic_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -118,14 +119,8 @@ def _figure():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=90)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from nodal.plots import save_png
+    return save_png(fig, path)
 
 
 def plot_growth(evals: list[Evaluation], path: Path, title: str) -> Path:

@@ -57,11 +57,22 @@ def circuit_figure(eq: Equations, path: str | Path, sample_rate: float = 48000.0
     ax.set_xlabel("seconds")
     ax.set_ylabel("Hz")
     ax.set_title(f"output spectrogram, white noise input ({peak / 10:g} V peak)", fontsize=10)
+    return save_png(fig, path)
+
+
+def save_png(fig, path: str | Path, dpi: int = 90) -> Path:
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file); close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(fd)
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a figure is for reading
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
     return path

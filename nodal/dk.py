@@ -92,6 +92,8 @@ class NumericEquations:
         self.n_ports = len(eq.ports)
         self._jac_entries = [(i, j) for i in range(self.n_ports) for j in range(self.n_ports)
                              if eq.jacobian[i, j] != 0]
+        self._jac_flat = torch.tensor([a * self.n_ports + b for a, b in self._jac_entries],
+                                      dtype=torch.long)
         self._laws_fn = torch_function(
             list(eq.currents) + [eq.jacobian[i, j] for i, j in self._jac_entries], args)
         self._junction_fn = torch_function(
@@ -190,8 +192,7 @@ class NumericEquations:
         i = torch.stack(out[: self.n_ports], 1)
         jac = v.new_zeros(batch, self.n_ports * self.n_ports)
         if self._jac_entries:
-            flat = torch.tensor([a * self.n_ports + b for a, b in self._jac_entries])
-            jac = jac.index_copy(1, flat, torch.stack(out[self.n_ports:], 1))
+            jac = jac.index_copy(1, self._jac_flat, torch.stack(out[self.n_ports:], 1))
         return i, jac.view(batch, self.n_ports, self.n_ports)
 
     def junctions(self, theta: list[Tensor]) -> tuple[Tensor, Tensor]:

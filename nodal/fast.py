@@ -16,6 +16,9 @@ Newton's tolerances, iteration bound, step scaling and starting point are those 
 `newton.solve`, so both backends give the same samples to round-off. A sample whose Newton
 does not converge is reported and keeps Newton's last (finite, junction-limited) iterate, never NaN.
 
+`NodalSolver.forward` runs this kernel for Newton (and, without autograd, for everything);
+with autograd it adds one differentiable Newton step per sample in torch (see `solver.py`).
+
 Kernels are compiled once per circuit structure and cached in this process, keyed on the
 generated source; component values enter at run time, so changing a value never recompiles.
 """
@@ -28,7 +31,6 @@ import math
 import os
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import numba
@@ -38,7 +40,6 @@ import torch
 from sympy.printing.pycode import PythonCodePrinter
 from torch import Tensor
 
-from .errors import ConvergenceError, SignalError
 from .interface import Trajectory
 from .mna import Equations
 
@@ -74,8 +75,8 @@ def _solve_linear(J, b, out, r):
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0,
-        max_iter, abstol, reltol, y, x, s_final, iters, failed):
+def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0, q0, use_q0,
+        max_iter, abstol, reltol, y, x, s_final, q_out, iters, failed):
     batch, length = w.shape[0], w.shape[1]
     # the circuit's dimensions as literals, so that LLVM unrolls the small loops
     nw = {nw}
@@ -118,8 +119,10 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0,
                 p[a] = acc
             if r > 0:
                 if n == 0:
+                    # Newton starts from q0 (the operating point's ports, or where the last
+                    # run ended), else from the linear prediction p
                     for a in range(r):
-                        q[a] = p[a]
+                        q[a] = q0[b, a] if use_q0 else p[a]
                 converged = False
                 it = 0
                 for _ in range(max_iter):
@@ -215,6 +218,8 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0,
                             acc += expand[c, a] * q[a]
                         v[c] = acc
                     _laws(v, theta, cur, jac)
+                for a in range(r):
+                    q_out[b, n, a] = q[a]
             # y, exposed states, and the canonical state update
             acc = 0.0
             for k in range(nx):
@@ -363,6 +368,54 @@ def _np(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to(F64).cpu().numpy())
 
 
+class Run:
+    """One kernel run's outputs (numpy, float64 unless said): y [B, T], x [B, T, n_states],
+    s_final [B, n_states], q [B, T, r] (Newton's port coordinates per sample), iterations
+    [B, T] (int64) and failed [B, T] (bool)."""
+
+    def __init__(self, y, x, s_final, q, iterations, failed):
+        self.y, self.x, self.s_final, self.q = y, x, s_final, q
+        self.iterations, self.failed = iterations, failed
+
+
+def prepare(solver, m=None, theta=None) -> tuple:
+    """The kernel and its constant arguments at the solver's current values (reuse across runs
+    of one forward call: converting the matrices costs more than a short run)."""
+    cached = getattr(solver, "_fast_kernel", None)
+    if cached is None or cached[0] is not solver.eq:
+        cached = (solver.eq, kernel(solver.eq))
+        solver._fast_kernel = cached
+    with torch.no_grad():
+        theta = solver.theta() if theta is None else theta
+        m = solver.matrices() if m is None else m
+    numeric = solver.numeric
+    consts = tuple(_np(t) for t in (m.G, m.H, m.K, m.A, m.B, m.C, m.D, m.E, m.F, m.Ds, m.Es,
+                                    m.Fs, numeric.expand))
+    consts += (np.asarray(numeric.junction_ports, dtype=np.int64),
+               np.array([float(t.detach()) for t in theta]))
+    return cached[1], consts, (m.A.shape[0], m.Ds.shape[0], m.K.shape[0])
+
+
+def run(solver, prepared, w: np.ndarray, s0: np.ndarray, q0: np.ndarray | None) -> Run:
+    """Run the kernel on sources w [B, T, sources] from canonical state s0 [B, n]; Newton's
+    first sample starts from q0 [B, r] (None: from the linear prediction p)."""
+    kernel_run, consts, (nx, nxs, r) = prepared
+    batch, length = w.shape[:2]
+    y = np.zeros((batch, length))
+    x = np.zeros((batch, length, nxs))
+    s_final = np.zeros((batch, nx))
+    q = np.zeros((batch, length, r))
+    iters = np.zeros((batch, length), dtype=np.int64)
+    failed = np.zeros((batch, length), dtype=np.bool_)
+    options = solver.newton
+    start = np.zeros((batch, r)) if q0 is None else np.ascontiguousarray(q0, dtype=np.float64)
+    kernel_run(*consts, np.ascontiguousarray(w, dtype=np.float64),
+               np.ascontiguousarray(s0, dtype=np.float64).reshape(batch, nx), start,
+               q0 is not None, int(options.max_iter), float(options.abstol),
+               float(options.reltol), y, x, s_final, q, iters, failed)
+    return Run(y, x, s_final, q, iters, failed)
+
+
 def simulate(solver, u: Tensor, s0: Tensor | None = None) -> Trajectory:
     """Run `solver`'s circuit on inputs u [B, T, n_inputs] (volts) with the compiled kernel.
 
@@ -370,47 +423,8 @@ def simulate(solver, u: Tensor, s0: Tensor | None = None) -> Trajectory:
     y [B, T, 1], x [B, T, n_states], s_final [B, n_states]. Sets `solver.last_iterations`
     (Newton iterations per sample, the most over the batch, averaged over time, as the torch
     path counts them) and `solver.last_failures`; raises `ConvergenceError` naming the samples
-    where Newton did not converge if `solver.strict` (else warns).
+    where Newton did not converge if `solver.strict` (else warns). This is `solver.forward`
+    without autograd, which runs the kernel alone.
     """
-    solver.check_inputs(u)
-    u = torch.as_tensor(u).to(F64)
-    if not np.isfinite(u.numpy()).all():
-        raise SignalError("the input contains NaN or infinite values")
-    batch, length, _ = u.shape
-    # the solver keeps its kernel, so a repeated call skips printing the source again
-    cached = getattr(solver, "_fast_kernel", None)
-    if cached is None or cached[0] is not solver.eq:
-        cached = (solver.eq, kernel(solver.eq))
-        solver._fast_kernel = cached
-    run = cached[1]
     with torch.no_grad():
-        theta = solver.theta()
-        m = solver.matrices()
-        s = solver.initial_state(batch, u[:, 0]) if s0 is None else s0.to(F64)
-        w = solver.source_values(u)
-    numeric = solver.numeric
-    nx, nxs = m.A.shape[0], m.Ds.shape[0]
-    y = np.zeros((batch, length))
-    x = np.zeros((batch, length, nxs))
-    s_final = np.zeros((batch, nx))
-    iters = np.zeros((batch, length), dtype=np.int64)
-    failed = np.zeros((batch, length), dtype=np.bool_)
-    options = solver.newton
-    run(*(_np(t) for t in (m.G, m.H, m.K, m.A, m.B, m.C, m.D, m.E, m.F, m.Ds, m.Es, m.Fs,
-                           numeric.expand)),
-        np.asarray(numeric.junction_ports, dtype=np.int64),
-        np.array([float(t) for t in theta]), _np(w), _np(s).reshape(batch, nx),
-        int(options.max_iter), float(options.abstol), float(options.reltol),
-        y, x, s_final, iters, failed)
-    solver.last_iterations = float(iters.max(0).sum()) / max(length, 1)
-    failures = np.flatnonzero(failed.any(0)).tolist()
-    solver.last_failures = failures
-    if failures:
-        message = (f"Newton did not converge at {len(failures)} of {length} samples (first at "
-                   f"sample {failures[0]}); lower the input level, oversample, or raise the "
-                   "iteration limit")
-        if solver.strict:
-            raise ConvergenceError(message, failures)
-        warnings.warn(message, stacklevel=3)
-    return Trajectory(torch.from_numpy(y)[..., None], torch.from_numpy(x),
-                      torch.from_numpy(s_final))
+        return solver.forward(torch.as_tensor(u), s0)

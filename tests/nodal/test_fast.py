@@ -1,4 +1,5 @@
-"""The compiled fast path against the torch path: same circuit, same input, same samples."""
+"""The compiled fast path against the torch reference loop (`forward_reference`): same circuit,
+same input, same samples; and `forward` (kernel Newton + one differentiable step) against it."""
 
 from __future__ import annotations
 
@@ -92,3 +93,50 @@ def test_unknown_backend_is_refused():
     solver = nodal.load("rc_lowpass")
     with pytest.raises(ValueError, match="backend"):
         solver.simulate(torch.zeros(1, 10, 1), backend="jax")
+
+
+@pytest.mark.parametrize("name,trainable", [("diode_clipper", ("r1", "d1n4148.is")),
+                                            ("tube_screamer", None)])
+def test_forward_with_autograd_equals_the_reference_loop(name, trainable):
+    """`forward` (kernel Newton, then one differentiable step per sample) against
+    `forward_reference` (the torch loop over newton.solve): same samples, same gradients."""
+    solver = nodal.load(name)
+    names = trainable or tuple(n for n in solver.names[-2:])
+    params = [solver.make_trainable(n) for n in names]
+    u = _inputs(solver, peaks=(0.5, 1.0))[:, :300]
+    out = solver(u)
+    ref = solver.forward_reference(u)
+    assert (out.y - ref.y).abs().max() <= 1e-12
+    assert (out.x - ref.x).abs().max() <= 1e-12
+    assert out.y.requires_grad
+    loss = lambda t: (t.y ** 2).sum() + t.x.sum() + t.s_final.sum()
+    grads = torch.autograd.grad(loss(out), params)
+    ref_grads = torch.autograd.grad(loss(ref), params)
+    for g, h in zip(grads, ref_grads):
+        assert float(abs(g - h)) <= 1e-9 * float(abs(h)) + 1e-300
+
+
+def test_teacher_forcing_equals_the_reference_loop():
+    solver = nodal.load("diode_clipper")
+    r = solver.make_trainable("r1")
+    u = _inputs(solver, peaks=(1.0, 0.7))[:, :400]
+    with torch.no_grad():
+        teacher = solver(u * 0.9).x
+        out = solver(u, teacher=teacher, every=64)
+        ref = solver.forward_reference(u, teacher=teacher, every=64)
+    assert (out.y - ref.y).abs().max() <= 1e-12
+    out = solver(u, teacher=teacher, every=64)
+    ref = solver.forward_reference(u, teacher=teacher, every=64)
+    assert (out.y - ref.y).abs().max() <= 1e-12
+    g, = torch.autograd.grad(out.y.square().sum(), r)
+    h, = torch.autograd.grad(ref.y.square().sum(), r)
+    assert float(abs(g - h)) <= 1e-9 * float(abs(h))
+
+
+def test_forward_without_autograd_is_the_kernel():
+    solver = nodal.load("tube_screamer")
+    u = _inputs(solver)[:, :500]
+    with torch.no_grad():
+        out = solver(u)
+    fast_out = solver.simulate(u, backend="fast")
+    assert torch.equal(out.y, fast_out.y) and not out.y.requires_grad

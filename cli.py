@@ -195,6 +195,28 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
     study("exposure-bias", profile="quick", out=out / "exposure-bias")
 
 
+def _simulate_model(run_dir: Path, input: Path, output: Path, states: Optional[Path],
+                    control: List[str], gain: float, rate: Optional[float],
+                    normalize: bool) -> None:
+    """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
+    import nets
+    from nets.inference import process
+    from nodal.audio import read_signal, write_signal
+    from nodal.errors import SignalError
+
+    net = nets.load_run(run_dir)
+    signal, fs = read_signal(input, gain)
+    fs = fs or rate
+    if fs is None:
+        raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
+    controls = {k: read_signal(f)[0] for k, f in _parse_assignments(control, "--control").items()}
+    y, x = process(net, signal, fs, controls)
+    write_signal(output, y, fs, normalize=normalize)
+    if states:
+        write_signal(states, x, fs)
+    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
+
+
 @app.command()
 @friendly
 def train(

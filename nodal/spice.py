@@ -2,9 +2,9 @@
 
 The input (and any control) source is replaced by an XSPICE file source through the given
 samples (linear interpolation, as a PWL source, but without PWL's cost quadratic in its
-length); the transient runs with a maximum step of a fraction of a sample and tight
-tolerances, and the solution is read at the sample times from a binary raw file (float64),
-interpolated where ngspice placed no point exactly there.
+length); the transient runs with a maximum step of a fraction of a sample and, unless told
+otherwise, tight tolerances (`REFERENCE_OPTIONS`), and the solution is read at the sample
+times from a binary raw file (float64), interpolated where ngspice placed no point there.
 """
 
 from __future__ import annotations
@@ -21,6 +21,14 @@ import numpy as np
 
 from .errors import NodalError
 from .netlist import GROUND, Netlist
+
+
+#: The reference's tolerances: far tighter than ngspice's defaults (reltol 1e-3, abstol 1e-12,
+#: vntol 1e-6, chgtol 1e-14, trtol 7), so that at a 16th of a sample it is converged.
+REFERENCE_OPTIONS = {"reltol": 1e-7, "abstol": 1e-15, "vntol": 1e-10, "chgtol": 1e-18,
+                     "trtol": 1}
+#: ngspice's own defaults: no `.options` line at all.
+DEFAULT_OPTIONS: dict = {}
 
 
 class NgspiceError(NodalError):
@@ -61,12 +69,14 @@ def _filesource(name: str, nodes: tuple[str, str], path: str) -> str:
 
 
 def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, length: int,
-         raw_path: str, substeps: int = 16, values: dict[str, float] | None = None,
-         folder: str | None = None) -> str:
+         raw_path: str, substeps: float = 16, values: dict[str, float] | None = None,
+         folder: str | None = None, options: dict | None = REFERENCE_OPTIONS) -> str:
     """The netlist with the given sources driven by the samples, a `.tran` and a binary `write`.
 
     Voltage sources become XSPICE file sources reading `folder/<name>.txt` (written here);
-    current sources (or no folder) an inline PWL.
+    current sources (or no folder) an inline PWL. The `.tran` step and max step are a
+    `substeps`-th of a sample (0.25: four samples). options: ngspice `.options` (name ->
+    value); `REFERENCE_OPTIONS` (the default) or None / {} for ngspice's own defaults.
     """
     lines = net.text.splitlines()
     drop: set[int] = set()
@@ -104,7 +114,9 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
             kept.append(f"{name} {el.nodes[0]} {el.nodes[1]} {_pwl(samples, sample_rate)}")
     step = period / substeps
     stop = (length - 1) * period
-    kept.append(".options reltol=1e-7 abstol=1e-15 vntol=1e-10 chgtol=1e-18 trtol=1")
+    if options:
+        kept.append(".options " + " ".join(f"{k}={v:g}" if isinstance(v, (int, float))
+                                           else f"{k}={v}" for k, v in options.items()))
     kept.append(f".tran {step:.17g} {stop:.17g} 0 {step:.17g}")
     control = [".control", "set filetype=binary"]
     for name, value in (values or {}).items():
@@ -141,9 +153,12 @@ def read_raw(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 
 def simulate(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
-             substeps: int = 16, values: dict[str, float] | None = None,
-             timeout: float = 600.0) -> SpiceResult:
+             substeps: float = 16, values: dict[str, float] | None = None,
+             timeout: float = 600.0, options: dict | None = REFERENCE_OPTIONS) -> SpiceResult:
     """Run ngspice on `net` with `signals` (source name -> samples [time], volts).
+
+    substeps: the step and max step are a `substeps`-th of a sample. options: ngspice
+    `.options` (default: the tight `REFERENCE_OPTIONS`; None or {}: ngspice's defaults).
 
     Returns node voltages at the sample times. Raises `NgspiceError` if ngspice is missing or
     fails, quoting its message.
@@ -153,7 +168,8 @@ def simulate(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
     length = len(next(iter(signals.values())))
     with tempfile.TemporaryDirectory(prefix="nodalnet-spice-") as tmp:
         raw = str(Path(tmp) / "out.raw")
-        text = deck(net, signals, sample_rate, length, raw, substeps, values, folder=tmp)
+        text = deck(net, signals, sample_rate, length, raw, substeps, values, folder=tmp,
+                    options=options)
         cir = Path(tmp) / "deck.cir"
         cir.write_text(text)
         start = time.perf_counter()

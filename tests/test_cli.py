@@ -103,3 +103,37 @@ def test_unknown_parameter_is_named(tmp_path):
     result = runner.invoke(app, ["simulate", "diode_clipper", "-i", str(src), "-o",
                                  str(tmp_path / "o.npy"), "--set", "R9=1k"])
     assert result.exit_code == 2 and "r9" in result.output.lower()
+
+
+def test_control_source_follows_the_given_signal(tmp_path):
+    """The phaser's LFO: by default its own SIN, or the signal given with --control."""
+    x = signals.plucked_string(0.05, 48000, peak=0.5, seed=4)
+    src = wav(tmp_path / "in.wav", x)
+    lfo_low = wav(tmp_path / "low.wav", np.full(len(x), -2.4))
+    lfo_high = wav(tmp_path / "high.wav", np.full(len(x), -1.4))
+    outs = {}
+    for name, extra in (("own", []), ("low", ["--control", f"Vlfo={lfo_low}"]),
+                        ("high", ["--control", f"Vlfo={lfo_high}"])):
+        out = tmp_path / f"{name}.npy"
+        result = runner.invoke(app, ["simulate", "phase90", "-i", str(src), "-o", str(out),
+                                     *extra])
+        assert result.exit_code == 0, result.output
+        outs[name] = np.load(out)
+    # a different gate voltage moves the notches: a different output
+    assert np.sum((outs["low"] - outs["high"]) ** 2) > 1e-3 * np.sum(outs["low"] ** 2)
+    bad = runner.invoke(app, ["simulate", "phase90", "-i", str(src), "-o",
+                              str(tmp_path / "x.npy"), "--control", f"Vfoo={lfo_low}"])
+    assert bad.exit_code == 2 and "vfoo" in bad.output
+
+
+def test_set_a_param_knob(tmp_path):
+    x = signals.plucked_string(0.03, 48000, peak=0.05, seed=5)
+    src = wav(tmp_path / "in.wav", x)
+    peaks = []
+    for drive in ("0.05", "1"):
+        out = tmp_path / f"d{drive}.npy"
+        result = runner.invoke(app, ["simulate", "tube_screamer", "-i", str(src), "-o", str(out),
+                                     "--set", f"drive={drive}"])
+        assert result.exit_code == 0, result.output
+        peaks.append(np.max(np.abs(np.load(out))))
+    assert peaks[1] > peaks[0]  # more drive, more gain

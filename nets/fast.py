@@ -61,28 +61,17 @@ def _stn_states(drive, s0, w_state, hidden_w, hidden_b, w_out, b_out):
     return out
 
 
-@numba.njit(cache=True, fastmath=True)
 def _gru_hidden(gi, h0, w_hh, b_hh):
-    """gi [B, T, 3H] = W_ih u + b_ih; h0 [B, H] -> hidden states [B, T, H]."""
+    """gi [B, T, 3H] = W_ih u + b_ih; h0 [B, H] -> hidden states [B, T, H] (the training
+    kernel's recurrence, one implementation; its gate buffer is scratch here)."""
+    from .gru_kernel import _forward
+
     batch, length, three = gi.shape
     hidden = three // 3
-    out = np.empty((batch, length, hidden))
-    gh = np.empty(three)
-    for b in range(batch):
-        h = h0[b].copy()
-        for n in range(length):
-            for i in range(three):
-                acc = b_hh[i]
-                for j in range(hidden):
-                    acc += w_hh[i, j] * h[j]
-                gh[i] = acc
-            for i in range(hidden):
-                r = 1.0 / (1.0 + np.exp(-(gi[b, n, i] + gh[i])))
-                z = 1.0 / (1.0 + np.exp(-(gi[b, n, hidden + i] + gh[hidden + i])))
-                c = np.tanh(gi[b, n, 2 * hidden + i] + r * gh[2 * hidden + i])
-                h[i] = (1.0 - z) * c + z * h[i]
-                out[b, n, i] = h[i]
-    return out
+    hs = np.empty((batch, length, hidden))
+    _forward(gi, np.ascontiguousarray(h0, dtype=np.float64), w_hh, b_hh, hs,
+             np.empty((batch, length, 4, hidden)))
+    return hs
 
 
 def _np(t: Tensor) -> np.ndarray:

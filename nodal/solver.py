@@ -180,6 +180,17 @@ class NodalSolver(StateSpaceModel):
         scale = torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
         return x.to(F64) * scale
 
+    def _report_failures(self, failures: list[int], length: int) -> None:
+        """Raise `ConvergenceError` (strict) or warn: never hand back NaNs silently."""
+        if not failures:
+            return
+        message = (f"Newton did not converge at {len(failures)} of {length} samples (first "
+                   f"at sample {failures[0]}); lower the input level, oversample, or "
+                   "raise the iteration limit")
+        if self.strict:
+            raise ConvergenceError(message, failures)
+        warnings.warn(message, stacklevel=3)
+
     def step(self, s: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         traj = self.forward(u[:, None, :], s0=s)
         return traj.s_final, traj.y[:, 0], traj.x[:, 0]
@@ -263,13 +274,7 @@ class NodalSolver(StateSpaceModel):
         self.last_iterations = float(iterations.max(0).sum()) / max(length, 1) if batch else 0.0
         failures = np.flatnonzero(failed.any(0)).tolist()
         self.last_failures = failures
-        if failures:
-            message = (f"Newton did not converge at {len(failures)} of {length} samples (first "
-                       f"at sample {failures[0]}); lower the input level, oversample, or "
-                       "raise the iteration limit")
-            if self.strict:
-                raise ConvergenceError(message, failures)
-            warnings.warn(message, stacklevel=2)
+        self._report_failures(failures, length)
         if not ys:
             return Trajectory(torch.zeros(batch, 0, 1, dtype=F64),
                               torch.zeros(batch, 0, self.n_states, dtype=F64), s)
@@ -338,13 +343,7 @@ class NodalSolver(StateSpaceModel):
                 progress(n + 1)
         self.last_iterations = total_iter / max(length, 1)
         self.last_failures = failures
-        if failures:
-            message = (f"Newton did not converge at {len(failures)} of {length} samples (first "
-                       f"at sample {failures[0]}); lower the input level, oversample, or "
-                       "raise the iteration limit")
-            if self.strict:
-                raise ConvergenceError(message, failures)
-            warnings.warn(message, stacklevel=2)
+        self._report_failures(failures, length)
         return Trajectory(torch.stack(ys, 1), torch.stack(xs, 1), s)
 
 

@@ -323,15 +323,26 @@ def bench(
 
 
 def _print_rows(circuit: str, rows: list[dict]) -> None:
+    """The comparison table; on a narrow terminal, means only and the main columns (the
+    report has everything)."""
     from nets.report import COLUMNS, HEADERS, _fmt
 
-    table = Table(title=f"{circuit}: free-running on the test split")
+    narrow = console.width < 160
+    columns = [c for c in COLUMNS if not narrow or c not in ("esr_emphasis", "state_esr")]
+
+    def cell(row, col):
+        if not narrow or row[col] is None:
+            return _fmt(row[col], col)
+        return _fmt({**row[col], "min": row[col]["mean"], "max": row[col]["mean"]}, col)
+
+    table = Table(title=f"{circuit}: free-running on the test split"
+                  + (" (means over seeds)" if narrow else ""))
     table.add_column("configuration")
     table.add_column("seeds", justify="right")
-    for col in COLUMNS:
+    for col in columns:
         table.add_column(HEADERS[col], justify="right")
     for row in rows:
-        table.add_row(row["config"], str(row["seeds"]), *[_fmt(row[c], c) for c in COLUMNS])
+        table.add_row(row["config"], str(row["seeds"]), *[cell(row, c) for c in columns])
     console.print(table)
 
 

@@ -142,7 +142,7 @@ def simulate(
     total = len(signal) * oversample
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err_console, transient=True,
-                  disable=total < 200_000 or backend != "torch") as bar:
+                  disable=total < (200_000 if backend == "torch" else 2_000_000)) as bar:
         task = bar.add_task("sim", total=total)
         y, x = render(eq, signal, fs, values=values, controls=controls, oversample=oversample,
                       backend=backend, progress=lambda n: bar.update(task, completed=n))

@@ -59,11 +59,11 @@ def render(eq: Equations, signal: np.ndarray, sample_rate: float,
         u = resample.upsample(u, oversample, axis=0)
     solver = NodalSolver(eq, sample_rate=sample_rate * oversample, values=values)
     ut = torch.from_numpy(np.ascontiguousarray(u))[None]
-    if backend == "torch" or not hasattr(solver, "simulate"):
-        with torch.no_grad():
+    with torch.no_grad():
+        if backend == "torch":     # the plain torch loop (the reference semantics)
+            traj = solver.forward_reference(ut, progress=progress)
+        else:                      # without autograd, forward is the compiled kernel, chunked
             traj = solver.forward(ut, progress=progress)
-    else:
-        traj = solver.simulate(ut, backend=backend)
     y = traj.y[0, :, 0].numpy()
     x = traj.x[0].numpy()
     if oversample > 1:

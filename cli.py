@@ -59,6 +59,20 @@ def _parse_values(items: list[str]) -> dict[str, float]:
     return out
 
 
+def _read_controls(items: list[str], rate: float) -> dict:
+    """--control SOURCE=FILE pairs -> {source: volts [time]}, each at the input's rate."""
+    from nodal.audio import read_signal
+    from nodal.errors import SignalError
+
+    controls = {}
+    for name, file in _parse_assignments(items, "--control").items():
+        signal, signal_rate = read_signal(file)
+        if signal_rate is not None and signal_rate != rate:
+            raise SignalError(f"{file}: {signal_rate:g} Hz, but the input is {rate:g} Hz")
+        controls[name] = signal
+    return controls
+
+
 @app.command()
 @friendly
 def circuits() -> None:
@@ -130,15 +144,8 @@ def simulate(
         if rate is None:
             raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
         fs = rate
-    controls = {}
-    for name, file in _parse_assignments(control, "--control").items():
-        c, c_rate = read_signal(file)
-        if c_rate is not None and c_rate != fs:
-            raise SignalError(f"{file}: {c_rate:g} Hz, but the input is {fs:g} Hz")
-        controls[name] = c
-    values = _parse_values(set_)
-    solver_probe = nodal.NodalSolver(eq, values=values)  # validates --set names early
-    del solver_probe
+    controls = _read_controls(control, fs)
+    values = _parse_values(set_)  # an unknown name fails in render, before anything is written
     total = len(signal) * oversample
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err_console, transient=True,
@@ -209,7 +216,7 @@ def _simulate_model(run_dir: Path, input: Path, output: Path, states: Optional[P
     fs = fs or rate
     if fs is None:
         raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
-    controls = {k: read_signal(f)[0] for k, f in _parse_assignments(control, "--control").items()}
+    controls = _read_controls(control, fs)
     y, x = process(net, signal, fs, controls)
     write_signal(output, y, fs, normalize=normalize)
     if states:

@@ -19,7 +19,6 @@ solver-based rows (the reference solver and trained `nodal` runs): see `evaluate
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,7 +58,7 @@ class Evaluation:
         return asdict(self)
 
 
-def _excerpt(split: Split, length: int) -> Split:  # noqa: D103
+def _excerpt(split: Split, length: int) -> Split:
     if split.length <= length:
         return split
     return Split(split.u[:, :length], split.x[:, :length], split.y[:, :length], split.x_init)
@@ -89,15 +88,14 @@ def error_growth(model, split: Split, window: int = GROWTH_WINDOW) -> list[tuple
 
 
 def real_time_factor(model, split: Split, repeats: int = 1) -> float:
-    """Seconds of audio per second of wall time, free-running, one thread."""
+    """Seconds of audio per second of wall time, free-running, one thread (best of repeats)."""
+    from nodal.bench import best_wall_time
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         metrics.predict(model, _excerpt(split, 2048))  # warm-up (compilation)
-        began = time.perf_counter()
-        for _ in range(repeats):
-            metrics.predict(model, split)
-        wall = (time.perf_counter() - began) / repeats
+        wall = best_wall_time(lambda: metrics.predict(model, split), repeats)
     finally:
         torch.set_num_threads(threads)
     return split.length / model.sample_rate / max(wall, 1e-9)
@@ -178,14 +176,10 @@ def evaluate_solver(data: CircuitDataset, timing: bool = True) -> Evaluation:
     Its free-running ESR measures only the data path (fast kernel for the data, the same
     kernel here): zero up to round-off. Its real-time factor is the point of the row.
     """
-    import nodal
-
     from .nodal_model import NodalModel
 
-    solver = nodal.load(data.circuit, sample_rate=data.sample_rate, **data.values)
     model = NodalModel(data.n_inputs, data.n_states, data.sample_rate, circuit=data.circuit,
                        values=data.values, start_factor=1.0)
-    del solver
     return evaluate_model(model, data, "solver (true values)", {"model": "nodal"},
                           timing=timing)
 

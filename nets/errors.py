@@ -25,5 +25,9 @@ class RunDirectoryError(NetsError):
     """A run directory that is missing, incomplete, or already holds a different run."""
 
 
+class UnknownStudyError(NetsError, ValueError):
+    """A study or profile name that `nets.study` does not have."""
+
+
 class TrainingDivergedError(NetsError):
     """The loss stayed NaN/infinite after every roll-back and learning-rate cut."""

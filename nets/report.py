@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .compare import Evaluation
 
@@ -239,7 +240,7 @@ def _traces(evals: list[Evaluation], data, excerpt: slice):
             continue
         seen.add(key)
         model = load_run(ev.run_dir)
-        with __import__("torch").no_grad():
+        with torch.no_grad():
             traj = metrics.predict(model, data.test)
         y = traj.y[0, :, 0].double().numpy()
         outputs[key] = y[excerpt]

@@ -7,20 +7,11 @@ beside a reference measured in the same run (`reference_gru`: plain `nn.GRU`).
 
 from __future__ import annotations
 
-import time
-
 import torch
 
+from nodal.bench import best_wall_time
+
 from . import fast
-
-
-def _best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - began)
-    return best
 
 
 def realtime_factor(model, seconds: float = 5.0, repeats: int = 3, use_fast: bool = True) -> float:
@@ -35,7 +26,7 @@ def realtime_factor(model, seconds: float = 5.0, repeats: int = 3, use_fast: boo
             s0 = model.initial_state(1, u[:, 0])
             fn = (lambda: runner(u, s0)) if runner else (lambda: model(u, s0=s0))
             fn()  # compile / warm up
-            return seconds / _best_of(fn, repeats)
+            return seconds / best_wall_time(fn, repeats)
     finally:
         torch.set_num_threads(threads)
 
@@ -48,7 +39,7 @@ def reference_gru(hidden: int = 16, seconds: float = 5.0, sample_rate: float = 4
         gru, out = torch.nn.GRU(1, hidden, batch_first=True), torch.nn.Linear(hidden, 1)
         u = torch.randn(1, int(seconds * sample_rate), 1)
         with torch.no_grad():
-            return seconds / _best_of(lambda: out(gru(u)[0]), 2)
+            return seconds / best_wall_time(lambda: out(gru(u)[0]), 2)
     finally:
         torch.set_num_threads(threads)
 
@@ -74,5 +65,5 @@ def training_throughput(model, data, window: int = 1, segment: int = 512, batch:
             optimizer.step()
 
     epoch()
-    elapsed = _best_of(epoch, 2)
+    elapsed = best_wall_time(epoch, 2)
     return sum(b.u.shape[0] * b.u.shape[1] for b in batches) / elapsed

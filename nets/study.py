@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from . import checkpoint, compare, report, runs
 from .data import MaterialSpec
+from .errors import UnknownStudyError
 
 STUDIES = ("exposure-bias", "state-matching")
 
@@ -89,7 +88,7 @@ def jobs(study: str, profile: Profile) -> list[Job]:
             for m in profile.sm_references:
                 out += [Job(c, m, None, s, None) for s in profile.seeds]
         return out
-    raise ValueError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+    raise UnknownStudyError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
 
 
 def _settings(job: Job, profile: Profile) -> dict:
@@ -203,7 +202,7 @@ def run(study: str, profile_name: str, out: str | Path, log: Callable | None = N
         on_job: Callable | None = None) -> Path:
     """Train every job (resumable), compare, write OUT/report.md and OUT/results.json."""
     if profile_name not in PROFILES:
-        raise ValueError(f"unknown profile {profile_name!r}: quick or full")
+        raise UnknownStudyError(f"unknown profile {profile_name!r}: quick or full")
     profile = PROFILES[profile_name]
     root = Path(out)
     began = time.perf_counter()
@@ -281,4 +280,4 @@ def summary(results: dict) -> list[tuple[str, str]]:
 
 
 __all__ = ["run", "jobs", "PROFILES", "STUDIES", "verdict_exposure_bias",
-           "verdict_state_matching", "summary", "np"]
+           "verdict_state_matching", "summary"]

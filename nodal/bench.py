@@ -105,7 +105,8 @@ SPICE_LADDER = [
 ]
 
 
-def _best_wall(fn, repeats: int) -> float:
+def best_wall_time(fn, repeats: int) -> float:
+    """The shortest wall time (s) of `repeats` calls of fn: the least disturbed by other load."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -136,7 +137,7 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
 
     log(f"[{name}] fast path: warm-up (compile), then best of {repeats}")
     solver.simulate(u[:, : min(length, 4800)], backend="fast")
-    fast_wall = _best_wall(lambda: solver.simulate(u, backend="fast"), repeats)
+    fast_wall = best_wall_time(lambda: solver.simulate(u, backend="fast"), repeats)
     fast = solver.simulate(u, backend="fast").y[0, :, 0].numpy()
     iterations = solver.last_iterations
 
@@ -144,13 +145,13 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
     log(f"[{name}] torch path (forward with autograd): {n_torch} samples at batch 1 and 64")
     u_grad = u[:, :n_torch].clone().requires_grad_()
     solver(u_grad[:, :50])
-    torch_b1 = _best_wall(lambda: solver(u_grad), 1)
+    torch_b1 = best_wall_time(lambda: solver(u_grad), 1)
     torch_y = solver(u_grad).y[0, :, 0].detach().numpy()
     u64 = u[:, :n_torch].expand(64, n_torch, u.shape[2]).clone().requires_grad_()
-    torch_b64 = _best_wall(lambda: solver(u64), 1)
+    torch_b64 = best_wall_time(lambda: solver(u64), 1)
     n_ref = min(n_torch, 480)
     log(f"[{name}] torch reference loop (no grad): {n_ref} samples at batch 1")
-    torch_ref_b1 = _best_wall(lambda: solver.simulate(u[:, :n_ref], backend="torch"), 1)
+    torch_ref_b1 = best_wall_time(lambda: solver.simulate(u[:, :n_ref], backend="torch"), 1)
     notes.append(f"torch path measured on the first {n_torch / sample_rate:g} s (the reference "
                  f"loop on {n_ref} samples) and scaled")
 

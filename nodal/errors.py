@@ -41,6 +41,10 @@ class CircuitNotFoundError(NodalError):
     """Neither a built-in circuit name nor an existing netlist file."""
 
 
+class UnknownBackendError(NodalError, ValueError):
+    """A solver backend other than "fast" (compiled) or "torch" (differentiable)."""
+
+
 class UnknownParameterError(NodalError, KeyError):
     """A component value or parameter name that the circuit does not have."""
 

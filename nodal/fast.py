@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import os
 import sys
 import textwrap
 from pathlib import Path
 
-import numba
 import numpy as np
 import sympy as sp
 import torch
@@ -72,6 +70,28 @@ def _solve_linear(J, b, out, r):
         for j in range(c + 1, r):
             acc -= J[c, j] * out[j]
         out[c] = acc / J[c, c]
+
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _expand_ports(expand, q, out, nports, r):
+    """out = Q q: every port voltage from the independent ones."""
+    for c in range(nports):
+        acc = 0.0
+        for a in range(r):
+            acc += expand[c, a] * q[a]
+        out[c] = acc
+
+
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _affine_row(Mx, Mw, Mi, row, s, w, b, n, cur, nx, nw, nports):
+    """Row `row` of Mx x~ + Mw w[n] + Mi i: one line of the DK update."""
+    acc = 0.0
+    for k in range(nx):
+        acc += Mx[row, k] * s[k]
+    for k in range(nw):
+        acc += Mw[row, k] * w[b, n, k]
+    for c in range(nports):
+        acc += Mi[row, c] * cur[c]
+    return acc
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
@@ -126,11 +146,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0, q0,
                 converged = False
                 it = 0
                 for _ in range(max_iter):
-                    for c in range(nports):
-                        acc = 0.0
-                        for a in range(r):
-                            acc += expand[c, a] * q[a]
-                        v[c] = acc
+                    _expand_ports(expand, q, v, nports, r)
                     _laws(v, theta, cur, jac)
                     # f = q - p - K i;  J = I - K (di/dv) Q
                     for a in range(r):
@@ -151,11 +167,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0, q0,
                             J[a, c] = acc
                     _solve_linear(J, f, dq, r)
                     # SPICE pnjlim: the largest factor keeping every junction's step in bounds
-                    for c in range(nports):
-                        acc = 0.0
-                        for a in range(r):
-                            acc += expand[c, a] * dq[a]
-                        dv[c] = acc
+                    _expand_ports(expand, dq, dv, nports, r)
                     alpha = 1.0
                     if nj > 0:
                         for j in range(nj):
@@ -206,47 +218,22 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, expand, jports, theta, w, s0, q0,
                     for c in range(nports):
                         cur[c] = cur_new[c]
                 else:
-                    # Keep Newton's last iterate: pnjlim kept it finite, where the torch path's
-                    # fallback q = p can put a junction at hundreds of volts (exp overflow).
+                    # Keep Newton's last iterate (pnjlim kept it finite); the sample is reported
+                    # in `failed`, and the caller raises or warns.
                     failed[b, n] = True
                     for a in range(r):
                         if not math.isfinite(q[a]):
                             q[a] = p[a]
-                    for c in range(nports):
-                        acc = 0.0
-                        for a in range(r):
-                            acc += expand[c, a] * q[a]
-                        v[c] = acc
+                    _expand_ports(expand, q, v, nports, r)
                     _laws(v, theta, cur, jac)
                 for a in range(r):
                     q_out[b, n, a] = q[a]
             # y, exposed states, and the canonical state update
-            acc = 0.0
-            for k in range(nx):
-                acc += D[0, k] * s[k]
-            for k in range(nw):
-                acc += E[0, k] * w[b, n, k]
-            for c in range(nports):
-                acc += F[0, c] * cur[c]
-            y[b, n] = acc
+            y[b, n] = _affine_row(D, E, F, 0, s, w, b, n, cur, nx, nw, nports)
             for a in range(nxs):
-                acc = 0.0
-                for k in range(nx):
-                    acc += Ds[a, k] * s[k]
-                for k in range(nw):
-                    acc += Es[a, k] * w[b, n, k]
-                for c in range(nports):
-                    acc += Fs[a, c] * cur[c]
-                x[b, n, a] = acc
+                x[b, n, a] = _affine_row(Ds, Es, Fs, a, s, w, b, n, cur, nx, nw, nports)
             for a in range(nx):
-                acc = 0.0
-                for k in range(nx):
-                    acc += A[a, k] * s[k]
-                for k in range(nw):
-                    acc += B[a, k] * w[b, n, k]
-                for c in range(nports):
-                    acc += C[a, c] * cur[c]
-                s_new[a] = acc
+                s_new[a] = _affine_row(A, B, C, a, s, w, b, n, cur, nx, nw, nports)
             for a in range(nx):
                 s[a] = s_new[a]
         for k in range(nx):

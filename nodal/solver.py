@@ -18,11 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from .dk import DKMatrices, NumericEquations
-from .errors import ConvergenceError, SignalError, UnknownParameterError
+from .errors import ConvergenceError, SignalError, UnknownBackendError, UnknownParameterError
 from .interface import StateSpaceModel, Trajectory
 from .mna import Equations
 from .newton import NewtonOptions, newton_step, solve
-from . import devices
 
 F64 = torch.float64
 
@@ -208,7 +207,32 @@ class NodalSolver(StateSpaceModel):
         if backend == "torch":
             with torch.no_grad():
                 return self.forward_reference(u, s0)
-        raise ValueError(f"backend must be 'fast' or 'torch', not {backend!r}")
+        raise UnknownBackendError(f"backend must be 'fast' or 'torch', not {backend!r}")
+
+    def _start(self, u: Tensor, s0: Tensor | None, teacher: Tensor | None):
+        """What both torch loops begin with: checked float64 inputs, theta, the DK matrices,
+        the starting state (the operating point unless s0), every source's value w, where
+        Newton starts (q0 [B, r]), and whether autograd needs the differentiable step.
+
+        Newton starts from the operating point's port voltages (zeros when s0 is given), then
+        from the last sample's; not from the linear prediction p: where a node is reached only
+        through a junction, p is of the order of I / GMIN, megavolts.
+        """
+        self.check_inputs(u, teacher)
+        u = u.to(F64)
+        if not bool(torch.isfinite(u).all()):
+            raise SignalError("the input contains NaN or infinite values")
+        batch = u.shape[0]
+        theta = self.theta()
+        m = self.matrices()
+        self._dc_ports = None
+        s = self.initial_state(batch, u[:, 0]) if s0 is None else s0.to(F64)
+        w = self.source_values(u)
+        grad = torch.is_grad_enabled() and (
+            any(t.requires_grad for t in theta) or s.requires_grad or w.requires_grad)
+        r = m.K.shape[0]
+        q0 = self._dc_ports if self._dc_ports is not None else torch.zeros(batch, r, dtype=F64)
+        return u, theta, m, s, w, q0.detach(), grad
 
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
                 every: int = 0, progress=None) -> Trajectory:
@@ -224,24 +248,10 @@ class NodalSolver(StateSpaceModel):
         """
         from . import fast
 
-        self.check_inputs(u, teacher)
-        u = u.to(F64)
-        if not bool(torch.isfinite(u).all()):
-            raise SignalError("the input contains NaN or infinite values")
+        u, theta, m, s, w, q0, grad = self._start(u, s0, teacher)
         batch, length, _ = u.shape
-        theta = self.theta()
-        m = self.matrices()
-        self._dc_ports = None
-        s = self.initial_state(batch, u[:, 0]) if s0 is None else s0.to(F64)
-        w = self.source_values(u)
-        grad = torch.is_grad_enabled() and (
-            any(t.requires_grad for t in theta) or s.requires_grad or w.requires_grad)
         r = m.K.shape[0]
-        # Newton starts from the operating point's port voltages, then from the last sample's.
-        # (Not from the linear prediction p: where a node is reached only through a junction,
-        # p is of the order of I / GMIN, megavolts.)
-        q0 = self._dc_ports if self._dc_ports is not None else torch.zeros(batch, r, dtype=F64)
-        q0 = q0.detach().numpy()
+        q0 = q0.numpy()
         prepared = fast.prepare(self, m, theta)
         w_np = fast._np(w)
         # segments: teacher resets, and pieces of at most 2^16 samples (progress, memory)
@@ -289,29 +299,14 @@ class NodalSolver(StateSpaceModel):
         15 small torch ops per Newton iteration, so milliseconds per sample; `forward` gives
         the same samples and gradients much faster, and the tests hold it to this loop.
         """
-        self.check_inputs(u, teacher)
-        u = u.to(F64)
-        if not bool(torch.isfinite(u).all()):
-            raise SignalError("the input contains NaN or infinite values")
+        u, theta, m, s, w, q_start, grad = self._start(u, s0, teacher)
         batch, length, _ = u.shape
-        theta = self.theta()
-        m = self.matrices()
         laws = self._laws(theta)
         junctions = self._junctions(theta)
-        self._dc_ports = None
-        s = self.initial_state(batch, u[:, 0]) if s0 is None else s0.to(F64)
-        w = self.source_values(u)
         hw, ew, bw, esw = w @ m.H.T, w @ m.E.T, w @ m.B.T, w @ m.Es.T
         expand = self.numeric.expand
-        grad = torch.is_grad_enabled() and (
-            any(t.requires_grad for t in theta) or s.requires_grad or u.requires_grad)
         r = m.K.shape[0]
-        # Newton starts from the operating point's port voltages, then from the last sample's.
-        # (Not from the linear prediction p: where a node is reached only through a junction,
-        # p is of the order of I / GMIN, megavolts.)
-        q = None
-        if r:
-            q = self._dc_ports if self._dc_ports is not None else torch.zeros(batch, r, dtype=F64)
+        q = q_start if r else None
         ys, xs = [], []
         failures: list[int] = []
         total_iter = 0

@@ -12,7 +12,6 @@ import torch
 
 import nets
 from nets import fast
-from nets.data import Batch
 from nets.losses import StateSpaceLoss
 from nets.train import TrainConfig, window_loss
 

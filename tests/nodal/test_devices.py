@@ -8,7 +8,6 @@ import math
 import re
 import subprocess
 
-import numpy as np
 import pytest
 import sympy as sp
 import torch

@@ -30,6 +30,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from . import signals
+from .render import input_matrix
+from .verify import esr
+
 F64 = torch.float64
 
 
@@ -68,25 +72,11 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def esr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """sum((y - y_hat)^2) / sum(y^2) over the whole signal (DESIGN.md, plain)."""
-    reference = np.asarray(reference, dtype=np.float64)
-    return float(np.sum((reference - estimate) ** 2) / max(np.sum(reference ** 2), 1e-300))
-
-
 def _inputs(solver, seconds: float, sample_rate: float) -> np.ndarray:
     """[time, inputs]: the plucked string on the audio input; each control source follows its
-    own netlist waveform (the phaser's LFO), or 0 V if it has none."""
-    from . import signals
-
+    own netlist waveform (the phaser's LFO), as `nodalnet simulate` and ngspice run it."""
     audio = signals.plucked_string(seconds, sample_rate, peak=1.0)
-    t = np.arange(len(audio)) / sample_rate
-    cols = [audio]
-    for src in solver.eq.sources[1:solver.n_inputs]:
-        wave = getattr(src, "waveform", None)
-        cols.append(np.asarray(wave.at(t, 1 / sample_rate), dtype=np.float64)
-                    if wave is not None else np.zeros_like(audio))
-    return np.stack(cols, -1)
+    return input_matrix(solver.eq, audio, sample_rate)
 
 
 #: ngspice settings for the matched-ESR comparison, loosest (fastest) first: a label, its

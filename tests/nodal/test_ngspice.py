@@ -5,18 +5,16 @@ sixteenth of a sample. The solver's trapezoidal rule at the sample rate is the o
 approximation measured here.
 """
 
-import numpy as np
 import pytest
 
 import nodal
 from nodal import resample, signals, spice
 from nodal.render import render
+from nodal.verify import esr
 
 FS = 48000.0
 
 
-def esr(reference, estimate):
-    return float(np.sum((reference - estimate) ** 2) / np.sum(reference ** 2))
 
 
 def against_ngspice(name, x, oversample=1):

@@ -14,6 +14,7 @@ import torch
 
 import circuits
 import nodal
+from nodal import verify
 from nodal import resample, signals, spice
 from nodal.errors import ConvergenceError
 from nodal.netlist import read
@@ -24,7 +25,8 @@ PEDALS = ["tube_screamer", "phase90"]
 
 
 def esr(y, ref):
-    return float(np.sum((y - ref) ** 2) / np.sum(ref ** 2))
+    """ESR of y against the reference ref (nodal.verify.esr takes the reference first)."""
+    return verify.esr(ref, y)
 
 
 def lfo_sweep(length: int, rate: float) -> np.ndarray:

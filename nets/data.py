@@ -158,18 +158,18 @@ def resample_to(audio: np.ndarray, rate: float, target: float, allow: bool = Tru
 
 
 def read_wav(path: str | Path, sample_rate: float, resample: bool = True) -> np.ndarray:
-    """A mono WAV file as volts [time] at `sample_rate` (its samples are taken as volts)."""
-    import soundfile
+    """A mono WAV file as volts [time] at `sample_rate` (its samples are taken as volts).
 
-    audio, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-    if audio.shape[1] != 1:
-        raise AudioShapeMismatchError(f"{path}: {audio.shape[1]} channels; give a mono file "
-                                      "(one channel: the circuit's input in volts)")
-    if audio.shape[0] == 0:
-        raise AudioShapeMismatchError(f"{path}: the file holds no samples")
-    if not np.isfinite(audio).all():
-        raise AudioShapeMismatchError(f"{path}: the file contains NaN or infinite samples")
-    return resample_to(audio[:, 0], rate, sample_rate, resample, str(path))
+    The checks are `nodal.audio.read_wav`'s (mono, not empty, no NaN); here a bad file is a
+    dataset that does not fit, `AudioShapeMismatchError`."""
+    from nodal.audio import read_wav as read_volts
+    from nodal.errors import SignalError
+
+    try:
+        audio, rate = read_volts(path)
+    except SignalError as exc:
+        raise AudioShapeMismatchError(str(exc)) from None
+    return resample_to(audio, rate, sample_rate, resample, str(path))
 
 
 def material(spec: MaterialSpec, sample_rate: float) -> dict[str, np.ndarray]:

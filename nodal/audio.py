@@ -23,7 +23,7 @@ def read_wav(path: str | Path, gain: float = 1.0) -> tuple[np.ndarray, float]:
         raise SignalError(f"{path}: not a readable audio file ({exc})") from None
     if data.shape[1] != 1:
         raise SignalError(f"{path}: has {data.shape[1]} channels; nodalnet drives one input "
-                          "source per file: mix down or split the channels first")
+                          "source per file: give a mono file (mix down or split the channels)")
     if data.shape[0] == 0:
         raise SignalError(f"{path}: is empty")
     x = data[:, 0] * gain

@@ -383,6 +383,9 @@ def study(
     which: str = typer.Argument(..., help="exposure-bias or state-matching"),
     profile: str = typer.Option("quick", help="quick (minutes) or full (the real numbers)"),
     out: Path = typer.Option(..., "--out", help="study folder (resumable: run it again to continue)"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="runs trained at once, one process and one thread each "
+                                  "(up to the number of cores)"),
 ) -> None:
     """Run a whole study of Peussa et al. (DAFx 2021): train the sweep, compare, give verdicts."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -403,7 +406,7 @@ def study(
         def on_job(n, total, name):
             bar.update(task, total=total, completed=n, description=f"{which}: {name}")
 
-        path = studies.run(which, profile, out, on_job=on_job)
+        path = studies.run(which, profile, out, on_job=on_job, workers=jobs)
     results = read_json(out / "results.json")
     for name, entry in results.items():
         if isinstance(entry, dict) and "table" in entry:

@@ -198,20 +198,57 @@ def _decide(strict: list[bool], loose: list[bool]) -> str:
 
 
 # -- the whole study ------------------------------------------------------------------------
+def _train_in_worker(job: Job, profile: Profile, root: str) -> str:
+    """One job in a worker process (spawned: a fresh interpreter, torch on one thread)."""
+    return str(train_job(job, profile, Path(root)))
+
+
+def train_all(todo: list[Job], profile: Profile, root: Path, workers: int = 1,
+              log: Callable | None = None, on_job: Callable | None = None) -> list[Path]:
+    """Train the jobs, `workers` at a time; the run folders in the order of `todo`.
+
+    Each run is seeded and single-threaded, so a run's weights do not depend on `workers`."""
+    if workers <= 1:
+        dirs = []
+        for n, job in enumerate(todo):
+            if on_job:
+                on_job(n, len(todo), job.name)
+            dirs.append(train_job(job, profile, root, log))
+        return dirs
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .data import dataset
+    for circuit in dict.fromkeys(job.circuit for job in todo):
+        dataset(circuit, 48000.0, profile.material, log=log)  # render once, before the workers
+    dirs: list[Path | None] = [None] * len(todo)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {pool.submit(_train_in_worker, job, profile, str(root)): n
+                   for n, job in enumerate(todo)}
+        if on_job:
+            on_job(0, len(todo), f"{len(todo)} runs, {workers} at a time")
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                n = pending.pop(future)
+                dirs[n] = Path(future.result())  # a failed run raises here, others stay kept
+                if on_job:
+                    on_job(len(todo) - len(pending), len(todo), todo[n].name)
+    return dirs  # type: ignore[return-value]
+
+
 def run(study: str, profile_name: str, out: str | Path, log: Callable | None = None,
-        on_job: Callable | None = None) -> Path:
-    """Train every job (resumable), compare, write OUT/report.md and OUT/results.json."""
+        on_job: Callable | None = None, workers: int = 1) -> Path:
+    """Train every job (resumable; `workers` runs at a time, each on one thread), compare,
+    write OUT/report.md and OUT/results.json."""
     if profile_name not in PROFILES:
         raise UnknownStudyError(f"unknown profile {profile_name!r}: quick or full")
     profile = PROFILES[profile_name]
     root = Path(out)
     began = time.perf_counter()
     todo = jobs(study, profile)
-    dirs = []
-    for n, job in enumerate(todo):
-        if on_job:
-            on_job(n, len(todo), job.name)
-        dirs.append(train_job(job, profile, root, log))
+    dirs = train_all(todo, profile, root, workers, log, on_job)
     if on_job:
         on_job(len(todo), len(todo), "comparing")
     comparison = compare.compare(dirs)
@@ -279,5 +316,5 @@ def summary(results: dict) -> list[tuple[str, str]]:
     return [(k, v["verdict"]) for k, v in results.get("verdicts", {}).items()]
 
 
-__all__ = ["run", "jobs", "PROFILES", "STUDIES", "verdict_exposure_bias",
+__all__ = ["run", "jobs", "train_all", "PROFILES", "STUDIES", "verdict_exposure_bias",
            "verdict_state_matching", "summary"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nets import compare, losses, report, runs, study
+from nets import checkpoint, compare, losses, report, runs, study
 from nets.base import NeuralModel
 from nodal.verify import esr as numpy_esr
 
@@ -163,3 +163,24 @@ def test_study_jobs_cover_the_sweep():
     assert {j.circuit for j in sm} == {"tube_screamer", "phase90"}
     gru = {j.hidden for j in sm if j.model in ("gru", "gru-sm")}
     assert len(gru) == 1                    # equal hidden size for gru and gru-sm
+
+
+def test_study_trains_in_parallel_workers_with_the_same_results(tmp_path, monkeypatch):
+    """`study --jobs 2`: runs in spawned worker processes give the weights of a sequential run,
+    and a second call keeps the finished runs instead of training them again."""
+    monkeypatch.setenv("NODALNET_CACHE", str(tmp_path / "cache"))
+    tiny = study.Profile(material=SMALL, seeds=(0, 1), windows=(1,), sm_circuits=(),
+                         sm_models=(), sm_references=(), epochs=2, steps_per_epoch=2,
+                         eb_models=("stn",), settings={"segment": 256, "batch": 4})
+    todo = study.jobs("exposure-bias", tiny)
+    assert len(todo) == 2
+    parallel = study.train_all(todo, tiny, tmp_path / "parallel", workers=2)
+    serial = study.train_all(todo, tiny, tmp_path / "serial", workers=1)
+    for a, b in zip(parallel, serial):
+        wa = torch.load(a / checkpoint.BEST, weights_only=True)
+        wb = torch.load(b / checkpoint.BEST, weights_only=True)
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    stamp = (parallel[0] / checkpoint.RUN_JSON).stat().st_mtime_ns
+    study.train_all(todo, tiny, tmp_path / "parallel", workers=2)
+    assert (parallel[0] / checkpoint.RUN_JSON).stat().st_mtime_ns == stamp

@@ -235,6 +235,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="epochs [default: the model's]"),
     seed: int = typer.Option(0, help="seed of the weights and the batch order"),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate [default: the model's]"),
+    segment: Optional[int] = typer.Option(None, help="samples per training segment (slow dynamics need long ones) [default: the model's]"),
+    batch: Optional[int] = typer.Option(None, help="segments per step [default: the model's]"),
     emphasis: Optional[float] = typer.Option(None, help="pre-emphasis 1 - c z^-1 on the output loss, e.g. 0.85"),
     train_seconds: Optional[float] = typer.Option(None, help="seconds of generated training material"),
     wav: List[Path] = typer.Option([], help="train on these mono WAV files (volts) instead (repeatable)"),
@@ -278,7 +280,8 @@ def train(
             info = nets.runs.start(circuit, model, out=out, hidden=hidden, sample_rate=sample_rate,
                                    material=material, values=_parse_values(set_) or None,
                                    window=k, state_weight=state_weight, epochs=epochs, seed=seed,
-                                   lr=lr, emphasis=emphasis, threads=threads, **hooks)
+                                   lr=lr, segment=segment, batch=batch, emphasis=emphasis,
+                                   threads=threads, **hooks)
     test = info["test"]
     state = "" if test["state_esr"] is None else f", state ESR {test['state_esr']:.3e}"
     console.print(f"{model if resume is None else info['model']['name']}: free-running test ESR "

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from nodal.interface import Trajectory
 
 from .base import NeuralModel, mlp
+from .stn_kernel import stn_recurrence
 
 
 class STN(NeuralModel):
@@ -27,8 +28,9 @@ class STN(NeuralModel):
 
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  hidden: int = 16, depth: int = 2, readout_hidden: int = 8,
-                 input_history: int = 1, scaling: dict | None = None):
+                 input_history: int = 1, scaling: dict | None = None, fused: bool = True):
         super().__init__(n_inputs, n_states, sample_rate, scaling)
+        self.fused = fused  # free-running stretches in the compiled kernel (False: torch loop)
         self.hidden, self.depth, self.readout_hidden = hidden, depth, readout_hidden
         self.history = int(bool(input_history))
         self.mlp = mlp(n_inputs * (1 + self.history) + n_states, hidden, depth, n_states)
@@ -94,11 +96,35 @@ class STN(NeuralModel):
         if u.shape[1] == 1:  # one step for every batch item: the teacher-forced (k = 1) case
             s = self._next(s0, un[:, 0])
             return self._trajectory(s[:, None], un, s)
+        if self.fused and self.depth and un.device.type == "cpu":
+            states = self._recur(un, s0)
+            return self._trajectory(states, un, states[:, -1])
         s, states = s0, []
         for n in range(u.shape[1]):
             s = self._next(s, un[:, n])
             states.append(s)
         return self._trajectory(torch.stack(states, 1), un, s)
+
+    def _recur(self, un: Tensor, s0: Tensor) -> Tensor:
+        """The loop of `run` in the compiled kernel of `nets.stn_kernel` (same equations)."""
+        ns, ni = self.n_states, self.n_inputs
+        linears = [m for m in self.mlp if isinstance(m, nn.Linear)]
+        first, hidden_layers, out = linears[0], linears[1:-1], linears[-1]
+        if self.history:
+            u_prev = torch.cat([s0[:, None, ns:], un[:, :-1]], 1)
+            a = torch.cat([un, u_prev], -1) @ first.weight[:, :2 * ni].T + first.bias
+            w_x = first.weight[:, 2 * ni:]
+        else:
+            a = un @ first.weight[:, :ni].T + first.bias
+            w_x = first.weight[:, ni:]
+        if hidden_layers:
+            w_h = torch.stack([m.weight for m in hidden_layers])
+            b_h = torch.stack([m.bias for m in hidden_layers])
+        else:
+            w_h = w_x.new_zeros(0, self.hidden, self.hidden)
+            b_h = w_x.new_zeros(0, self.hidden)
+        xs = stn_recurrence(a, s0[:, :ns], w_x, w_h, b_h, out.weight, out.bias)
+        return torch.cat([xs, un], -1) if self.history else xs
 
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
                 every: int = 0) -> Trajectory:

@@ -33,7 +33,8 @@ class NeuralODE(STN):
                  hidden: int = 16, depth: int = 2, readout_hidden: int = 8,
                  method: str = "rk4", scaling: dict | None = None):
         super().__init__(n_inputs, n_states, sample_rate, hidden, depth, readout_hidden,
-                         input_history=0, scaling=scaling)
+                         input_history=0, scaling=scaling, fused=False)  # the STN kernel is
+        # the discrete map; here each sample is an odeint call
         self.method = method
         self.field = _Field(self.mlp)
         self.register_buffer("span", torch.tensor([0.0, 1.0]), persistent=False)

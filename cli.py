@@ -107,7 +107,7 @@ def equations(circuit: str = typer.Argument(..., help="built-in name or .cir fil
 @app.command()
 @friendly
 def simulate(
-    circuit: Optional[str] = typer.Argument(None, help="built-in circuit name or .cir netlist (not with --model)"),
+    circuit: Optional[str] = typer.Argument(None, help="built-in circuit name or .cir netlist (with --model: optional, the run's own)"),
     input: Path = typer.Option(..., "--input", "-i", help="input WAV (sample values = volts) or .npy"),
     output: Path = typer.Option(..., "--output", "-o", help="output .npy (float64 volts) or .wav (float32)"),
     states: Optional[Path] = typer.Option(None, help="write the circuit states [time, n_states] as .npy"),
@@ -130,7 +130,8 @@ def simulate(
     from nodal.render import render
 
     if model is not None:
-        return _simulate_model(model, input, output, states, control, gain, rate, normalize)
+        return _simulate_model(model, circuit, input, output, states, control, gain, rate,
+                               normalize)
     if circuit is None:
         raise SignalError("give a circuit (built-in name or .cir file), or --model RUN_DIR")
     if backend not in ("fast", "torch"):
@@ -202,7 +203,8 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
     study("exposure-bias", profile="quick", out=out / "exposure-bias")
 
 
-def _simulate_model(run_dir: Path, input: Path, output: Path, states: Optional[Path],
+def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: Path,
+                    states: Optional[Path],
                     control: List[str], gain: float, rate: Optional[float],
                     normalize: bool) -> None:
     """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
@@ -211,6 +213,7 @@ def _simulate_model(run_dir: Path, input: Path, output: Path, states: Optional[P
     from nodal.audio import read_signal, write_signal
     from nodal.errors import SignalError
 
+    nets.checkpoint.check_circuit(run_dir, circuit)
     net = nets.load_run(run_dir)
     signal, fs = read_signal(input, gain)
     fs = fs or rate

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import RunDirectoryError
+from .errors import CircuitMismatchError, RunDirectoryError
 from .registry import from_spec
 
 RUN_JSON, BEST, LAST, CURVES = "run.json", "model.pt", "last.pt", "curves.csv"
@@ -77,6 +77,17 @@ def write_curves(run_dir: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     save_text(buffer.getvalue(), Path(run_dir) / CURVES)
+
+
+def check_circuit(run_dir: str | Path, circuit: str | None) -> None:
+    """Refuse a circuit (name or .cir path) other than the one the run was trained on."""
+    if circuit is None:
+        return
+    trained = read_info(Path(run_dir))["data"]["circuit"]
+    if Path(str(circuit)).stem.lower() != Path(str(trained)).stem.lower():
+        raise CircuitMismatchError(
+            f"{run_dir} was trained on {trained!r}, not {circuit!r}: drop the circuit "
+            "argument or give a run of that circuit")
 
 
 def load_run(run_dir: str | Path, which: str = "best"):

@@ -17,6 +17,10 @@ class SampleRateMismatchError(NetsError):
     """A model or dataset asked to run at a rate other than the one it was made at."""
 
 
+class CircuitMismatchError(NetsError):
+    """A trained run asked to stand for a circuit other than the one it was trained on."""
+
+
 class UnknownModelError(NetsError):
     """A model name that is not in the registry (`nets.MODELS`)."""
 

@@ -34,3 +34,13 @@ def test_train_then_simulate_with_the_model(tmp_path):
 
     result = runner.invoke(app, ["train", "diode_clipper", "--model", "stn", "--out", str(run)])
     assert result.exit_code == 2 and "--resume" in result.output
+    result = runner.invoke(app, ["simulate", "diode_clipper", "--model", str(run), "--input",
+                                 str(source), "--output", str(out)])
+    assert result.exit_code == 0, result.output   # naming the run's own circuit is fine
+
+    out.unlink()
+    result = runner.invoke(app, ["simulate", "tube_screamer", "--model", str(run), "--input",
+                                 str(source), "--output", str(out)])
+    assert result.exit_code != 0
+    assert "trained on 'diode_clipper'" in " ".join(result.output.split())  # rich may wrap
+    assert not out.exists()

@@ -392,6 +392,8 @@ def study(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1,
                              help="runs trained at once, one process and one thread each "
                                   "(up to the number of cores)"),
+    circuit: List[str] = typer.Option([], "--circuit", help="exposure-bias: its circuit (built-in or .cir) [default: diode_clipper]; state-matching: a subset of its circuits (repeatable)"),
+    model: List[str] = typer.Option([], "--model", "-m", help="exposure-bias: the models swept over windows [default: stn, gru-sm]; state-matching: which references to keep (repeatable)"),
 ) -> None:
     """Run a whole study of Peussa et al. (DAFx 2021): train the sweep, compare, give verdicts."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -412,7 +414,8 @@ def study(
         def on_job(n, total, name):
             bar.update(task, total=total, completed=n, description=f"{which}: {name}")
 
-        path = studies.run(which, profile, out, on_job=on_job, workers=jobs)
+        path = studies.run(which, profile, out, on_job=on_job, workers=jobs,
+                           circuits=tuple(circuit), models=tuple(model))
     results = read_json(out / "results.json")
     for name, entry in results.items():
         if isinstance(entry, dict) and "table" in entry:

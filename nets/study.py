@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -150,7 +150,13 @@ def verdict_exposure_bias(rows: list[dict]) -> dict:
             b_models[model] = {"k=1": tf["esr"], "best window": best["window"] or "inf",
                                "best": best["esr"],
                                "trend": _trend([(r["window"] or math.inf, r["esr"]["mean"])
-                                                for r in members if r["esr"]])}
+                                                for r in members if r["esr"]]),
+                               # the ratio itself: it can fall while the model gets worse
+                               "exposure_bias": {str(r["window"] or "inf"): r["exposure_bias"]["mean"]
+                                                 for r in members if r["exposure_bias"]},
+                               "exposure_bias_trend": _trend(
+                                   [(r["window"] or math.inf, r["exposure_bias"]["mean"])
+                                    for r in members if r["exposure_bias"]])}
     a = _decide([v["min"] > 1.0 for v in a_models.values()],
                 [v["max"] > 1.0 for v in a_models.values()])
     b = _decide([v["best"]["max"] < v["k=1"]["min"] for v in b_models.values()],
@@ -242,13 +248,46 @@ def train_all(todo: list[Job], profile: Profile, root: Path, workers: int = 1,
     return dirs  # type: ignore[return-value]
 
 
+def narrow(profile: Profile, study: str, circuits: tuple[str, ...] = (),
+           models: tuple[str, ...] = ()) -> Profile:
+    """The profile on other circuits or a subset of its models.
+
+    exposure-bias takes one circuit (any built-in or .cir) and any models; state-matching a
+    subset of its circuits and models (gru and gru-sm stay: they are what it compares)."""
+    from .registry import MODELS
+    from .errors import UnknownModelError
+    unknown_models = [m for m in models if m not in MODELS]
+    if unknown_models:
+        raise UnknownModelError(f"unknown model {', '.join(unknown_models)}; choose from "
+                                f"{', '.join(MODELS)}")
+    if study == "exposure-bias":
+        if len(circuits) > 1:
+            raise UnknownStudyError("exposure-bias runs on one circuit: give --circuit once")
+        changes = {}
+        if circuits:
+            changes["eb_circuit"] = circuits[0]
+        if models:
+            changes["eb_models"] = tuple(models)
+        return replace(profile, **changes)
+    unknown = [c for c in circuits if c not in profile.sm_circuits]
+    if unknown:
+        raise UnknownStudyError(f"state-matching compares on {', '.join(profile.sm_circuits)}; "
+                                f"not {', '.join(unknown)}")
+    refs = tuple(m for m in profile.sm_references if not models or m in models)
+    return replace(profile, sm_circuits=tuple(circuits) or profile.sm_circuits,
+                   sm_references=refs)
+
+
 def run(study: str, profile_name: str, out: str | Path, log: Callable | None = None,
-        on_job: Callable | None = None, workers: int = 1) -> Path:
+        on_job: Callable | None = None, workers: int = 1, circuits: tuple[str, ...] = (),
+        models: tuple[str, ...] = ()) -> Path:
     """Train every job (resumable; `workers` runs at a time, each on one thread), compare,
-    write OUT/report.md and OUT/results.json."""
+    write OUT/report.md and OUT/results.json. `circuits`/`models` narrow the profile (`narrow`)."""
     if profile_name not in PROFILES:
         raise UnknownStudyError(f"unknown profile {profile_name!r}: quick or full")
-    profile = PROFILES[profile_name]
+    if study not in STUDIES:
+        raise UnknownStudyError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+    profile = narrow(PROFILES[profile_name], study, tuple(circuits), tuple(models))
     root = Path(out)
     began = time.perf_counter()
     todo = jobs(study, profile)
@@ -297,6 +336,11 @@ def _append_verdicts(path: Path, study: str, verdicts: dict, profile: str,
                 lines.append(f"- {model}: free-running ESR {d['k=1']['mean']:.2e} at k = 1, "
                              f"{d['best']['mean']:.2e} at k = {d['best window']} (the best longer window); rank "
                              f"correlation of ESR with k: {d['trend']:.2f}")
+                ratios = d.get("exposure_bias", {})
+                if ratios:
+                    lines.append(f"  - {model}: exposure bias (free-running / teacher-forced) "
+                                 + ", ".join(f"{v:.3g} at k = {k}" for k, v in ratios.items())
+                                 + f"; rank correlation with k: {d['exposure_bias_trend']:.2f}")
         else:
             for circuit, d in v["by_circuit"].items():
                 lines.append(f"- {circuit}: gru {d['gru']['mean']:.2e} "
@@ -320,5 +364,5 @@ def summary(results: dict) -> list[tuple[str, str]]:
     return [(k, v["verdict"]) for k, v in results.get("verdicts", {}).items()]
 
 
-__all__ = ["run", "jobs", "train_all", "PROFILES", "STUDIES", "verdict_exposure_bias",
+__all__ = ["run", "narrow", "jobs", "train_all", "PROFILES", "STUDIES", "verdict_exposure_bias",
            "verdict_state_matching", "summary"]

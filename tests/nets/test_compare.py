@@ -10,6 +10,7 @@ import torch
 
 from nets import checkpoint, compare, losses, report, runs, study
 from nets.base import NeuralModel
+from nets.errors import UnknownModelError, UnknownStudyError
 from nodal.verify import esr as numpy_esr
 
 from nets.data import MaterialSpec
@@ -163,6 +164,31 @@ def test_study_jobs_cover_the_sweep():
     assert {j.circuit for j in sm} == {"tube_screamer", "phase90"}
     gru = {j.hidden for j in sm if j.model in ("gru", "gru-sm")}
     assert len(gru) == 1                    # equal hidden size for gru and gru-sm
+
+
+def test_a_study_narrowed_to_another_circuit_and_model():
+    full = study.PROFILES["full"]
+    ts = study.narrow(full, "exposure-bias", ("tube_screamer",), ("stn",))
+    todo = study.jobs("exposure-bias", ts)
+    assert {(j.circuit, j.model) for j in todo} == {("tube_screamer", "stn")}
+    assert len(todo) == len(full.windows) * len(full.seeds)
+    phaser = study.jobs("state-matching", study.narrow(full, "state-matching", ("phase90",),
+                                                       ("nodal",)))
+    assert {j.circuit for j in phaser} == {"phase90"}
+    assert {j.model for j in phaser} == {"gru", "gru-sm", "nodal"}   # the compared pair stays
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        study.narrow(full, "exposure-bias", (), ("transformer",))
+    with pytest.raises(UnknownStudyError, match="state-matching compares on"):
+        study.narrow(full, "state-matching", ("diode_clipper",))
+
+
+def test_exposure_bias_verdict_reports_the_ratio_per_window():
+    rows = [_row("stn", 1, (1e-3, 9e-4, 1.1e-3), (1.1, 1.05, 1.15)),
+            _row("stn", 0, (2e-3, 1.8e-3, 2.2e-3), (1.02, 1.01, 1.03))]
+    b = study.verdict_exposure_bias(rows)["b"]
+    # the ratio falls with the window while the model gets worse: not a reduction of the error
+    assert b["verdict"] == "does not hold"
+    assert b["by_model"]["stn"]["exposure_bias"] == {"1": 1.1, "inf": 1.02}
 
 
 def test_study_trains_in_parallel_workers_with_the_same_results(tmp_path, monkeypatch):

@@ -302,11 +302,14 @@ def run(study: str, profile_name: str, out: str | Path, log: Callable | None = N
     else:
         verdicts = verdict_state_matching(rows)
     minutes = (time.perf_counter() - began) / 60
-    _append_verdicts(path, study, verdicts, profile_name, minutes)
+    training = sum(e.train_seconds or 0.0 for evals in comparison.groups.values()
+                   for e in evals) / 60
+    _append_verdicts(path, study, verdicts, profile_name, minutes, training, workers)
     results = report.read_json(root / "results.json")
     results["verdicts"] = verdicts
     results["profile"] = profile_name
     results["minutes"] = round(minutes, 2)
+    results["training_minutes"] = round(training, 2)
     report.write_json(root / "results.json", results)
     return path
 
@@ -320,10 +323,11 @@ CLAIMS = {
 
 
 def _append_verdicts(path: Path, study: str, verdicts: dict, profile: str,
-                     minutes: float) -> None:
+                     minutes: float, training: float, workers: int) -> None:
     lines = ["", "## Verdicts", "",
-             f"Profile `{profile}`; the whole run (training included, runs already done kept) "
-             f"took {minutes:.1f} min.", ""]
+             f"Profile `{profile}`. Training the runs took {training:.1f} min in all (each run's "
+             f"own time, summed; one thread each); this call (runs already done kept, "
+             f"{workers} at a time) took {minutes:.1f} min.", ""]
     for claim, v in verdicts.items():
         lines.append(f"**({claim}) {CLAIMS[claim]}: {v['verdict']}.**")
         lines.append("")

@@ -210,3 +210,20 @@ def test_study_trains_in_parallel_workers_with_the_same_results(tmp_path, monkey
     stamp = (parallel[0] / checkpoint.RUN_JSON).stat().st_mtime_ns
     study.train_all(todo, tiny, tmp_path / "parallel", workers=2)
     assert (parallel[0] / checkpoint.RUN_JSON).stat().st_mtime_ns == stamp
+
+
+def test_a_whole_study_writes_its_report_with_verdicts(tmp_path, monkeypatch):
+    """`nodalnet study`: train a (tiny) sweep, compare, and end the report with the verdicts."""
+    monkeypatch.setenv("NODALNET_CACHE", str(tmp_path / "cache"))
+    tiny = study.Profile(material=SMALL, seeds=(0,), windows=(1, 0), sm_circuits=(),
+                         sm_models=(), sm_references=(), epochs=1, steps_per_epoch=2,
+                         eb_models=("stn", "gru"), settings={"segment": 256, "batch": 4})
+    monkeypatch.setitem(study.PROFILES, "tiny", tiny)
+    path = study.run("exposure-bias", "tiny", tmp_path / "eb", models=("stn",))
+    text = path.read_text()
+    assert "## Verdicts" in text and "(a) " in text and "(b) " in text
+    assert "Training the runs took" in text
+    assert "stn h=16 k=1" in text and "gru " not in text    # narrowed to the stn
+    results = json.loads((tmp_path / "eb" / "results.json").read_text())
+    assert set(results["verdicts"]) == {"a", "b"} and results["training_minutes"] >= 0
+    assert set(results["verdicts"]["b"]["by_model"]["stn"]["exposure_bias"]) == {"1", "inf"}

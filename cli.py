@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -200,7 +201,8 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
     console.rule("1/2  the white-box solver against ngspice")
     verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False)
     console.rule("2/2  exposure bias and TBPTT on the diode clipper (quick profile)")
-    study("exposure-bias", profile="quick", out=out / "exposure-bias")
+    # one run per core: a run's weights do not depend on how many train beside it
+    _run_study("exposure-bias", "quick", out / "exposure-bias", jobs=min(4, os.cpu_count() or 1))
 
 
 def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: Path,
@@ -396,6 +398,11 @@ def study(
     model: List[str] = typer.Option([], "--model", "-m", help="exposure-bias: the models swept over windows [default: stn, gru-sm]; state-matching: which references to keep (repeatable)"),
 ) -> None:
     """Run a whole study of Peussa et al. (DAFx 2021): train the sweep, compare, give verdicts."""
+    _run_study(which, profile, out, jobs, tuple(circuit), tuple(model))
+
+
+def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
+               circuits: tuple[str, ...] = (), models: tuple[str, ...] = ()) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nets import study as studies
@@ -415,7 +422,7 @@ def study(
             bar.update(task, total=total, completed=n, description=f"{which}: {name}")
 
         path = studies.run(which, profile, out, on_job=on_job, workers=jobs,
-                           circuits=tuple(circuit), models=tuple(model))
+                           circuits=circuits, models=models)
     results = read_json(out / "results.json")
     for name, entry in results.items():
         if isinstance(entry, dict) and "table" in entry:

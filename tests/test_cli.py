@@ -137,3 +137,29 @@ def test_set_a_param_knob(tmp_path):
         assert result.exit_code == 0, result.output
         peaks.append(np.max(np.abs(np.load(out))))
     assert peaks[1] > peaks[0]  # more drive, more gain
+
+
+def test_demo_wires_the_quick_study(tmp_path, monkeypatch):
+    """Regression: `make demo` called the `study` command as a function and passed typer's
+    option objects on as values ('OptionInfo' object is not iterable)."""
+    import json
+
+    from nets import study
+
+    calls = []
+
+    def fake_run(which, profile, out, on_job=None, workers=1, circuits=(), models=()):
+        calls.append((which, profile, workers, circuits, models))
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps({"verdicts": {"a": {"verdict": "holds"}},
+                                                      "minutes": 0.1}))
+        (out / "report.md").write_text("# report\n")
+        return out / "report.md"
+
+    monkeypatch.setattr(study, "run", fake_run)
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    [(which, profile, workers, circuits, models)] = calls
+    assert (which, profile, circuits, models) == ("exposure-bias", "quick", (), ())
+    assert isinstance(workers, int) and workers >= 1
+    assert "report" in result.output

@@ -166,6 +166,17 @@ def test_study_jobs_cover_the_sweep():
     assert len(gru) == 1                    # equal hidden size for gru and gru-sm
 
 
+def test_the_quick_exposure_bias_runs_are_runs_of_the_full_study():
+    """The quick profile is a subset of the full sweep with the same material and settings,
+    so `make demo` shows real figures, not those of undertrained models."""
+    quick, full = study.PROFILES["quick"], study.PROFILES["full"]
+    full_jobs = study.jobs("exposure-bias", full)
+    assert quick.material == full.material
+    for job in study.jobs("exposure-bias", quick):
+        assert job in full_jobs
+        assert study._settings(job, quick) == study._settings(job, full)
+
+
 def test_a_study_narrowed_to_another_circuit_and_model():
     full = study.PROFILES["full"]
     ts = study.narrow(full, "exposure-bias", ("tube_screamer",), ("stn",))

@@ -407,12 +407,7 @@ def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
 
     from nets import study as studies
     from nets.report import read_json
-    from nodal.errors import SignalError
 
-    if which not in studies.STUDIES:
-        raise SignalError(f"unknown study {which!r}: {' or '.join(studies.STUDIES)}")
-    if profile not in studies.PROFILES:
-        raise SignalError(f"unknown profile {profile!r}: quick or full")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
                   console=err_console) as bar:

@@ -30,7 +30,8 @@ class RunDirectoryError(NetsError):
 
 
 class UnknownStudyError(NetsError, ValueError):
-    """A study or profile name that `nets.study` does not have."""
+    """A study or profile name that `nets.study` does not have, or circuits it cannot be
+    narrowed to (`nets.study.narrow`)."""
 
 
 class TrainingDivergedError(NetsError):

@@ -37,12 +37,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def check_name(name: str) -> str:
+    """`name` if the registry has it, else UnknownModelError listing what it has."""
+    if name not in MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return name
+
+
 def build(name: str, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
           **kwargs: Any) -> NeuralModel:
     """A fresh model `name` (see `MODELS`); kwargs go to its class (hidden, depth, scaling...)."""
-    if name not in MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    cls, fixed = MODELS[name]
+    cls, fixed = MODELS[check_name(name)]
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     model = cls(n_inputs, n_states, sample_rate, **fixed, **kwargs)
     spec_kwargs = dict(kwargs)

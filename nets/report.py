@@ -128,18 +128,19 @@ _FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
 _LINESTYLES = ("-", "--", "-.", ":")
 
 
-def _family_colours(configs: list[tuple[str, str]]) -> dict[str, object]:
-    """One colour map and line style per model, shaded by configuration (its window), so that
-    fourteen curves of two models stay two readable families. configs: (model, key) pairs."""
+def _family_styles(configs: list[tuple[str, str]]) -> dict[str, tuple[object, str]]:
+    """key -> (colour, line style): one colour map and line style per model, shaded by
+    configuration (its window), so that fourteen curves of two models stay two readable
+    families. configs: (model, key) pairs."""
     import matplotlib
     models = list(dict.fromkeys(m for m, _ in configs))
-    out: dict[str, object] = {}
+    out: dict[str, tuple[object, str]] = {}
     for i, model in enumerate(models):
         keys = [k for m, k in configs if m == model]
         cmap = matplotlib.colormaps[_FAMILIES[i % len(_FAMILIES)]]
         for j, key in enumerate(keys):
-            out[key] = cmap(0.45 + 0.5 * j / max(1, len(keys) - 1))
-            out[key + " ls"] = _LINESTYLES[i % len(_LINESTYLES)]
+            out[key] = (cmap(0.45 + 0.5 * j / max(1, len(keys) - 1)),
+                        _LINESTYLES[i % len(_LINESTYLES)])
     return out
 
 
@@ -151,13 +152,13 @@ def plot_growth(evals: list[Evaluation], path: Path, title: str) -> Path:
     for ev in evals:
         if ev.growth:
             groups[config_key(ev)].append(ev)
-    colours = _family_colours([(members[0].model, key) for key, members in groups.items()])
+    styles = _family_styles([(members[0].model, key) for key, members in groups.items()])
     for key, members in groups.items():
         offsets = [o for o, _ in members[0].growth]
         curve = np.mean([[v for _, v in m.growth] for m in members
                          if len(m.growth) == len(offsets)], axis=0)
-        ax.loglog(offsets, np.maximum(curve, 1e-12), label=key, lw=1.2, color=colours[key],
-                  ls=colours[key + " ls"])
+        colour, style = styles[key]
+        ax.loglog(offsets, np.maximum(curve, 1e-12), label=key, lw=1.2, color=colour, ls=style)
     ax.set_xlabel("samples since reset to the true circuit state")
     ax.set_ylabel("ESR")
     ax.set_title(title, fontsize=10)

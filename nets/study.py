@@ -25,6 +25,7 @@ from typing import Callable
 from . import checkpoint, compare, report, runs
 from .data import MaterialSpec
 from .errors import UnknownStudyError
+from .registry import check_name
 
 STUDIES = ("exposure-bias", "state-matching")
 
@@ -81,7 +82,16 @@ class Job:
         return f"{self.circuit}/{self.model}{k}{h}-s{self.seed}"
 
 
+def _check(study: str, profile_name: str | None = None) -> None:
+    if study not in STUDIES:
+        raise UnknownStudyError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+    if profile_name is not None and profile_name not in PROFILES:
+        raise UnknownStudyError(f"unknown profile {profile_name!r}; choose one of "
+                                f"{', '.join(PROFILES)}")
+
+
 def jobs(study: str, profile: Profile) -> list[Job]:
+    _check(study)
     if study == "exposure-bias":
         return [Job(profile.eb_circuit, m, k, s, None)
                 for m in profile.eb_models for k in profile.windows for s in profile.seeds]
@@ -93,7 +103,6 @@ def jobs(study: str, profile: Profile) -> list[Job]:
             for m in profile.sm_references:
                 out += [Job(c, m, None, s, None) for s in profile.seeds]
         return out
-    raise UnknownStudyError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
 
 
 def _settings(job: Job, profile: Profile) -> dict:
@@ -255,12 +264,8 @@ def narrow(profile: Profile, study: str, circuits: tuple[str, ...] = (),
 
     exposure-bias takes one circuit (any built-in or .cir) and any models; state-matching a
     subset of its circuits and models (gru and gru-sm stay: they are what it compares)."""
-    from .registry import MODELS
-    from .errors import UnknownModelError
-    unknown_models = [m for m in models if m not in MODELS]
-    if unknown_models:
-        raise UnknownModelError(f"unknown model {', '.join(unknown_models)}; choose from "
-                                f"{', '.join(MODELS)}")
+    for model in models:
+        check_name(model)
     if study == "exposure-bias":
         if len(circuits) > 1:
             raise UnknownStudyError("exposure-bias runs on one circuit: give --circuit once")
@@ -284,10 +289,7 @@ def run(study: str, profile_name: str, out: str | Path, log: Callable | None = N
         models: tuple[str, ...] = ()) -> Path:
     """Train every job (resumable; `workers` runs at a time, each on one thread), compare,
     write OUT/report.md and OUT/results.json. `circuits`/`models` narrow the profile (`narrow`)."""
-    if profile_name not in PROFILES:
-        raise UnknownStudyError(f"unknown profile {profile_name!r}: quick or full")
-    if study not in STUDIES:
-        raise UnknownStudyError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+    _check(study, profile_name)
     profile = narrow(PROFILES[profile_name], study, tuple(circuits), tuple(models))
     root = Path(out)
     began = time.perf_counter()

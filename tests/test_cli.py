@@ -163,3 +163,14 @@ def test_demo_wires_the_quick_study(tmp_path, monkeypatch):
     assert (which, profile, circuits, models) == ("exposure-bias", "quick", (), ())
     assert isinstance(workers, int) and workers >= 1
     assert "report" in result.output
+
+
+def test_an_unknown_study_or_profile_is_named_and_nothing_is_written(tmp_path):
+    for args, words in ((["study", "exposure-biass"], "unknown study 'exposure-biass'"),
+                        (["study", "exposure-bias", "--profile", "huge"], "unknown profile 'huge'"),
+                        (["study", "exposure-bias", "--model", "transformer"],
+                         "unknown model 'transformer'")):
+        result = runner.invoke(app, args + ["--out", str(tmp_path / "s")])
+        assert result.exit_code != 0
+        assert words in " ".join(result.output.split()) and "Traceback" not in result.output
+        assert not (tmp_path / "s").exists()

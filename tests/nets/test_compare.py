@@ -236,5 +236,10 @@ def test_a_whole_study_writes_its_report_with_verdicts(tmp_path, monkeypatch):
     assert "Training the runs took" in text
     assert "stn h=16 k=1" in text and "gru " not in text    # narrowed to the stn
     results = json.loads((tmp_path / "eb" / "results.json").read_text())
-    assert set(results["verdicts"]) == {"a", "b"} and results["training_minutes"] >= 0
+    assert set(results["verdicts"]) == {"a", "b"}
+    # the summed training time is the runs' own, not this call's
+    seconds = [json.loads(p.read_text())["history"][-1]["seconds"]
+               for p in (tmp_path / "eb" / "runs").rglob(checkpoint.RUN_JSON)]
+    assert len(seconds) == 2
+    assert results["training_minutes"] == round(sum(seconds) / 60, 2)
     assert set(results["verdicts"]["b"]["by_model"]["stn"]["exposure_bias"]) == {"1", "inf"}

@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/nodalnet demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

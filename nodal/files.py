@@ -1,0 +1,156 @@
+"""Writing files so that an interruption never leaves half of one, and a failure leaves none.
+
+    atomic_write(path, b"...")                     one file: temp file, fsync, rename
+    atomic_write(path, lambda f: np.save(f, a))    ... or a writer of a binary file object
+    with OutputSet() as out:                       several files that appear together or not
+        out.write("out.wav", write_wav)            at all: each goes to a temp file in its own
+        out.write("states.npy", write_npy)         folder; all are renamed at the end, and if
+                                                   anything raises, every temp file is removed
+
+Temporary files are named `.NAME.<random>.tmp` beside their target, so `orphans(folder)` can
+find (and `remove_orphans` delete) what a killed process left behind. Files get the user's
+normal permissions (the umask), not mkstemp's private 0600. `nodal` and `nets` both write
+through here; this module imports nothing of either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Union
+
+Payload = Union[bytes, str, Callable]
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temp_for(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+
+
+def _fill(fd: int, tmp: str, payload: Payload) -> None:
+    with os.fdopen(fd, "wb") as f:
+        if callable(payload):
+            payload(f)
+        else:
+            f.write(payload.encode() if isinstance(payload, str) else payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, _umask_mode())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, payload: Payload) -> None:
+    """Write `payload` (bytes, text, or a function of a binary file) to `path` atomically."""
+    path = Path(path)
+    fd, tmp = _temp_for(path)
+    try:
+        _fill(fd, tmp, payload)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def json_default(value):
+    """JSON for numpy/torch scalars and arrays, and paths (the one encoder nodalnet uses)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def to_json(obj, indent: int | None = 2) -> str:
+    return json.dumps(obj, indent=indent, default=json_default)
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write(path, to_json(obj))
+
+
+class OutputSet:
+    """Several outputs written together: all of them, or (on any error) none of them."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, Path]] = []
+
+    def write(self, path: str | Path, payload: Payload) -> None:
+        path = Path(path)
+        fd, tmp = _temp_for(path)
+        self._pending.append((tmp, path))
+        _fill(fd, tmp, payload)
+
+    def discard(self) -> None:
+        for tmp, _ in self._pending:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._pending.clear()
+
+    def commit(self) -> None:
+        for tmp, path in self._pending:
+            os.replace(tmp, path)
+        for folder in {path.parent for _, path in self._pending}:
+            _fsync_dir(folder)
+        self._pending.clear()
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def orphans(folder: str | Path) -> list[Path]:
+    """Temporary files that a killed writer left in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX) and p.is_file())
+
+
+def remove_orphans(folder: str | Path) -> int:
+    found = orphans(folder)
+    for p in found:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    return len(found)
+
+
+def check_writable(folder: str | Path) -> None:
+    """Raise PermissionError (with the folder named) if files cannot be created in `folder`."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into {folder}")

@@ -12,7 +12,7 @@ Sequences are [batch, time, channels]; units SI (volts, amperes, seconds, hertz)
 
 from .errors import (AudioShapeMismatchError, NetsError, RunDirectoryError,
                      SampleRateMismatchError, TrainingDivergedError, UnknownModelError)
-from .losses import ESRLoss, esr, pre_emphasis
+from .losses import ESRLoss, pre_emphasis
 from .registry import MODELS, build, from_spec
 from .stn import STN
 from .gru import GRU
@@ -25,7 +25,7 @@ from .train import TrainConfig, train
 from . import metrics, runs
 
 __all__ = ["AudioShapeMismatchError", "NetsError", "RunDirectoryError", "SampleRateMismatchError",
-           "TrainingDivergedError", "UnknownModelError", "ESRLoss", "esr", "pre_emphasis", "MODELS",
+           "TrainingDivergedError", "UnknownModelError", "ESRLoss", "pre_emphasis", "MODELS",
            "build", "from_spec", "STN", "GRU", "LSTM", "NeuralODE", "NodalModel",
            "CircuitDataset", "MaterialSpec", "dataset", "load_run", "TrainConfig", "train",
            "metrics"]

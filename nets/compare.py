@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nodal.metrics import measure_real_time_factor
+
 from . import metrics
 from .checkpoint import load_run
 from .data import CircuitDataset, MaterialSpec, Split, dataset
@@ -88,17 +90,11 @@ def error_growth(model, split: Split, window: int = GROWTH_WINDOW) -> list[tuple
 
 
 def real_time_factor(model, split: Split, repeats: int = 1) -> float:
-    """Seconds of audio per second of wall time, free-running, one thread (best of repeats)."""
-    from nodal.bench import best_wall_time
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        metrics.predict(model, _excerpt(split, 2048))  # warm-up (compilation)
-        wall = best_wall_time(lambda: metrics.predict(model, split), repeats)
-    finally:
-        torch.set_num_threads(threads)
-    return split.length / model.sample_rate / max(wall, 1e-9)
+    """Seconds of audio per second of wall time, free-running, one thread (best of repeats),
+    after a warm-up (compilation) on a short excerpt."""
+    return measure_real_time_factor(lambda: metrics.predict(model, split),
+                                    split.length / model.sample_rate, repeats,
+                                    warm_up=lambda: metrics.predict(model, _excerpt(split, 2048)))
 
 
 def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = None,

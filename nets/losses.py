@@ -1,7 +1,9 @@
 """Losses on sequences `[batch, time, channels]`: the error-to-signal ratio and pre-emphasis.
 
-ESR = sum_t (y_hat - y)^2 / sum_t y^2, per batch item and channel, then reduced. It is the one
-definition used for training losses and for every reported metric (`nets.metrics`).
+The ESR is `nodal.metrics.esr(target, estimate)`: sum_t (y - y_hat)^2 / sum_t y^2 per batch item
+and channel, then reduced; the one definition used for training losses and for every reported
+metric (`nets.metrics`). The losses here take their arguments in torch's order,
+`loss(prediction, target)`, and may pre-emphasise both first.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-EPS = 1e-12
-REDUCTIONS = ("mean", "sum", "none", "pooled")
+import nodal.metrics
+from nodal.errors import MetricError
+from nodal.metrics import REDUCTIONS
 
 
 def pre_emphasis(y: Tensor, coefficient: float = 0.85) -> Tensor:
@@ -19,46 +22,26 @@ def pre_emphasis(y: Tensor, coefficient: float = 0.85) -> Tensor:
     return y - coefficient * previous
 
 
-def esr(prediction: Tensor, target: Tensor, reduction: str = "mean",
-        emphasis: float | None = None) -> Tensor:
-    """Error-to-signal ratio of `prediction` against `target`, both [B, T, C].
-
-    reduction: "none" -> [B, C]; "mean" -> mean over batch items and channels (the reported
-    metric: per item, then averaged); "sum" -> sum of the per-item values; "pooled" -> one ratio
-    per channel over the whole batch (sum of errors / sum of energies), then averaged over
-    channels: what training uses, so a silent segment cannot dominate a batch.
-    emphasis: apply the pre-emphasis filter 1 - emphasis z^-1 to both first.
-    """
-    if prediction.shape != target.shape:
-        from .errors import AudioShapeMismatchError
-        raise AudioShapeMismatchError(f"prediction {list(prediction.shape)} and target "
-                                      f"{list(target.shape)} must have the same shape")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if emphasis:
-        prediction, target = pre_emphasis(prediction, emphasis), pre_emphasis(target, emphasis)
-    error = (prediction - target).pow(2)
-    energy = target.pow(2)
-    if reduction == "pooled":
-        return (error.sum((0, 1)) / (energy.sum((0, 1)) + EPS)).mean()
-    ratio = error.sum(1) / (energy.sum(1) + EPS)
-    if reduction == "none":
-        return ratio
-    return ratio.mean() if reduction == "mean" else ratio.sum()
-
-
 class ESRLoss(nn.Module):
-    """`esr` as a module: `ESRLoss(emphasis=0.85, reduction="pooled")(y_hat, y)`."""
+    """The ESR as a loss: `ESRLoss(emphasis=0.85, reduction="pooled")(y_hat, y)` is
+    `esr(y, y_hat, "pooled")` after the pre-emphasis filter 1 - 0.85 z^-1 on both.
+
+    reduction: as `nodal.metrics.esr` ("mean" is the reported metric, "pooled" what training
+    uses, so a silent segment cannot dominate a batch).
+    """
 
     def __init__(self, reduction: str = "mean", emphasis: float | None = None):
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+            raise MetricError(f"ESR reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self.emphasis = emphasis
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
-        return esr(prediction, target, self.reduction, self.emphasis)
+        if self.emphasis:
+            prediction = pre_emphasis(prediction, self.emphasis)
+            target = pre_emphasis(target, self.emphasis)
+        return nodal.metrics.esr(target, prediction, self.reduction)
 
 
 class StateSpaceLoss(nn.Module):

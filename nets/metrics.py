@@ -1,6 +1,6 @@
 """Evaluation of a model on a split: output ESR (plain and pre-emphasised) and state ESR.
 
-One definition each, all from `nets.losses.esr` (per batch item, then averaged):
+One definition each, all from `nodal.metrics.esr` (per batch item, then averaged):
     esr            ESR(y_hat, y) over the whole signal
     esr_emphasis   the same after the pre-emphasis filter 1 - 0.85 z^-1 (a separate column)
     state_esr      ESR per circuit state, averaged over the states (None when the model's
@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import torch
 
+import nodal.metrics
 from nodal.interface import Trajectory
 
 from . import fast
 from .data import Split
-from .losses import esr
+from .losses import ESRLoss
 
 EMPHASIS = 0.85
 
 
 def output_esr(y_hat: torch.Tensor, y: torch.Tensor, emphasis: float | None = None) -> float:
-    """ESR of outputs [B, T, 1] (per item, averaged)."""
-    return float(esr(y_hat.double(), y.double(), "mean", emphasis))
+    """ESR of outputs [B, T, 1] (per item, averaged), pre-emphasised first with `emphasis`."""
+    return float(ESRLoss("mean", emphasis)(y_hat.double(), y.double()))
 
 
 def state_esr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     """ESR per state [B, T, n_states], averaged over items and states."""
-    return float(esr(x_hat.double(), x.double(), "mean"))
+    return float(nodal.metrics.esr(x.double(), x_hat.double(), "mean"))
 
 
 def start_state(model, split: Split) -> torch.Tensor:

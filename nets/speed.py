@@ -9,39 +9,31 @@ from __future__ import annotations
 
 import torch
 
-from nodal.bench import best_wall_time
+from nodal.metrics import best_wall_time, measure_real_time_factor
 
 from . import fast
 
 
 def realtime_factor(model, seconds: float = 5.0, repeats: int = 3, use_fast: bool = True) -> float:
     """Audio seconds per wall second of free-running inference (batch 1, one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        n = int(seconds * model.sample_rate)
-        u = 0.5 * torch.randn(1, n, model.n_inputs, generator=torch.Generator().manual_seed(0))
-        runner = fast.compile(model) if use_fast and fast.supports(model) else None
-        with torch.no_grad():
-            s0 = model.initial_state(1, u[:, 0])
-            fn = (lambda: runner(u, s0)) if runner else (lambda: model(u, s0=s0))
-            fn()  # compile / warm up
-            return seconds / best_wall_time(fn, repeats)
-    finally:
-        torch.set_num_threads(threads)
+    n = int(seconds * model.sample_rate)
+    u = 0.5 * torch.randn(1, n, model.n_inputs, generator=torch.Generator().manual_seed(0))
+    runner = fast.compile(model) if use_fast and fast.supports(model) else None
+    with torch.no_grad():
+        s0 = model.initial_state(1, u[:, 0])
+
+        def infer():
+            return runner(u, s0) if runner else model(u, s0=s0)
+
+        return measure_real_time_factor(infer, seconds, repeats)  # the first call compiles
 
 
 def reference_gru(hidden: int = 16, seconds: float = 5.0, sample_rate: float = 48000.0) -> float:
     """The real-time factor of a plain `nn.GRU` + linear output, the usual baseline."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gru, out = torch.nn.GRU(1, hidden, batch_first=True), torch.nn.Linear(hidden, 1)
-        u = torch.randn(1, int(seconds * sample_rate), 1)
-        with torch.no_grad():
-            return seconds / best_wall_time(lambda: out(gru(u)[0]), 2)
-    finally:
-        torch.set_num_threads(threads)
+    gru, out = torch.nn.GRU(1, hidden, batch_first=True), torch.nn.Linear(hidden, 1)
+    u = torch.randn(1, int(seconds * sample_rate), 1)
+    with torch.no_grad():
+        return measure_real_time_factor(lambda: out(gru(u)[0]), seconds, 2)
 
 
 def training_throughput(model, data, window: int = 1, segment: int = 512, batch: int = 32,

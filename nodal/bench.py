@@ -13,7 +13,8 @@ one thread (torch and numba), after a warm-up. Reported per circuit:
 - ngspice at a max step of one sample with the tight options, with ngspice's default options,
   and at a matched ESR: the loosest setting of `SPICE_LADDER` whose ESR is no worse than the
   fast path's (the fair comparison: the same output quality);
-- ESR (DESIGN.md) of each path against the reference, and the ratios fast / ngspice.
+- ESR (`nodal.metrics.esr`: sum((y - y_hat)^2) / sum(y^2), the reference y first) of each
+  path against the reference, and the ratios fast / ngspice.
 
 The torch path is `NodalSolver.forward` with autograd on (the input requires grad), at batch 1
 and batch 64 (aggregate: 64 x audio / wall), on a short excerpt and scaled (it costs the same
@@ -24,7 +25,6 @@ beside it on a shorter excerpt.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,7 +32,7 @@ import torch
 
 from . import signals
 from .render import input_matrix
-from .verify import esr
+from .metrics import best_wall_time, esr, real_time_factor
 
 F64 = torch.float64
 
@@ -93,16 +93,6 @@ SPICE_LADDER = [
     ("reltol 1e-5, max step 1 sample", {"reltol": 1e-5}, 1),
     ("reltol 1e-5, max step 1/4 sample", {"reltol": 1e-5}, 4),
 ]
-
-
-def best_wall_time(fn, repeats: int) -> float:
-    """The shortest wall time (s) of `repeats` calls of fn: the least disturbed by other load."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0,
@@ -185,18 +175,18 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
         notes.append(f"ngspice ran on the first {n_spice / sample_rate:g} s; its RTF is per "
                      "that length and the ESRs are over it")
 
-    fast_rtf = seconds / fast_wall
-    spice_rtf = (n_spice / sample_rate) / reference.seconds
-    spice_coarse_rtf = (n_spice / sample_rate) / coarse.seconds
-    spice_default_rtf = (n_spice / sample_rate) / default.seconds
-    spice_matched_rtf = (n_spice / sample_rate) / matched_run.seconds
+    fast_rtf = real_time_factor(seconds, fast_wall)
+    spice_rtf = real_time_factor(n_spice / sample_rate, reference.seconds)
+    spice_coarse_rtf = real_time_factor(n_spice / sample_rate, coarse.seconds)
+    spice_default_rtf = real_time_factor(n_spice / sample_rate, default.seconds)
+    spice_matched_rtf = real_time_factor(n_spice / sample_rate, matched_run.seconds)
     return BenchResult(
         circuit=name, seconds=seconds, sample_rate=sample_rate,
         fast_rtf=fast_rtf, fast_wall=fast_wall, iterations=iterations,
         torch_excerpt=n_torch / sample_rate,
-        torch_rtf_b1=(n_torch / sample_rate) / torch_b1,
-        torch_rtf_b64=64 * (n_torch / sample_rate) / torch_b64,
-        torch_reference_rtf_b1=(n_ref / sample_rate) / torch_ref_b1,
+        torch_rtf_b1=real_time_factor(n_torch / sample_rate, torch_b1),
+        torch_rtf_b64=real_time_factor(64 * n_torch / sample_rate, torch_b64),
+        torch_reference_rtf_b1=real_time_factor(n_ref / sample_rate, torch_ref_b1),
         spice_seconds=n_spice / sample_rate, spice_wall=reference.seconds, spice_rtf=spice_rtf,
         spice_coarse_wall=coarse.seconds, spice_coarse_rtf=spice_coarse_rtf,
         spice_default_wall=default.seconds, spice_default_rtf=spice_default_rtf,

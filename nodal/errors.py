@@ -50,3 +50,8 @@ class UnknownParameterError(NodalError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class MetricError(NodalError, ValueError):
+    """A figure asked of arrays that cannot give it: a target and an estimate of different
+    shapes, an unsupported layout, or an unknown reduction (`nodal.metrics`)."""

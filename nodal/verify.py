@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import resample, signals, spice
+from .metrics import esr
 from .mna import Equations
 from .render import input_matrix, render
 
@@ -29,11 +30,6 @@ class Agreement:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def esr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """sum((y - y_hat)^2) / sum(y^2) over the signal."""
-    return float(np.sum((reference - estimate) ** 2) / max(np.sum(reference ** 2), 1e-300))
 
 
 def agreement(eq: Equations, x: np.ndarray, name: str, sample_rate: float = 48000.0,

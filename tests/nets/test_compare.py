@@ -1,46 +1,19 @@
-"""`nodalnet compare` and the study: metrics with known answers, every column and plot, and
-evaluation that is really free-running."""
+"""`nodalnet compare` and the study: every column and plot, and evaluation that is really
+free-running (the ESR itself: tests/nodal/test_metrics.py)."""
 
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from nets import checkpoint, compare, losses, report, runs, study
+from nets import checkpoint, compare, report, runs, study
 from nets.base import NeuralModel
 from nets.errors import UnknownModelError, UnknownStudyError
-from nodal.verify import esr as numpy_esr
 
 from nets.data import MaterialSpec
 
 SMALL = MaterialSpec(train_seconds=0.4, val_seconds=0.05, test_seconds=0.3, seed=3)
-
-
-def test_esr_of_a_scaled_copy_is_the_squared_gain_error():
-    y = torch.randn(2, 1000, 1, dtype=torch.float64)
-    assert float(losses.esr(0.9 * y, y)) == pytest.approx(0.01, rel=1e-9)
-
-
-def test_esr_of_a_delayed_sine():
-    """A sine against itself shifted by phase phi: ESR = 2 (1 - cos phi) over whole periods."""
-    n = np.arange(4800)
-    y = np.sin(2 * np.pi * 100 * n / 48000)
-    phi = 2 * np.pi * 100 * 3 / 48000               # a 3-sample delay
-    delayed = np.sin(2 * np.pi * 100 * n / 48000 - phi)
-    expected = 2 * (1 - math.cos(phi))
-    t = lambda a: torch.tensor(a)[None, :, None]
-    assert float(losses.esr(t(delayed), t(y))) == pytest.approx(expected, rel=1e-6)
-    assert numpy_esr(y, delayed) == pytest.approx(expected, rel=1e-6)  # one definition, twice
-
-
-def test_pre_emphasis_is_a_separate_figure():
-    y = torch.randn(1, 2000, 1, dtype=torch.float64)
-    noise = 0.01 * torch.randn_like(y)
-    plain = float(losses.esr(y + noise, y))
-    emphasised = float(losses.esr(y + noise, y, emphasis=0.85))
-    assert plain != pytest.approx(emphasised, rel=1e-3)
 
 
 class HoldState(NeuralModel):

@@ -10,7 +10,7 @@ import pytest
 import nodal
 from nodal import resample, signals, spice
 from nodal.render import render
-from nodal.verify import esr
+from nodal.metrics import esr
 
 FS = 48000.0
 

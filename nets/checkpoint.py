@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from nodal.files import to_json
+
 from .errors import CircuitMismatchError, RunDirectoryError
 from .registry import from_spec
 
@@ -51,13 +53,7 @@ def save_text(text: str, path: Path) -> None:
 
 
 def write_info(run_dir: Path, info: dict) -> None:
-    save_text(json.dumps(info, indent=2, default=_json_default), Path(run_dir) / RUN_JSON)
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON")
+    save_text(to_json(info), Path(run_dir) / RUN_JSON)
 
 
 def read_info(run_dir: Path) -> dict:

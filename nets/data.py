@@ -9,15 +9,14 @@ separate random clips for generated material, separate stretches of the files fo
 
 Every split is one signal: u [1, T, n_inputs], x [1, T, n_states], y [1, T, 1] (float32,
 SI units), plus x_init [1, n_states], the state before its first sample. Datasets are cached on
-disk, keyed by the netlist text, every parameter value, the rate and the material.
+disk (`nodal.files.cache_dir("datasets")`), keyed by the netlist text, every parameter value,
+the rate and the material.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +28,7 @@ from scipy import signal
 from torch import Tensor
 
 import nodal
+from nodal.files import atomic_write, cache_dir
 from nodal.signals import karplus_strong, sweep
 
 from .errors import AudioShapeMismatchError, SampleRateMismatchError
@@ -36,12 +36,6 @@ from .errors import AudioShapeMismatchError, SampleRateMismatchError
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = 2  # bump whenever the material generator or the split layout changes
 LEAD_IN = 32  # samples simulated before a split starts, so x_init is the state before it
-
-
-def cache_dir() -> Path:
-    """Where datasets are cached: $NODALNET_CACHE, else ~/.cache/nodalnet/datasets."""
-    root = os.environ.get("NODALNET_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "nodalnet" / "datasets"
 
 
 # -- material ---------------------------------------------------------------------------------
@@ -292,11 +286,7 @@ class CircuitDataset:
                            "sample_rate": self.sample_rate, "values": self.values,
                            "material": self.material.to_dict(), "input_names": self.input_names,
                            "state_names": self.state_names})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        np.savez(tmp, meta=np.array(meta), **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, meta=np.array(meta), **arrays))
 
     @classmethod
     def load(cls, path: Path) -> "CircuitDataset":
@@ -355,8 +345,10 @@ def dataset(circuit: str = "diode_clipper", sample_rate: float = 48000.0,
     text = path.read_text()
     solver = nodal.load(circuit, sample_rate=sample_rate, **(values or {}))
     all_values = solver.values()
-    file = cache_dir() / f"{path.stem}-{cache_key(text, all_values, sample_rate, spec)}.npz"
-    if cache and file.exists():
+    folder = cache_dir("datasets") if cache else None
+    file = None if folder is None else (
+        folder / f"{path.stem}-{cache_key(text, all_values, sample_rate, spec)}.npz")
+    if file is not None and file.exists():
         return CircuitDataset.load(file)
     audio = material(spec, sample_rate)
     splits, start = {}, 0
@@ -367,7 +359,7 @@ def dataset(circuit: str = "diode_clipper", sample_rate: float = 48000.0,
         start += len(audio[s]) + LEAD_IN
     data = CircuitDataset(str(circuit), text, float(sample_rate), all_values, spec, splits,
                           list(solver.eq.input_names), list(solver.eq.state_names))
-    if cache:
+    if file is not None:
         data.save(file)
     return data
 

@@ -14,12 +14,15 @@ model (its solver's own fast backend); `supports(model)` says whether one exists
 
 from __future__ import annotations
 
+from functools import partial
+
 import numba
 import numpy as np
 import torch
 from numba.typed import List
 from torch import Tensor
 
+from nodal.arrays import as_numpy
 from nodal.interface import Trajectory
 
 from .gru import GRU
@@ -74,8 +77,7 @@ def _gru_hidden(gi, h0, w_hh, b_hh):
     return hs
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().double().cpu().numpy())
+_np = partial(as_numpy, dtype=torch.float64)   # tensors to the float64 kernels
 
 
 def supports(model) -> bool:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nodal.arrays import as_numpy
+
 
 @numba.njit(cache=True, fastmath=False)
 def _forward(gi, h0, w_hh, b_hh, hs, gates):
@@ -86,19 +88,15 @@ def _backward(grad_hs, h0, hs, gates, w_hh, dgi, dh0, dw_hh, db_hh):
             dh0[b, i] = dh[i]
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy())
-
-
 class _GRURecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
-        gi_np, h0_np = _np(gi), _np(h0)
+        gi_np, h0_np = as_numpy(gi), as_numpy(h0)
         batch, length, three = gi_np.shape
         hs = np.empty((batch, length, three // 3), dtype=gi_np.dtype)
         gates = np.empty((batch, length, 4, three // 3), dtype=gi_np.dtype)
-        _forward(gi_np, h0_np, _np(w_hh), _np(b_hh), hs, gates)
-        ctx.arrays = (h0_np, hs, gates, _np(w_hh))
+        _forward(gi_np, h0_np, as_numpy(w_hh), as_numpy(b_hh), hs, gates)
+        ctx.arrays = (h0_np, hs, gates, as_numpy(w_hh))
         return torch.from_numpy(hs)
 
     @staticmethod
@@ -108,7 +106,7 @@ class _GRURecurrence(torch.autograd.Function):
         dh0 = np.empty_like(h0_np)
         dw_hh = np.zeros_like(w_hh)
         db_hh = np.zeros(w_hh.shape[0], dtype=hs.dtype)
-        _backward(_np(grad_hs.to(torch.from_numpy(hs).dtype)), h0_np, hs, gates, w_hh, dgi, dh0,
+        _backward(as_numpy(grad_hs.to(torch.from_numpy(hs).dtype)), h0_np, hs, gates, w_hh, dgi, dh0,
                   dw_hh, db_hh)
         return (torch.from_numpy(dgi), torch.from_numpy(dh0), torch.from_numpy(dw_hh),
                 torch.from_numpy(db_hh))

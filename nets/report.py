@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from nodal.files import atomic_write, atomic_write_json
 
 from .compare import Evaluation
 
@@ -88,27 +88,8 @@ def read_json(path: Path) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    _atomic_text(path, json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    return str(value)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """`obj` as indented JSON, written atomically (`nodal.files`: numpy/torch values as lists)."""
+    atomic_write_json(path, obj)
 
 
 def _figure():
@@ -318,5 +299,5 @@ def write_comparison(comparison, out_dir: str | Path, title: str = "nodalnet com
         results[circuit]["plots"] = {k: v.name for k, v in plots.items()}
     write_json(out / "results.json", results)
     report = out / "report.md"
-    _atomic_text(report, "\n".join(lines) + "\n")
+    atomic_write(report, "\n".join(lines) + "\n")
     return report

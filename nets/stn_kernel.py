@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nodal.arrays import as_numpy
+
 
 @numba.njit(cache=True, fastmath=False)
 def _forward(a, x0, w_x, w_h, b_h, w_o, b_o, xs, zs):
@@ -99,15 +101,11 @@ def _backward(grad_xs, x0, xs, zs, w_x, w_h, w_o, da, dx0, dw_x, dw_h, db_h, dw_
             dx0[b, i] = dx[i]
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy())
-
-
 class _STNRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, x0, w_x, w_h, b_h, w_o, b_o):
-        a_np, x0_np = _np(a), _np(x0.to(a.dtype))
-        weights = [_np(w.to(a.dtype)) for w in (w_x, w_h, b_h, w_o, b_o)]
+        a_np, x0_np = as_numpy(a), as_numpy(x0.to(a.dtype))
+        weights = [as_numpy(w.to(a.dtype)) for w in (w_x, w_h, b_h, w_o, b_o)]
         batch, length, hidden = a_np.shape
         xs = np.empty((batch, length, x0_np.shape[1]), dtype=a_np.dtype)
         zs = np.empty((batch, length, weights[1].shape[0] + 1, hidden), dtype=a_np.dtype)
@@ -124,7 +122,7 @@ class _STNRecurrence(torch.autograd.Function):
         dw_x, dw_h, dw_o = np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(w_o)
         db_h = np.zeros((w_h.shape[0], zs.shape[3]), dtype=dtype)
         db_o = np.zeros(w_o.shape[0], dtype=dtype)
-        _backward(_np(grad_xs.to(torch.from_numpy(xs).dtype)), x0_np, xs, zs, w_x, w_h, w_o,
+        _backward(as_numpy(grad_xs.to(torch.from_numpy(xs).dtype)), x0_np, xs, zs, w_x, w_h, w_o,
                   da, dx0, dw_x, dw_h, db_h, dw_o, db_o)
         return tuple(torch.from_numpy(g) for g in (da, dx0, dw_x, dw_h, db_h, dw_o, db_o))
 

@@ -38,6 +38,8 @@ import torch
 from sympy.printing.pycode import PythonCodePrinter
 from torch import Tensor
 
+from .arrays import as_numpy
+from .files import cache_dir
 from .interface import Trajectory
 from .mna import Equations
 
@@ -304,16 +306,9 @@ _COMPILED: dict[str, object] = {}
 
 
 def cache_folder() -> Path | None:
-    """Where generated kernels and numba's machine code are kept between processes.
-
-    `$NODALNET_CACHE`, else `$XDG_CACHE_HOME/nodalnet/kernels` (`~/.cache/...`); set
-    NODALNET_CACHE to an empty string to compile in memory only.
-    """
-    env = os.environ.get("NODALNET_CACHE")
-    if env is not None:
-        return Path(env) if env else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nodalnet" / "kernels"
+    """Where generated kernels and numba's machine code are kept between processes:
+    `nodal.files.cache_dir("kernels")` (None: compile in memory only)."""
+    return cache_dir("kernels")
 
 
 def _load(source: str):
@@ -351,10 +346,6 @@ def kernel(eq: Equations):
     return _COMPILED[source]
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(F64).cpu().numpy())
-
-
 class Run:
     """One kernel run's outputs (numpy, float64 unless said): y [B, T], x [B, T, n_states],
     s_final [B, n_states], q [B, T, r] (Newton's port coordinates per sample), iterations
@@ -376,8 +367,8 @@ def prepare(solver, m=None, theta=None) -> tuple:
         theta = solver.theta() if theta is None else theta
         m = solver.matrices() if m is None else m
     numeric = solver.numeric
-    consts = tuple(_np(t) for t in (m.G, m.H, m.K, m.A, m.B, m.C, m.D, m.E, m.F, m.Ds, m.Es,
-                                    m.Fs, numeric.expand))
+    consts = tuple(as_numpy(t, F64) for t in (m.G, m.H, m.K, m.A, m.B, m.C, m.D, m.E, m.F,
+                                              m.Ds, m.Es, m.Fs, numeric.expand))
     consts += (np.asarray(numeric.junction_ports, dtype=np.int64),
                np.array([float(t.detach()) for t in theta]))
     return cached[1], consts, (m.A.shape[0], m.Ds.shape[0], m.K.shape[0])

@@ -146,6 +146,27 @@ def remove_orphans(folder: str | Path) -> int:
     return len(found)
 
 
+CACHE_ENV = "NODALNET_CACHE"
+
+
+def cache_dir(kind: str) -> Path | None:
+    """The folder of one kind of on-disk cache, or None when caching to disk is switched off.
+
+    kind: "kernels" (generated solver kernels and numba's machine code, `nodal.fast`) or
+    "datasets" (simulated training data, `nets.data`); other kinds get their own folder alike.
+    The root is $NODALNET_CACHE when it is set, else $XDG_CACHE_HOME/nodalnet (XDG_CACHE_HOME
+    defaults to ~/.cache); each kind is a subfolder of it. NODALNET_CACHE set to an empty
+    string switches every disk cache off: kernels compile in memory, datasets are simulated
+    again each time. The folder is not created here.
+    """
+    root = os.environ.get(CACHE_ENV)
+    if root is None:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nodalnet"
+    elif not root:
+        return None
+    return Path(root) / kind
+
+
 def check_writable(folder: str | Path) -> None:
     """Raise PermissionError (with the folder named) if files cannot be created in `folder`."""
     folder = Path(folder)

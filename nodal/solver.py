@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .arrays import as_numpy
 from .dk import DKMatrices, NumericEquations
 from .errors import ConvergenceError, SignalError, UnknownBackendError, UnknownParameterError
 from .interface import StateSpaceModel, Trajectory
@@ -253,7 +254,7 @@ class NodalSolver(StateSpaceModel):
         r = m.K.shape[0]
         q0 = q0.numpy()
         prepared = fast.prepare(self, m, theta)
-        w_np = fast._np(w)
+        w_np = as_numpy(w, F64)
         # segments: teacher resets, and pieces of at most 2^16 samples (progress, memory)
         cuts = {0, length}
         if teacher is not None and every:
@@ -265,7 +266,7 @@ class NodalSolver(StateSpaceModel):
         for a, b in zip(cuts[:-1], cuts[1:]):
             if teacher is not None and every and a > 0 and a % every == 0:
                 s = self.encode(teacher[:, a - 1])
-            out = fast.run(self, prepared, w_np[:, a:b], fast._np(s), q0)
+            out = fast.run(self, prepared, w_np[:, a:b], as_numpy(s, F64), q0)
             if r:
                 q0 = out.q[:, -1]
             iterations.append(out.iterations)

@@ -87,3 +87,23 @@ def test_user_wavs_make_contiguous_disjoint_splits(tmp_path):
     spec = MaterialSpec(train_seconds=8, val_seconds=1, test_seconds=1, wav=(str(path),))
     parts = data.material(spec, 48000)
     assert [len(parts[s]) for s in data.SPLITS] == [38400, 4800, 4800]
+
+
+CACHE_TEST = MaterialSpec(train_seconds=0.05, val_seconds=0.02, test_seconds=0.02, seed=5)
+
+
+def test_datasets_are_cached_in_their_folder_and_not_when_off(tmp_path, monkeypatch):
+    """`nodal.files.cache_dir("datasets")`: NODALNET_CACHE/datasets, and off when it is empty."""
+    monkeypatch.setenv("NODALNET_CACHE", str(tmp_path / "on"))
+    first = data.dataset("rc_lowpass", material_spec=CACHE_TEST)
+    files = list((tmp_path / "on" / "datasets").glob("rc_lowpass-*.npz"))
+    assert len(files) == 1
+    simulate = data.simulate_split
+    monkeypatch.setattr(data, "simulate_split", lambda *a, **k: pytest.fail("re-simulated"))
+    again = data.dataset("rc_lowpass", material_spec=CACHE_TEST)       # read back from the file
+    assert again.test.y.equal(first.test.y)
+    monkeypatch.setattr(data, "simulate_split", simulate)
+    monkeypatch.setenv("NODALNET_CACHE", "")
+    off = data.dataset("rc_lowpass", material_spec=CACHE_TEST)
+    assert off.test.y.equal(first.test.y)
+    assert list((tmp_path / "on" / "datasets").iterdir()) == files   # nothing new written

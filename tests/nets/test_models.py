@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import nets
-from nets import fast
+from nets import fast, metrics
+from nets.data import Split
 from nets.losses import StateSpaceLoss
 from nets.train import TrainConfig, window_loss
 
@@ -89,31 +90,64 @@ class ModelContract:
         torch.testing.assert_close(traj.s_final, s, rtol=1e-5, atol=1e-6)
 
     @torch.no_grad()
-    def test_encode_is_reset_without_history(self, name):
-        """`encode` is the interface's reset; only the STN also uses the previous input."""
+    def test_encode_reads_circuit_states(self, name):
+        """`encode` maps true circuit states [B, n_states], in the circuit's units, to a model
+        state: the shape of `initial_state`'s, different for different x, and the same for the
+        same volts whatever statistics the data were scaled with."""
         model = make(name)
         u, x = signals(1, 1)
-        if getattr(model, "history", 0):
-            # the STN's reset also carries u[n-1]: encode is reset with a zero (mean) input
-            zero = model.u_mean.expand_as(u[:, 0])
-            torch.testing.assert_close(model.encode(x[:, 0]), model.reset(x[:, 0], zero))
-            assert not torch.allclose(model.reset(x[:, 0], u[:, 0]), model.encode(x[:, 0]))
-        else:
-            torch.testing.assert_close(model.encode(x[:, 0]), model.reset(x[:, 0], u[:, 0]))
+        s = model.encode(x[:, 0])
+        start = model.initial_state(B, u[:, 0])
+        assert s.shape == start.shape and s.dtype == start.dtype
+        assert bool(torch.isfinite(s).all())
+        assert not torch.allclose(model.encode(x[:, 0] + 0.1), s)
+        if name == "nodal":
+            # encode assumes a circuit at rest: at the DC operating point of a held input it
+            # must give back the solver's own DC state
+            held = torch.full((1, 40, 1), 0.4, dtype=torch.float64)
+            at_rest = model.initial_state(1, held[:, 0])
+            settled = model(held, s0=at_rest).x[:, -1]
+            torch.testing.assert_close(model.encode(settled), at_rest)
+            return
+        # the same weights, data scaled by mean 0.2 V and std 3 V: 0.2 + 3 z reads as z did
+        scaled = make(name)
+        scaled.x_mean.fill_(0.2)
+        scaled.x_std.fill_(3.0)
+        torch.testing.assert_close(scaled.encode(0.2 + 3.0 * x[:, 0]), s)
+
+    @torch.no_grad()
+    def test_reset_carries_the_previous_input_when_the_model_uses_it(self, name):
+        """Models with an input history (the STN) reset from (x, u[n-1]); `encode` is that
+        reset with the mean input. The others' reset is `encode` itself (the base class)."""
+        model = make(name)
+        if not getattr(model, "history", 0):
+            pytest.skip("no input history: reset is encode (NeuralModel.reset)")
+        u, x = signals(1, 1)
+        zero = model.u_mean.expand_as(u[:, 0])
+        torch.testing.assert_close(model.encode(x[:, 0]), model.reset(x[:, 0], zero))
+        assert not torch.allclose(model.reset(x[:, 0], u[:, 0]), model.encode(x[:, 0]))
 
     @torch.no_grad()
     def test_fast_path_equals_forward(self, name):
+        """Inference (`metrics.predict`) gives `forward`'s trajectory: through the compiled
+        kernel where the model has one, else through forward itself, and `fast.compile`
+        refuses such a model by name."""
         model = make(name)
-        if not fast.supports(model):
-            # no compiled path: inference falls back to forward itself, which must say so
-            assert name in ("lstm", "ode")
-            return
         u, x = signals(1, 1)
-        s0 = model.reset(x[:, 0], u[:, 0])
+        split = Split(u, x, x[..., :1], x[:, 0])
+        s0 = metrics.start_state(model, split)
         a = model(u, s0=s0)
-        b = fast.compile(model)(u, s0)
-        torch.testing.assert_close(b.y.to(a.y.dtype), a.y, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(b.x.to(a.x.dtype), a.x, rtol=1e-4, atol=1e-5)
+        predicted = metrics.predict(model, split)
+        if fast.supports(model):
+            b = fast.compile(model)(u, s0)
+            for traj in (b, predicted):
+                torch.testing.assert_close(traj.y.to(a.y.dtype), a.y, rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(traj.x.to(a.x.dtype), a.x, rtol=1e-4, atol=1e-5)
+        else:
+            with pytest.raises(TypeError, match=type(model).__name__):
+                fast.compile(model)
+            torch.testing.assert_close(predicted.y, a.y, rtol=0, atol=0)
+            torch.testing.assert_close(predicted.x, a.x, rtol=0, atol=0)
 
     def test_short_overfit_lowers_the_loss(self, name, tiny_data):
         model = make(name)

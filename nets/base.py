@@ -7,9 +7,11 @@ buffers, so a checkpoint carries them. Their `x` outputs and `encode` inputs are
 circuit's units (volts, amperes).
 
 `forward(u, s0, teacher, every=k)` resets the state to `encode(teacher[:, n - 1])` before every
-step n that is a multiple of k (DESIGN.md); models that also use the previous input (the STN)
-get it through `reset(teacher[:, n - 1], u[:, n - 1])`. All windows after the first start from known
-states, so they run side by side as one batch: `run` is called once on [B * windows, k].
+step n that is a multiple of k: the truncated windows that training and evaluation share (k = 1
+is teacher forcing, one step from every true state; k = 0 runs free from s0). Models that also
+use the previous input (the STN) get it through `reset(teacher[:, n - 1], u[:, n - 1])`. All
+windows after the first start from known states, so they run side by side as one batch: `run`
+is called once on [B * windows, k].
 """
 
 from __future__ import annotations

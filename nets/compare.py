@@ -6,7 +6,8 @@ For each model, on the test split of its circuit (all sequences [batch, time, ch
     esr_emphasis   the same after pre-emphasis 1 - 0.85 z^-1
     state_esr      ESR of the circuit states, averaged over states (models that expose them)
     esr_teacher    teacher-forced (k = 1) ESR: one step from every true state
-    exposure_bias  esr / esr_teacher (DESIGN.md)
+    exposure_bias  esr / esr_teacher: how much worse the model does on its own outputs than
+                   one step from the true state (above 1: the error feeds on itself)
     esr_by_window  ESR with a reset to the true states every k samples, k in RESET_WINDOWS
     growth         ESR versus time since the last reset (resets every GROWTH_WINDOW samples)
     parameters, rtf (real-time factor of free-running inference, one thread), train_seconds

@@ -1,7 +1,7 @@
 """Evaluation of a model on a split: output ESR (plain and pre-emphasised) and state ESR.
 
 One definition each, all from `nodal.metrics.esr` (per batch item, then averaged):
-    esr            ESR(y_hat, y) over the whole signal
+    esr            ESR(y, y_hat), target first, over the whole signal
     esr_emphasis   the same after the pre-emphasis filter 1 - 0.85 z^-1 (a separate column)
     state_esr      ESR per circuit state, averaged over the states (None when the model's
                    states are not trained against the circuit's, e.g. plain `gru`)

@@ -1,10 +1,10 @@
-"""Training: one scheme, the window length is the knob (DESIGN.md).
+"""Training: one scheme for every model, the window length k is the knob.
 
 Each training segment (true states x_prev before it) is cut into windows of k samples; every
 window starts from the true state (`encode`), runs free for k samples with gradients, and the
 loss is
 
-    L = ESR(y_hat, y) + state_weight * ESR(x_hat_scaled, x_scaled)
+    L = ESR(y, y_hat) + state_weight * ESR(x_scaled, x_hat_scaled)    (target first)
 
 pooled over the batch, states scaled by the training statistics (so every state counts alike).
 `window=1` is teacher forcing (one step from every true state, all in one batch for the STN),

@@ -24,8 +24,10 @@ def main() -> None:
     data = dataset("diode_clipper", material_spec=MaterialSpec(train_seconds=4.0,
                                                                val_seconds=0.5,
                                                                test_seconds=0.5))
-    build = lambda name, hidden: nets.build(name, data.n_inputs, data.n_states,
-                                            hidden=hidden, scaling=data.scaling)
+
+    def build(name, hidden):
+        return nets.build(name, data.n_inputs, data.n_states, hidden=hidden, scaling=data.scaling)
+
     result = {
         "stn h=16 RTF": speed.realtime_factor(build("stn", 16), args.seconds),
         "gru h=8 RTF": speed.realtime_factor(build("gru", 8), args.seconds),

@@ -28,4 +28,4 @@ __all__ = ["AudioShapeMismatchError", "NetsError", "RunDirectoryError", "SampleR
            "TrainingDivergedError", "UnknownModelError", "ESRLoss", "pre_emphasis", "MODELS",
            "build", "from_spec", "STN", "GRU", "LSTM", "NeuralODE", "NodalModel",
            "CircuitDataset", "MaterialSpec", "dataset", "load_run", "TrainConfig", "train",
-           "metrics"]
+           "metrics", "runs"]

@@ -80,7 +80,8 @@ def _clip(kind: str, sample_rate: float, rng: np.random.Generator) -> np.ndarray
     if kind == "sweep":
         duration = rng.uniform(0.5, 2.0)
         f0, f1 = rng.uniform(20, 100), rng.uniform(5e3, min(16e3, 0.4 * fs))
-        return sweep(f0, f1, duration, fs) if rng.random() < 0.5 else sweep(f0, f1, duration, fs)[::-1]
+        rising = sweep(f0, f1, duration, fs)
+        return rising if rng.random() < 0.5 else rising[::-1]
     if kind == "muted":  # palm-muted: a dark pluck that dies within a few tens of ms
         f = float(np.exp(rng.uniform(np.log(82.4), np.log(330.0))))
         return karplus_strong(f, rng.uniform(0.1, 0.4), fs, rng, damping=rng.uniform(0.90, 0.97),
@@ -104,8 +105,8 @@ def _clip(kind: str, sample_rate: float, rng: np.random.Generator) -> np.ndarray
     # a single note, plucked and left to ring (sustained) or damped sooner
     f = float(np.exp(rng.uniform(np.log(82.4), np.log(1320.0))))
     sustained = rng.random() < 0.5
-    return karplus_strong(f, rng.uniform(0.3, 2.0), fs, rng,
-                          damping=rng.uniform(0.997, 0.9995) if sustained else rng.uniform(0.985, 0.996),
+    damping = rng.uniform(0.997, 0.9995) if sustained else rng.uniform(0.985, 0.996)
+    return karplus_strong(f, rng.uniform(0.3, 2.0), fs, rng, damping=damping,
                           brightness=rng.uniform(0.1, 0.7))
 
 

@@ -106,8 +106,8 @@ class _GRURecurrence(torch.autograd.Function):
         dh0 = np.empty_like(h0_np)
         dw_hh = np.zeros_like(w_hh)
         db_hh = np.zeros(w_hh.shape[0], dtype=hs.dtype)
-        _backward(as_numpy(grad_hs.to(torch.from_numpy(hs).dtype)), h0_np, hs, gates, w_hh, dgi, dh0,
-                  dw_hh, db_hh)
+        _backward(as_numpy(grad_hs.to(torch.from_numpy(hs).dtype)), h0_np, hs, gates, w_hh, dgi,
+                  dh0, dw_hh, db_hh)
         return (torch.from_numpy(dgi), torch.from_numpy(dh0), torch.from_numpy(dw_hh),
                 torch.from_numpy(db_hh))
 

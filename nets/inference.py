@@ -31,7 +31,8 @@ def process(model, signal: np.ndarray, sample_rate: float,
     circuit = info.get("data", {}).get("circuit")
     signal_at_rate = resample_to(signal, sample_rate, rate, resample, "the input")
     controls = {k: resample_to(np.asarray(v, dtype=np.float64), sample_rate, rate, resample,
-                               f"control {k}")[:len(signal_at_rate)] for k, v in (controls or {}).items()}
+                               f"control {k}")[:len(signal_at_rate)]
+                for k, v in (controls or {}).items()}
     if circuit is not None:
         u = input_matrix(nodal.equations(circuit), signal_at_rate, rate, controls)
     else:

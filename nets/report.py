@@ -161,8 +161,8 @@ def plot_windows(rows: list[dict], path: Path, title: str) -> Path:
     for model, members in by_model.items():
         members.sort(key=lambda r: r["window"] or math.inf)
         xs = [r["window"] or inf_x for r in members]
-        for ax, col in zip(axes, ("esr", "exposure_bias")):
-            pts = [(x, r[col]) for x, r in zip(xs, members) if r[col]]
+        for ax, col in zip(axes, ("esr", "exposure_bias"), strict=True):
+            pts = [(x, r[col]) for x, r in zip(xs, members, strict=True) if r[col]]
             if not pts:
                 continue
             x = [p[0] for p in pts]
@@ -171,7 +171,8 @@ def plot_windows(rows: list[dict], path: Path, title: str) -> Path:
             hi = [p[1]["max"] for p in pts]
             ax.plot(x, mean, marker="o", label=model)
             ax.fill_between(x, lo, hi, alpha=0.2)
-    for ax, label in zip(axes, ("free-running test ESR", "exposure bias (free / teacher-forced)")):
+    for ax, label in zip(axes, ("free-running test ESR", "exposure bias (free / teacher-forced)"),
+                         strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training window k (rightmost: k = inf)")

@@ -53,7 +53,57 @@ def _forward(a, x0, w_x, w_h, b_h, w_o, b_o, xs, zs):
 
 
 @numba.njit(cache=True, fastmath=False)
+def _output_layer_back(dx, z_last, w_o, dw_o, db_o, dz):
+    """x[t] = x[t-1] + W_o z_depth + b_o: W_o's and b_o's gradients; dz = W_o^T dx."""
+    n_states, hidden = w_o.shape
+    for i in range(n_states):
+        db_o[i] += dx[i]
+        for j in range(hidden):
+            dw_o[i, j] += dx[i] * z_last[j]
+    for j in range(hidden):
+        acc = 0.0
+        for i in range(n_states):
+            acc += w_o[i, j] * dx[i]
+        dz[j] = acc
+
+
+@numba.njit(cache=True, fastmath=False)
+def _hidden_layers_back(z, w_h, dw_h, db_h, dz, dpre):
+    """z_l = tanh(W_l z_{l-1} + b_l) for l = depth..2 (z [depth, H]: one step's activations):
+    their gradients; dz goes in as dL/dz_depth and comes out as dL/dz_1."""
+    depth, hidden = z.shape
+    for layer in range(depth - 1, 0, -1):
+        for i in range(hidden):
+            dpre[i] = dz[i] * (1.0 - z[layer, i] * z[layer, i])
+            db_h[layer - 1, i] += dpre[i]
+            for j in range(hidden):
+                dw_h[layer - 1, i, j] += dpre[i] * z[layer - 1, j]
+        for j in range(hidden):
+            acc = 0.0
+            for i in range(hidden):
+                acc += w_h[layer - 1, i, j] * dpre[i]
+            dz[j] = acc
+
+
+@numba.njit(cache=True, fastmath=False)
+def _first_layer_back(dz, z_first, x_prev, w_x, dw_x, da, dpre, dx):
+    """z_1 = tanh(a[t] + W_x x[t-1]): a's gradient (da, one step), W_x's, and x[t-1]'s added
+    to dx (which already holds the direct path x[t-1] -> x[t])."""
+    hidden, n_states = w_x.shape
+    for i in range(hidden):
+        dpre[i] = dz[i] * (1.0 - z_first[i] * z_first[i])
+        da[i] = dpre[i]
+    for j in range(n_states):
+        acc = 0.0
+        for i in range(hidden):
+            dw_x[i, j] += dpre[i] * x_prev[j]
+            acc += w_x[i, j] * dpre[i]
+        dx[j] += acc
+
+
+@numba.njit(cache=True, fastmath=False)
 def _backward(grad_xs, x0, xs, zs, w_x, w_h, w_o, da, dx0, dw_x, dw_h, db_h, dw_o, db_o):
+    """Backpropagation through time of the module doc's recurrence, last step first."""
     batch, length, n_states = xs.shape
     depth, hidden = zs.shape[2], zs.shape[3]
     dz = np.empty(hidden, dtype=xs.dtype)
@@ -63,40 +113,10 @@ def _backward(grad_xs, x0, xs, zs, w_x, w_h, w_o, da, dx0, dw_x, dw_h, db_h, dw_
         for t in range(length - 1, -1, -1):
             for i in range(n_states):
                 dx[i] += grad_xs[b, t, i]
-            # output layer: x[t] = x[t-1] + W_o z + b_o
-            for i in range(n_states):
-                db_o[i] += dx[i]
-                for j in range(hidden):
-                    dw_o[i, j] += dx[i] * zs[b, t, depth - 1, j]
-            for j in range(hidden):
-                acc = 0.0
-                for i in range(n_states):
-                    acc += w_o[i, j] * dx[i]
-                dz[j] = acc
-            for layer in range(depth - 1, 0, -1):
-                for i in range(hidden):
-                    z = zs[b, t, layer, i]
-                    dpre[i] = dz[i] * (1.0 - z * z)
-                    db_h[layer - 1, i] += dpre[i]
-                    for j in range(hidden):
-                        dw_h[layer - 1, i, j] += dpre[i] * zs[b, t, layer - 1, j]
-                for j in range(hidden):
-                    acc = 0.0
-                    for i in range(hidden):
-                        acc += w_h[layer - 1, i, j] * dpre[i]
-                    dz[j] = acc
-            for i in range(hidden):
-                z = zs[b, t, 0, i]
-                dpre[i] = dz[i] * (1.0 - z * z)
-                da[b, t, i] = dpre[i]
-            # x[t-1] reaches x[t] directly and through the first layer
-            for j in range(n_states):
-                x_prev = xs[b, t - 1, j] if t > 0 else x0[b, j]
-                acc = 0.0
-                for i in range(hidden):
-                    dw_x[i, j] += dpre[i] * x_prev
-                    acc += w_x[i, j] * dpre[i]
-                dx[j] += acc
+            _output_layer_back(dx, zs[b, t, depth - 1], w_o, dw_o, db_o, dz)
+            _hidden_layers_back(zs[b, t], w_h, dw_h, db_h, dz, dpre)
+            x_prev = xs[b, t - 1] if t > 0 else x0[b]
+            _first_layer_back(dz, zs[b, t, 0], x_prev, w_x, dw_x, da[b, t], dpre, dx)
         for i in range(n_states):
             dx0[b, i] = dx[i]
 
@@ -122,8 +142,8 @@ class _STNRecurrence(torch.autograd.Function):
         dw_x, dw_h, dw_o = np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(w_o)
         db_h = np.zeros((w_h.shape[0], zs.shape[3]), dtype=dtype)
         db_o = np.zeros(w_o.shape[0], dtype=dtype)
-        _backward(as_numpy(grad_xs.to(torch.from_numpy(xs).dtype)), x0_np, xs, zs, w_x, w_h, w_o,
-                  da, dx0, dw_x, dw_h, db_h, dw_o, db_o)
+        _backward(as_numpy(grad_xs.to(torch.from_numpy(xs).dtype)), x0_np, xs, zs, w_x, w_h,
+                  w_o, da, dx0, dw_x, dw_h, db_h, dw_o, db_o)
         return tuple(torch.from_numpy(g) for g in (da, dx0, dw_x, dw_h, db_h, dw_o, db_o))
 
 

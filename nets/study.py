@@ -162,8 +162,9 @@ def verdict_exposure_bias(rows: list[dict]) -> dict:
                                "trend": _trend([(r["window"] or math.inf, r["esr"]["mean"])
                                                 for r in members if r["esr"]]),
                                # the ratio itself: it can fall while the model gets worse
-                               "exposure_bias": {str(r["window"] or "inf"): r["exposure_bias"]["mean"]
-                                                 for r in members if r["exposure_bias"]},
+                               "exposure_bias": {
+                                   str(r["window"] or "inf"): r["exposure_bias"]["mean"]
+                                   for r in members if r["exposure_bias"]},
                                "exposure_bias_trend": _trend(
                                    [(r["window"] or math.inf, r["exposure_bias"]["mean"])
                                     for r in members if r["exposure_bias"]])}
@@ -180,7 +181,7 @@ def _trend(points: list[tuple[float, float]]) -> float:
     if len(points) < 3:
         return math.nan
     from scipy.stats import spearmanr
-    x, y = zip(*sorted(points))
+    x, y = zip(*sorted(points), strict=True)
     return float(spearmanr(x, y).statistic)
 
 
@@ -341,8 +342,8 @@ def _append_verdicts(path: Path, study: str, verdicts: dict, profile: str,
         elif claim == "b":
             for model, d in v["by_model"].items():
                 lines.append(f"- {model}: free-running ESR {d['k=1']['mean']:.2e} at k = 1, "
-                             f"{d['best']['mean']:.2e} at k = {d['best window']} (the best longer window); rank "
-                             f"correlation of ESR with k: {d['trend']:.2f}")
+                             f"{d['best']['mean']:.2e} at k = {d['best window']} (the best "
+                             f"longer window); rank correlation of ESR with k: {d['trend']:.2f}")
                 ratios = d.get("exposure_bias", {})
                 if ratios:
                     lines.append(f"  - {model}: exposure bias (free-running / teacher-forced) "

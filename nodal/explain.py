@@ -34,7 +34,7 @@ def describe(eq: Equations) -> str:
     if eq.ports:
         out.append(f"nonlinear ports ({len(eq.ports)}; Newton solves for {len(eq.reduced)} "
                    "independent port voltages):")
-        for v, p, law in zip(eq.port_voltages, eq.ports, eq.currents):
+        for v, p, law in zip(eq.port_voltages, eq.ports, eq.currents, strict=True):
             out.append(f"  {v} = v({p.p}) - v({p.m}):   i = {law}")
         out.append("  Jacobian di/dv (sympy.diff):")
         for i in range(len(eq.ports)):
@@ -60,7 +60,8 @@ def _symbolic_dk(eq: Equations) -> str:
     import numpy as np
 
     s = eq.symbolic_matrix()
-    rx = sp.Matrix((eq.reactive_incidence.T * np.array([r.sign for r in eq.reactive])[None, :]).astype(int))
+    signs = np.array([r.sign for r in eq.reactive])[None, :]
+    rx = sp.Matrix((eq.reactive_incidence.T * signs).astype(int))
     ru = sp.Matrix(eq.source_rhs.astype(int))
     m_x = sp.simplify(s.LUsolve(rx))
     m_u = sp.simplify(s.LUsolve(ru))

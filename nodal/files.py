@@ -139,10 +139,7 @@ def orphans(folder: str | Path) -> list[Path]:
 def remove_orphans(folder: str | Path) -> int:
     found = orphans(folder)
     for p in found:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
+        p.unlink(missing_ok=True)
     return len(found)
 
 

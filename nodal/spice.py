@@ -55,7 +55,7 @@ def available() -> bool:
 
 def _pwl(values: np.ndarray, sample_rate: float) -> str:
     t = np.arange(len(values)) / sample_rate
-    pairs = [f"{ti:.17g} {vi:.17g}" for ti, vi in zip(t, values)]
+    pairs = [f"{ti:.17g} {vi:.17g}" for ti, vi in zip(t, values, strict=True)]
     lines = ["+ " + " ".join(pairs[k:k + 6]) for k in range(0, len(pairs), 6)]
     return "PWL(\n" + "\n".join(lines) + "\n+ )"
 

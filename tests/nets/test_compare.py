@@ -101,9 +101,12 @@ def test_cli_compare(two_runs, tmp_path):
     assert "exposure bias" in result.output and (tmp_path / "r" / "report.md").is_file()
 
 
+def _cell(v):
+    return {"mean": v[0], "min": v[1], "max": v[2]} if v else None
+
+
 def _row(model, window, esr, eb=None):
-    cell = lambda v: {"mean": v[0], "min": v[1], "max": v[2]} if v else None
-    return {"model": model, "window": window, "esr": cell(esr), "exposure_bias": cell(eb)}
+    return {"model": model, "window": window, "esr": _cell(esr), "exposure_bias": _cell(eb)}
 
 
 def test_verdicts_follow_the_numbers():
@@ -186,7 +189,7 @@ def test_study_trains_in_parallel_workers_with_the_same_results(tmp_path, monkey
     assert len(todo) == 2
     parallel = study.train_all(todo, tiny, tmp_path / "parallel", workers=2)
     serial = study.train_all(todo, tiny, tmp_path / "serial", workers=1)
-    for a, b in zip(parallel, serial):
+    for a, b in zip(parallel, serial, strict=True):
         wa = torch.load(a / checkpoint.BEST, weights_only=True)
         wb = torch.load(b / checkpoint.BEST, weights_only=True)
         assert wa.keys() == wb.keys()

@@ -20,5 +20,5 @@ def test_matches_nn_gru_forward_and_backward():
     inputs = [h0, *gru.parameters()]
     expected = torch.autograd.grad((reference * weights).sum(), inputs)
     got = torch.autograd.grad((fused * weights).sum(), inputs)
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)

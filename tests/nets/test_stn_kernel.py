@@ -27,5 +27,5 @@ def test_kernel_matches_the_torch_loop(depth, history):
     wy, wx = torch.randn_like(a.y), torch.randn_like(a.x)
     got = torch.autograd.grad((a.y * wy).sum() + (a.x * wx).sum(), [s0, *fused.parameters()])
     want = torch.autograd.grad((b.y * wy).sum() + (b.x * wx).sum(), [s0, *loop.parameters()])
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)

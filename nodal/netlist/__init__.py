@@ -22,16 +22,11 @@ from pathlib import Path
 
 import sympy as sp
 
-from .errors import NetlistError
+from ..errors import NetlistError
+from .expressions import Scope, parse_expression, parse_number
 
 GROUND = "0"
 _GROUND_ALIASES = {"0", "gnd"}
-
-_SUFFIXES = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "mil": 25.4e-6, "m": 1e-3,
-             "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
-_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(meg|mil|[tgkmunpf])?[a-z]*$")
-_NUMBER_IN_EXPR = re.compile(
-    r"(?<![a-z_0-9.])((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(meg|mil|[tgkmunpf])(?![a-z_0-9])")
 
 # Defaults as ngspice has them, for the model parameters nodalnet uses.
 MODEL_DEFAULTS: dict[str, dict[str, float]] = {
@@ -159,17 +154,6 @@ class Netlist:
         return NetlistError(message, self.file, line)
 
 
-def parse_number(token: str) -> float | None:
-    """A SPICE number with an optional scale suffix (`2.2k`, `10n`, `1meg`, `4.7uF`)."""
-    m = _NUMBER.match(token.lower())
-    if not m:
-        return None
-    value = float(m.group(1))
-    if m.group(2):
-        value *= _SUFFIXES[m.group(2)]
-    return value
-
-
 def _tokenize(text: str) -> list[str]:
     """Split a card into tokens; `{...}` and `'...'` stay whole; `( ) = ,` separate."""
     tokens: list[str] = []
@@ -218,25 +202,13 @@ class _Reader:
 
     # -- values ---------------------------------------------------------------------------
     def expression(self, token: str, line: int, text: str) -> sp.Expr:
-        """A value: a number with suffix, a `.param` name, or a `{expression}`."""
+        """A value: a number with suffix, a `.param` name, or a `{expression}` (parsed by
+        `expressions.parse_expression`, never evaluated as Python)."""
         number = parse_number(token)
         if number is not None:
             return sp.Float(number)
-        body = token[1:-1] if token.startswith("{") else token
-        body = _NUMBER_IN_EXPR.sub(lambda m: repr(float(m.group(1)) * _SUFFIXES[m.group(2)]),
-                                   body.lower())
-        body = body.replace("^", "**")
-        names = {name: sp.Symbol(name) for name in re.findall(r"[a-z_][a-z_0-9.]*", body)}
-        local = {name: self.params.get(name, sym) for name, sym in names.items()}
-        try:
-            expr = sp.sympify(body, locals=local)
-        except (sp.SympifyError, SyntaxError, TypeError) as exc:
-            raise self.fail(f"cannot read the value {token!r}: {exc}", line, text) from None
-        unknown = [str(s) for s in expr.free_symbols if str(s) not in self.defaults]
-        if unknown:
-            raise self.fail(f"value {token!r} uses {', '.join(sorted(unknown))}, which no "
-                            f"`.param` defines (define it before this line)", line, text)
-        return expr
+        body = token[1:-1] if token.startswith("{") and token.endswith("}") else token
+        return parse_expression(body, Scope(self.params), self.file, line, text)
 
     def free_value(self, symbol_name: str, token: str, line: int, text: str) -> sp.Expr:
         """A literal number gets its own symbol (trainable); an expression stays an expression."""
@@ -507,11 +479,11 @@ class _Reader:
                 j = i + 2
                 args: list[float] = []
                 while j < len(rest) and rest[j] != ")":
-                    val = self.expression(rest[j], line, text)
-                    try:
-                        args.append(float(val.subs(self.defaults)))
-                    except TypeError:
-                        raise self.fail(f"cannot evaluate {rest[j]!r}", line, text) from None
+                    val = evaluate(self.expression(rest[j], line, text), self.defaults)
+                    if not math.isfinite(val):
+                        raise self.fail(f"cannot evaluate {rest[j]!r} to a finite number",
+                                        line, text)
+                    args.append(val)
                     j += 1
                 if j >= len(rest):
                     raise self.fail(f"{tok.upper()}( is not closed", line, text)
@@ -570,10 +542,9 @@ class _Reader:
 
 def evaluate(expr: sp.Expr, defaults: dict[str, float]) -> float:
     """The numeric value of `expr` with every symbol at its default (NaN if one is missing)."""
-    value = expr.subs({sp.Symbol(k): v for k, v in defaults.items()})
     try:
-        return float(value)
-    except TypeError:
+        return float(expr.xreplace({s: sp.Float(defaults[s.name]) for s in expr.free_symbols}))
+    except (KeyError, TypeError, ValueError, OverflowError):
         return math.nan
 
 

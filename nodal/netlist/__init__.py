@@ -24,6 +24,7 @@ import sympy as sp
 
 from ..errors import NetlistError
 from .expressions import Scope, parse_expression, parse_number
+from .values import check_element, check_model, check_values, decode, evaluate
 
 GROUND = "0"
 _GROUND_ALIASES = {"0", "gnd"}
@@ -89,6 +90,28 @@ class Waveform:
             times, values = np.asarray(a[0::2]), np.asarray(a[1::2])
             return np.interp(t, times, values)
         raise ValueError(self.kind)
+
+    def problem(self) -> str | None:
+        """Why these arguments make no waveform ngspice would run, or None."""
+        a = self.args
+        if self.kind == "sin":
+            if a[2] < 0:
+                return f"the frequency {a[2]:g} Hz is negative"
+            if len(a) > 3 and a[3] < 0:
+                return f"the delay {a[3]:g} s is negative"
+            if len(a) > 4 and a[4] < 0:
+                return (f"the damping factor {a[4]:g} 1/s is negative: the sine would grow "
+                        "without bound")
+        if self.kind == "pulse":
+            names = ("delay", "rise time", "fall time", "pulse width", "period")
+            for name, v in zip(names, a[2:7]):
+                if v < 0:
+                    return f"the {name} {v:g} s is negative"
+        if self.kind == "pwl":
+            times = a[0::2]
+            if any(t1 < t0 for t0, t1 in zip(times, times[1:])):
+                return "the times must not decrease"
+        return None
 
     def value_at_zero(self) -> float:
         return float(self.at([0.0])[0])
@@ -291,6 +314,8 @@ class _Reader:
             if not stripped or stripped.startswith("*"):
                 continue
             stripped = re.split(r";|\s\$\s|\s\$$", stripped)[0].rstrip()
+            if not stripped:            # the line held only a comment
+                continue
             if stripped.startswith("+"):
                 if not out or out[-1][1] != "card":
                     raise self.fail("continuation line `+` with nothing to continue", number, raw)
@@ -318,14 +343,23 @@ class _Reader:
                                 line, text)
             self.input = arg
         elif word == "control":
+            if arg in self.controls:
+                raise self.fail(f"`*@ control {arg}` is given twice", line, text)
             self.controls.append(arg)
         else:
+            if self.output is not None:
+                raise self.fail("a netlist has one `*@ output`", line, text)
             nodes = [n.strip() for n in arg.split(",")]
             if len(nodes) == 1:
                 nodes.append(GROUND)
             if len(nodes) != 2 or not all(nodes):
                 raise self.fail("`*@ output` takes a node or `a,b`", line, text)
-            self.output = tuple(GROUND if n in _GROUND_ALIASES else n for n in nodes)
+            output = tuple(GROUND if n in _GROUND_ALIASES else n for n in nodes)
+            if output[0] == output[1]:
+                raise self.fail("`*@ output` names ground (or the same node twice): its voltage "
+                                "is always 0; name the node whose voltage is the output",
+                                line, text)
+            self.output = output
 
     def param_card(self, line: int, text: str) -> None:
         try:
@@ -353,6 +387,10 @@ class _Reader:
         if len(toks) < 3:
             raise self.fail("`.model` needs a name and a type (D, NPN, PNP, NJF, PJF)", line, text)
         name, mtype = toks[1].lower(), toks[2].lower()
+        if name in self.models:
+            raise self.fail(f"`.model {name}` is defined twice (first on line "
+                            f"{self.models[name].line}); ngspice would use one of them "
+                            "silently: remove or rename one", line, text)
         if mtype not in MODEL_DEFAULTS:
             raise self.fail(f"model type {mtype.upper()!r} is not supported; use one of "
                             f"{', '.join(t.upper() for t in MODEL_DEFAULTS)}", line, text)
@@ -373,6 +411,7 @@ class _Reader:
                     self.defaults[f"{name}.{pname}"] = default
                     params[pname] = sp.Symbol(f"{name}.{pname}")
         self.models[name] = Model(name, mtype, params, line)
+        check_model(self.models[name], self.defaults, {}, self.file, text)
 
     def element_card(self, line: int, text: str, prefix: str, node_map: dict[str, str],
                      depth: int = 0) -> None:
@@ -441,11 +480,7 @@ class _Reader:
             el.model = mname
         else:
             self.source(el, rest)
-        if el.value is not None and letter in "rcl":
-            default = evaluate(el.value, self.defaults)
-            if not (default > 0 and math.isfinite(default)):
-                raise self.fail(f"{toks[0]} must have a positive value, got {default:g}",
-                                line, text)
+        check_element(el, self.defaults, {}, self.file)
         self.elements.append(el)
 
     def _value(self, name: str, token: str, line: int, text: str) -> sp.Expr:
@@ -493,6 +528,9 @@ class _Reader:
                                     + (" in time/value pairs" if tok == "pwl" else ""),
                                     line, text)
                 wave = Waveform(tok, tuple(args))
+                problem = wave.problem()
+                if problem:
+                    raise self.fail(f"{tok.upper()}(...): {problem}", line, text)
                 i = j + 1
             elif dc is None and (parse_number(rest[i]) is not None or rest[i].startswith("{")
                                  or tok in self.params):
@@ -521,6 +559,10 @@ class _Reader:
         if self.input is None:
             raise self.fail("no `*@ input` directive: add a line `*@ input Vin` naming the "
                             "source that follows the audio input", 1)
+        if self.input in self.controls:
+            raise self.fail(f"`*@ control {self.input}` names the `*@ input` source; a source "
+                            "is the input or a control, not both",
+                            self.directive_lines.get(f"control:{self.input}", 1))
         for name in [self.input, *self.controls]:
             if name not in sources:
                 line = self.directive_lines.get(f"input:{name}") or self.directive_lines.get(
@@ -540,24 +582,22 @@ class _Reader:
                        directive_lines=self.directive_lines, text=self.text)
 
 
-def evaluate(expr: sp.Expr, defaults: dict[str, float]) -> float:
-    """The numeric value of `expr` with every symbol at its default (NaN if one is missing)."""
-    try:
-        return float(expr.xreplace({s: sp.Float(defaults[s.name]) for s in expr.free_symbols}))
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return math.nan
-
-
 def parse(text: str, file: str = "<netlist>") -> Netlist:
     """Parse netlist text. Raises `NetlistError` naming the file and line of any problem."""
     return _Reader(text, file).read()
 
 
-def read(path: str | Path) -> Netlist:
-    """Read and parse a `.cir` file."""
+def read_text(path: str | Path) -> str:
+    """A netlist file's text: read as bytes and decoded by `values.decode` (UTF-8, UTF-16 with
+    a mark, cp1252 or latin-1; a DOS end-of-file byte dropped)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise NetlistError(f"cannot read the netlist: {exc.strerror}", str(path)) from None
-    return parse(text, str(path))
+    return decode(data, str(path))
+
+
+def read(path: str | Path) -> Netlist:
+    """Read and parse a `.cir` file."""
+    return parse(read_text(path), str(Path(path)))

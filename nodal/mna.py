@@ -84,30 +84,27 @@ class Equations:
         return m
 
 
-def _dc_path_check(net: Netlist, stamps: dict[str, devices.Stamp]) -> None:
-    """Every node needs a DC path to ground, or the operating point is undefined."""
+def _dc_path_check(net: Netlist) -> None:
+    """Every node needs a DC path to ground, or the operating point is undefined.
+
+    Union-find over the node pairs that each element's device record says conduct at DC
+    (`Device.dc_pairs`): near-linear in the number of elements.
+    """
     parent: dict[str, str] = {}
 
     def find(n: str) -> str:
-        parent.setdefault(n, n)
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    def union(a: str, b: str) -> None:
-        parent[find(a)] = find(b)
+        root = n
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while n != root:                    # path compression
+            parent[n], n = root, parent[n]
+        return root
 
     for el in net.elements:
-        st = stamps[el.name]
-        if el.kind in "RLV":
-            union(*el.nodes)
-        elif el.kind == "E":
-            union(el.nodes[0], el.nodes[1])
-        for p in st.ports:
-            union(p.p, p.m)
-        for inner in st.internal_nodes:
-            union(inner, el.nodes[0])
+        for i, j in devices.record(el.kind).dc_pairs:
+            a, b = find(el.nodes[i]), find(el.nodes[j])
+            if a != b:
+                parent[a] = b
     ground = find(GROUND)
     for el in net.elements:
         for n in el.nodes:
@@ -121,15 +118,15 @@ def derive(net: Netlist) -> Equations:
     """Stamp every element of `net` and return its symbolic equations."""
     stamps: dict[str, devices.Stamp] = {}
     for el in net.elements:
-        builder = devices.BUILDERS.get(el.kind)
-        if builder is None:
+        device = devices.record(el.kind)
+        if device is None:
             raise net.error(f"element kind {el.kind} is read but has no model yet", el)
-        stamps[el.name] = builder(el, net)
-    _dc_path_check(net, stamps)
+        stamps[el.name] = device.build(el, net)
+    _dc_path_check(net)
 
-    nodes = net.nodes
+    nodes = dict.fromkeys(net.nodes)
     for st in stamps.values():
-        nodes += [n for n in st.internal_nodes if n not in nodes]
+        nodes.update(dict.fromkeys(st.internal_nodes))
     node_keys = [("node", n) for n in nodes]
     branches = [b for st in stamps.values() for b in st.branches]
     branches_dc = [b for st in stamps.values()
@@ -154,16 +151,7 @@ def derive(net: Netlist) -> Equations:
                         for e in (st.matrix_dc if st.matrix_dc is not None else st.matrix)]
                        + gmin, index_dc)
 
-    by_name = {el.name: el for el in net.elements}
-    order = [net.input, *net.controls]
-    sources = [by_name[n] for n in order] + [
-        el for el in net.elements if el.kind in "VI" and el.name not in order]
-    source_rhs = np.zeros((len(unknowns), len(sources)))
-    source_rhs_dc = np.zeros((len(unknowns_dc), len(sources)))
-    for j, src in enumerate(sources):
-        for row, sign in stamps[src.name].source_rows:
-            source_rhs[index[row], j] += sign
-            source_rhs_dc[index_dc[row], j] += sign
+    sources, source_rhs, source_rhs_dc = _sources(net, stamps, index, index_dc)
 
     reactive = [r for st in stamps.values() for r in st.reactive]
     reactive_incidence = np.zeros((len(reactive), len(unknowns)))
@@ -185,7 +173,7 @@ def derive(net: Netlist) -> Equations:
     reduced, expand = _independent_ports(port_incidence)
 
     output_incidence = np.zeros(len(unknowns))
-    for n, s in zip(net.output, (1, -1)):
+    for n, s in zip(net.output, (1, -1), strict=True):
         if node_key(n):
             output_incidence[index[node_key(n)]] += s
 
@@ -195,6 +183,22 @@ def derive(net: Netlist) -> Equations:
         source_rhs_dc=source_rhs_dc, reactive=reactive, ports=ports, port_voltages=voltages,
         currents=currents, jacobian=jacobian, port_incidence=port_incidence, reduced=reduced,
         expand=expand, reactive_incidence=reactive_incidence, output_incidence=output_incidence)
+
+
+def _sources(net: Netlist, stamps: dict[str, devices.Stamp], index: dict, index_dc: dict):
+    """The independent sources in input, controls, fixed order, and their right-hand sides."""
+    by_name = {el.name: el for el in net.elements}
+    order = [net.input, *net.controls]
+    first = set(order)
+    sources = [by_name[n] for n in order] + [
+        el for el in net.elements if devices.record(el.kind).is_source and el.name not in first]
+    source_rhs = np.zeros((len(index), len(sources)))
+    source_rhs_dc = np.zeros((len(index_dc), len(sources)))
+    for j, src in enumerate(sources):
+        for row, sign in stamps[src.name].source_rows:
+            source_rhs[index[row], j] += sign
+            source_rhs_dc[index_dc[row], j] += sign
+    return sources, source_rhs, source_rhs_dc
 
 
 def _independent_ports(incidence: np.ndarray) -> tuple[list[int], np.ndarray]:

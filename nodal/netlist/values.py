@@ -55,34 +55,26 @@ def check(what: str, expr: sp.Expr, rule: str, values: Mapping[str, float],
     return value
 
 
-# What each element's value is and its rule, by SPICE letter.
-ELEMENT_RULES = {"R": ("resistance", "positive"), "C": ("capacitance", "positive"),
-                 "L": ("inductance", "positive"), "E": ("gain", "finite"),
-                 "G": ("transconductance", "finite"), "V": ("value", "finite"),
-                 "I": ("value", "finite")}
-# Model parameter rules by model type (others: finite).
-_BJT = {"is": "positive", "bf": "positive", "br": "positive", "nf": "positive",
-        "nr": "positive", "vaf": "early", "var": "early"}
-_JFET = {"vto": "finite", "beta": "positive", "lambda": "nonnegative", "is": "positive",
-         "n": "positive", "b": "positive", "pb": "positive"}
-MODEL_RULES = {"d": {"is": "positive", "n": "positive", "rs": "nonnegative"},
-               "npn": _BJT, "pnp": _BJT, "njf": _JFET, "pjf": _JFET}
-
-
 def check_element(el, values: Mapping[str, float], overrides: Mapping[str, float],
                   file: str) -> None:
     """An element's value (R, C, L, gain, source value) against its rule."""
-    if el.value is None or el.kind not in ELEMENT_RULES:
+    from .. import devices
+
+    device = devices.record(el.kind)
+    if el.value is None or device is None or device.value is None:
         return
-    what, rule = ELEMENT_RULES[el.kind]
+    what, rule = device.value
     check(f"{el.name.upper()}'s {what}", el.value, rule, values, overrides, file, el.line,
           el.text)
 
 
 def check_model(model, values: Mapping[str, float], overrides: Mapping[str, float],
                 file: str, text: str | None = None) -> None:
-    """Every parameter of a `.model` against its rule."""
-    rules = MODEL_RULES.get(model.type, {})
+    """Every parameter of a `.model` against its rule (the device registry's model type)."""
+    from .. import devices
+
+    mtype = devices.model_type(model.type)
+    rules = mtype.rules if mtype is not None else {}
     for pname, expr in model.params.items():
         check(f"model {model.name}'s {pname.upper()}", expr, rules.get(pname, "finite"),
               values, overrides, file, model.line, text)

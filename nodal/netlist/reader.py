@@ -9,7 +9,9 @@ registry (`nodal.devices`); nothing here switches on a letter.
 
 from __future__ import annotations
 
+import keyword
 import math
+import re
 
 import sympy as sp
 
@@ -105,6 +107,10 @@ class Reader:
             if i + 2 >= len(toks) or toks[i + 1] != "=":
                 raise self.fail("`.param` expects name=value pairs", line, text)
             name, token = toks[i].lower(), toks[i + 2]
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name.startswith("__") or (
+                    keyword.iskeyword(name)):
+                raise self.fail(f"`.param {name}`: a parameter name is a letter or `_` "
+                                "followed by letters, digits or `_`", line, text)
             expr = self.expression(token, line, text)
             if expr.is_number:
                 self.defaults[name] = float(expr)

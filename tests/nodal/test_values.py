@@ -120,6 +120,12 @@ def test_a_line_holding_only_a_comment_is_skipped():
     assert [e.name for e in net.elements] == ["vin", "r1", "c1", "r3"]
 
 
+@pytest.mark.parametrize("name", ["2x", "a.b", "__x", "lambda"])
+def test_a_param_name_that_no_expression_could_use_is_named(name):
+    err = error_of(net_with(f".param {name}=1"))
+    assert err.line == 7 and "parameter name" in err.reason
+
+
 def test_code_in_a_model_card_is_a_named_error():
     err = error_of(net_with(".model dx D(IS={lambda: 1})", "D1 out 0 dx"))
     assert err.line == 7 and "`lambda`" in err.reason

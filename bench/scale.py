@@ -5,6 +5,15 @@ capacitor to ground: 2N + 1 elements) is parsed, derived (`nodal.derive`: stamps
 check) and checked (`nodal.check_solvable`: structural and numeric singularity). Prints the
 seconds of each step, one line per size (default: 200 and 1000 sections, i.e. 401 and 2,001
 elements). Wall times on a shared machine are upper bounds.
+
+Measured on the 2-core machine with a load average of 4-6 from other jobs:
+
+    before (the reader with `sympify`, `subs` per entry, dense `matrix_rank`):
+       200 sections:  parse 16.0 s, derive 0.39 s, check_solvable 259 s
+      1000 sections:  parse 586 s, derive 1.5 s (check_solvable not run)
+    after:
+       200 sections:  parse 0.05 s, derive 0.12 s, check_solvable 0.02 s
+      1000 sections:  parse 0.17 s, derive 0.19 s, check_solvable 0.03 s
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from .errors import (CircuitNotFoundError, ConvergenceError, NetlistError, Nodal
                      SignalError)
 from .interface import StateSpaceModel, Trajectory
 from .mna import Equations, check_solvable, derive
-from .netlist import Netlist, parse, read
+from .netlist import Netlist, parse, read, read_text
 from .newton import NewtonOptions
 from .solver import NodalSolver
 
@@ -48,7 +48,7 @@ def equations(name_or_path: str | Path) -> Equations:
     import circuits
 
     path = netlist_path(name_or_path)
-    text = path.read_text()
+    text = read_text(path)
     key = (str(path), text)
     builtin = circuits.path_of(str(name_or_path)) is not None
     shown = f"circuits/{path.name}" if builtin else str(path)

@@ -22,6 +22,7 @@ from .dk import DKMatrices, NumericEquations
 from .errors import ConvergenceError, SignalError, UnknownBackendError, UnknownParameterError
 from .interface import StateSpaceModel, Trajectory
 from .mna import Equations
+from .netlist import check_values
 from .newton import NewtonOptions, newton_step, solve
 
 F64 = torch.float64
@@ -52,6 +53,7 @@ class NodalSolver(StateSpaceModel):
         self.strict = strict
         self.names = list(equations.parameters)
         self._index = {n: k for k, n in enumerate(self.names)}
+        check_values(equations.netlist, values)     # unknown names; values breaking a rule
         defaults = dict(equations.netlist.defaults)
         for name, value in (values or {}).items():
             defaults[self.resolve(name)] = float(value)

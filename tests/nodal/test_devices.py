@@ -30,9 +30,10 @@ def terminal_currents(model: str, card: str, volts: dict[str, float]) -> dict[st
     """Current into each terminal (A) with the terminals held at `volts` (V)."""
     el, stamp, values = device(model, card)
     volts = {**volts, GROUND: 0.0}
-    ports = {sym: volts[p.p] - volts[p.m] for p, sym in zip(stamp.ports, stamp.voltages)}
+    ports = {sym: volts[p.p] - volts[p.m]
+             for p, sym in zip(stamp.ports, stamp.voltages, strict=True)}
     into = {n: 0.0 for n in el.nodes}
-    for port, law, sym in zip(stamp.ports, stamp.currents, stamp.voltages):
+    for port, law, sym in zip(stamp.ports, stamp.currents, stamp.voltages, strict=True):
         i = float(law.subs(values).subs(ports))
         if port.junction:          # GMIN across every junction, stamped by mna.derive
             i += GMIN * ports[sym]
@@ -191,7 +192,7 @@ def ngspice_currents(model: str, card: str, volts: dict[str, float]) -> dict[str
 def test_terminal_currents_match_ngspice_operating_points(model, card, points):
     names = card.split()[1:4]
     for point in points:
-        volts = dict(zip(names, point))
+        volts = dict(zip(names, point, strict=True))
         ours = terminal_currents(model, card, volts)
         theirs = ngspice_currents(model, card, volts)
         for n in names:
@@ -203,3 +204,56 @@ def test_a_model_parameter_nodalnet_does_not_model_is_a_named_error():
         device(".model QC NPN(IS=1e-14 CJE=2p)", "Q1 c b e QC")
     with pytest.raises(NetlistError, match="RD"):
         device(".model JR NJF(VTO=-2 RD=10)", "J1 d g s JR")
+
+
+# -- the device registry -----------------------------------------------------------------------
+
+def test_every_letter_is_one_record_with_its_node_count_and_models():
+    assert devices.letters() == "R C L V I E G D Q J"
+    for letter, rec in devices.DEVICES.items():
+        assert rec.letter == letter and rec.nodes in (2, 3, 4)
+        assert rec.card in ("value", "model", "source")
+        assert (rec.card == "model") == bool(rec.models)
+        for i, j in rec.dc_pairs:
+            assert 0 <= i < rec.nodes and 0 <= j < rec.nodes
+    assert {m for m in devices.MODEL_TYPES} == {"d", "npn", "pnp", "njf", "pjf"}
+    assert devices.model_type("NPN").defaults["bf"] == 100.0      # ngspice's default BF
+
+
+def test_the_unknown_element_error_lists_the_registry_letters():
+    with pytest.raises(NetlistError) as info:
+        parse("* t\n*@ input vx\n*@ output x\nvx x 0 0\nZ1 x 0 1k\n", "z.cir")
+    assert "R C L V I E G D Q J" in str(info.value) and info.value.line == 5
+
+
+def test_a_new_device_is_one_record(monkeypatch):
+    """A conductance element `Y1 a b g` (siemens): one Device, registered, and it works."""
+    def conductor(el, net):
+        a, b = el.nodes
+        return devices.Stamp(matrix=devices.conductance(a, b, el.value))
+
+    record = devices.Device("Y", "conductor", nodes=2, card="value", build=conductor,
+                            value=("conductance", "positive"), dc_pairs=((0, 1),))
+    monkeypatch.setitem(devices.DEVICES, "Y", record)
+    import nodal
+
+    net = parse("* t\n*@ input vx\n*@ output y\nvx x 0 1\nR1 x y 1k\nY1 y 0 1m\n", "y.cir")
+    eq = nodal.derive(net)
+    nodal.check_solvable(eq)
+    solver = nodal.NodalSolver(eq)
+    assert solver.matrices().E[0, 0].item() == pytest.approx(0.5)   # a 1k/1k divider
+    with pytest.raises(NetlistError, match="conductance is -0.001"):
+        parse("* t\n*@ input vx\n*@ output y\nvx x 0 1\nR1 x y 1k\nY1 y 0 -1m\n", "y.cir")
+
+
+def test_dc_paths_follow_the_records():
+    import nodal
+
+    # A VCCS output does not conduct at DC: its node floats.
+    text = "* t\n*@ input vx\n*@ output y\nvx x 0 1\nR1 x 0 1k\nG1 y 0 x 0 1m\nC1 y 0 1n\n"
+    with pytest.raises(NetlistError, match="no DC path"):
+        nodal.derive(parse(text))
+    # A VCVS output and a diode do.
+    text = ("* t\n*@ input vx\n*@ output z\n.model dd D\nvx x 0 1\nR1 x 0 1k\nE1 y 0 x 0 2\n"
+            "D1 y z dd\nC1 z 0 1n\n")
+    nodal.derive(parse(text))

@@ -128,8 +128,9 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
     log(f"[{name}] fast path: warm-up (compile), then best of {repeats}")
     solver.simulate(u[:, : min(length, 4800)], backend="fast")
     fast_wall = best_wall_time(lambda: solver.simulate(u, backend="fast"), repeats)
-    fast = solver.simulate(u, backend="fast").y[0, :, 0].numpy()
-    iterations = solver.last_iterations
+    fast_run = solver.simulate(u, backend="fast")
+    fast = fast_run.y[0, :, 0].numpy()
+    iterations = fast_run.diagnostics.mean_iterations
 
     n_torch = max(1, int(round(torch_seconds * sample_rate)))
     log(f"[{name}] torch path (forward with autograd): {n_torch} samples at batch 1 and 64")

@@ -50,3 +50,11 @@ class UnknownParameterError(NodalError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class NonFiniteOutputError(NodalError):
+    """The solver produced a non-finite sample; names it (never written out as NaN)."""
+
+    def __init__(self, message: str, samples: list[int] | None = None):
+        self.samples = list(samples or [])
+        super().__init__(message)

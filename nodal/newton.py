@@ -4,6 +4,23 @@ Solves f(q) = q - p - K i(Q q) = 0 for the port coordinates q [B, r]. Each step 
 the largest factor that keeps every junction's voltage change within SPICE's `pnjlim` bound, so
 a diode never jumps into exp-overflow territory; iterations are bounded and the caller gets a
 per-item convergence mask instead of NaNs.
+
+Convergence: a step below `abstol + reltol |q|` (unscaled by pnjlim), or a residual f at its
+round-off floor, |f| <= ROUNDOFF (|q| + |p| + sum |K i|). The second matters where K is huge
+(a node reached only through junctions: K ~ 1/GMIN = 1e12 ohm), where f cannot get smaller than
+round-off in K i and the steps stall at ~1e-10 V without ever being "small".
+
+A fixed-rate solver cannot cut its time step as SPICE does, so where Newton fails at a sample
+both backends climb the same ladder (`fast.py` and `solver.py`), in this order, each from the
+previous sample's solution:
+
+1. the sample in k = 2, 4, ... 2^substep_levels trapezoidal substeps (DK matrices for T/k from
+   the same equations; inputs interpolated linearly within the sample, as SPICE's PWL);
+2. gmin stepping: a conductance across every port, GMIN_STEPS from 10 mS down to none;
+3. source stepping: p walked from the value that makes the start an exact root to the
+   sample's own p in HOMOTOPY_STEPS steps.
+
+Only if all fail is the sample reported as failed.
 """
 
 from __future__ import annotations
@@ -13,12 +30,32 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+#: |f| at or below ROUNDOFF times the magnitude of its terms is as converged as float64 allows.
+ROUNDOFF = 8.0 * 2.220446049250313e-16
+#: Gmin stepping: the shunt conductance (S) across every port, one Newton solve each.
+GMIN_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 0.0)
+#: Source stepping: how many steps walk p to the sample's own.
+HOMOTOPY_STEPS = 16
+
 
 @dataclass
 class NewtonOptions:
     max_iter: int = 50
     abstol: float = 1e-10      # volts
     reltol: float = 1e-10
+    extrapolate: bool = True   # start from 2 q[n-1] - q[n-2] (else from q[n-1])
+    substep_levels: int = 6    # fallback substeps 2 .. 2^substep_levels (at most 6)
+
+
+def fallback_name(level: int, substep_levels: int = 6) -> str:
+    """What a fallback level of `Diagnostics.level` means, in words."""
+    from .fast import MAX_LEVELS
+
+    if level == 0:
+        return "none"
+    if level <= MAX_LEVELS:
+        return f"{1 << level} substeps"
+    return "gmin stepping" if level == MAX_LEVELS + 1 else "source stepping"
 
 
 def junction_step_scale(v_old: Tensor, dv: Tensor, vte: Tensor, vcrit: Tensor) -> Tensor:
@@ -35,22 +72,49 @@ def junction_step_scale(v_old: Tensor, dv: Tensor, vte: Tensor, vcrit: Tensor) -
     return ratio.min(dim=1).values if ratio.shape[1] else torch.ones_like(v_old[:, 0])
 
 
+def shunted(laws, g: float):
+    """`laws` with a conductance g across every port (gmin stepping)."""
+    if g == 0.0:
+        return laws
+
+    def with_shunt(v):
+        i, jac = laws(v)
+        return i + g * v, jac + g * torch.eye(v.shape[1], dtype=v.dtype)
+    return with_shunt
+
+
 def solve(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor, junction_ports: list[int],
           vte: Tensor, vcrit: Tensor, options: NewtonOptions) -> tuple[Tensor, Tensor, Tensor]:
     """Return (q, iterations [B], converged [B]) for f(q) = q - p - K i(Q q) = 0.
 
     `laws(v)` returns the port currents [B, ports] and their Jacobian [B, ports, ports].
+    Iterations count law evaluations, as the compiled kernel counts them.
     """
     batch, r = q.shape
     eye = torch.eye(r, dtype=q.dtype)
     iterations = torch.zeros(batch, dtype=torch.long)
     converged = torch.zeros(batch, dtype=torch.bool)
+    stopped = torch.zeros(batch, dtype=torch.bool)     # a non-finite step: given up
     for _ in range(options.max_iter):
+        active = ~converged & ~stopped
+        if not bool(active.any()):
+            break
         v = q @ expand.T
         i, jac = laws(v)
-        f = q - p - i @ K.T
+        iterations += active.long()
+        Ki = i[:, None, :] * K
+        f = q - p - Ki.sum(-1)
+        floor = ROUNDOFF * (q.abs() + p.abs() + Ki.abs().sum(-1))
+        settled = (f.abs() <= floor).all(1)
+        converged = converged | (active & settled)
+        active = active & ~settled
+        if not bool(active.any()):
+            break
         J = eye - K @ jac @ expand
-        dq = -torch.linalg.solve(J, f.unsqueeze(-1)).squeeze(-1)
+        # a singular J (a device far outside its range) fails that item, as the kernel's
+        # elimination does (a zero pivot gives a non-finite step), never a LinAlgError
+        sol, info = torch.linalg.solve_ex(J, f.unsqueeze(-1))
+        dq = torch.where((info == 0)[:, None], -sol.squeeze(-1), torch.nan)
         if junction_ports:
             dv = dq @ expand.T
             alpha = junction_step_scale(v[:, junction_ports], dv[:, junction_ports], vte, vcrit)
@@ -58,13 +122,11 @@ def solve(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor, junction_ports:
             alpha = torch.ones(batch, dtype=q.dtype)
         step = alpha[:, None] * dq
         ok = torch.isfinite(step).all(1)
-        active = ~converged & ok
+        stopped = stopped | (active & ~ok)
+        active = active & ok
         q = torch.where(active[:, None], q + step, q)
-        iterations += active.long()
         small = (step.abs() <= options.abstol + options.reltol * q.abs()).all(1) & (alpha == 1)
-        converged = converged | (small & ok)
-        if bool(converged.all()) or not bool(ok.any()):
-            break
+        converged = converged | (active & small)
     return q, iterations, converged
 
 

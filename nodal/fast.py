@@ -16,13 +16,15 @@ Per sample n, for every signal of the batch (units SI: volts, amperes):
     x[n]  = Ds x~[n-1] + Es w[n] + Fs i
     x~[n] = A x~[n-1] + B w[n] + C i
 
-Newton starts from the previous sample's port coordinates, extrapolated linearly from the two
-before (`NewtonOptions.extrapolate`). Where it does not converge, the sample is solved again as
-SPICE would cut its time step (`newton.py` describes the ladder): in 2, 4, ... 2^levels
-trapezoidal substeps with the DK matrices for T/k (inputs interpolated linearly within the
-sample), then by gmin stepping, then by stepping the sources; only if all fail is the sample
-reported in `failed` (keeping the previous sample's solution, never NaN). The torch path
-(`solver.py`) runs the same ladder, so both backends give the same samples to round-off.
+Newton starts from a prediction (`NewtonOptions.predictor`): by default the tangent step
+q[n-1] + J^-1 (p[n] - p[n-1]) with the previous sample's Jacobian J (first order in the change
+of the linear part, so it follows a clipping diode's flattened slope). Where it does not
+converge, the sample is solved again as SPICE would cut its time step (`newton.py` describes
+the ladder): in 2, 4, ... 2^levels trapezoidal substeps with the DK matrices for T/k
+(inputs interpolated linearly within the sample), then by gmin stepping, then by stepping
+the sources; only if all fail is the sample reported in `failed` (keeping the previous
+sample's solution, never NaN). The torch path (`solver.py`) runs the same ladder, so both
+backends give the same samples to round-off.
 
 Kernels are compiled once per circuit structure and cached in this process (and on disk,
 `cache_folder`), keyed on the generated source; component values enter at run time, so
@@ -46,7 +48,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .files import atomic_write
 from .mna import Equations
-from .newton import GMIN_STEPS, HOMOTOPY_STEPS, ROUNDOFF
+from .newton import GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS, ROUNDOFF, STALL
 
 # The per-sample loop, the same for every circuit; `_laws` and `_junctions` are generated, and
 # the dimensions NW NX NR NP NJ NLEV are module constants that numba compiles in as literals.
@@ -99,6 +101,32 @@ def _affine(Mx, Mw, Mi, row, s, w, cur):
     for c in range(NP):
         acc += Mi[row, c] * cur[c]
     return acc
+
+
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _pnjlim(v, dv, jports, vte, vcrit):
+    """SPICE pnjlim: the largest factor in (0, 1] keeping every junction's step in bounds."""
+    alpha = 1.0
+    for j in range(NJ):
+        t = vte[j]
+        v_old = v[jports[j]]
+        d = dv[jports[j]]
+        v_new = v_old + d
+        ratio = 1.0
+        if v_new > vcrit[j] and abs(d) > 2.0 * t:
+            if v_old > 0.0:
+                arg = 1.0 + d / t
+                if arg > 0.0:
+                    v_lim = v_old + t * math.log(max(arg, 1e-300))
+                else:
+                    v_lim = vcrit[j]
+            else:
+                v_lim = t * math.log(max(v_new / t, 1e-300))
+            ratio = (v_lim - v_old) / d
+        ratio = min(max(ratio, 1e-6), 1.0)
+        if ratio < alpha:
+            alpha = ratio
+    return alpha
 
 
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
@@ -209,8 +237,8 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, w, wprev0,
-        s0, x0, q0, q00, use_q0, extrapolate, levels, max_iter, abstol, reltol,
-        y, x, s_final, q_out, iters, level, failed):
+        s0, x0, q0, q00, p00, jac00, use_q0, use_p0, predictor, levels, max_iter, abstol,
+        reltol, y, x, s_final, q_out, p_last, jac_last, iters, level, failed):
     batch, length = w.shape[0], w.shape[1]
     vte = np.empty(NJ)
     i_s = np.empty(NJ)
@@ -241,6 +269,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
     q = np.empty(NR)
     q1 = np.empty(NR)
     q2 = np.empty(NR)
+    pprev = np.empty(NR)
     p = np.empty(NR)
     p0 = np.empty(NR)
     pl = np.empty(NR)
@@ -255,6 +284,13 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
         for a in range(NR):
             q1[a] = q0[b, a]
             q2[a] = q00[b, a]
+            pprev[a] = p00[b, a]
+        have_p = use_p0
+        if use_p0:
+            # the Jacobian where the previous run's last Newton left it, for the tangent step
+            for c in range(NP):
+                for e in range(NP):
+                    jac[c, e] = jac00[b, c, e]
         for n in range(length):
             for k in range(NW):
                 wn[k] = w[b, n, k]
@@ -267,7 +303,34 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                         q1[a] = p[a]
                         q2[a] = p[a]
                 for a in range(NR):
-                    q[a] = q1[a] + (q1[a] - q2[a]) if extrapolate else q1[a]
+                    q[a] = q1[a] + (q1[a] - q2[a]) if predictor == 1 else q1[a]
+                if predictor == 2 and have_p:
+                    # tangent: J dq = p - p_prev with J = I - K (di/dv) Q at the last evaluation
+                    for a in range(NR):
+                        for c in range(NP):
+                            acc = 0.0
+                            for e in range(NP):
+                                acc += KN[a, e] * jac[e, c]
+                            KJ[a, c] = acc
+                    for a in range(NR):
+                        for c in range(NR):
+                            acc = 1.0 if a == c else 0.0
+                            for e in range(NP):
+                                acc -= KJ[a, e] * expand[e, c]
+                            J[a, c] = acc
+                        f[a] = p[a] - pprev[a]
+                    _solve_linear(J, f, dq)
+                    # limited as a Newton step: a junction never starts far past its knee
+                    _expand_ports(expand, q1, v)
+                    _expand_ports(expand, dq, dv)
+                    alpha = _pnjlim(v, dv, jports, vte, vcrit)
+                    good = True
+                    for a in range(NR):
+                        if not math.isfinite(alpha * dq[a]):
+                            good = False
+                    if good:
+                        for a in range(NR):
+                            q[a] = q1[a] + alpha * dq[a]
 @MAIN_NEWTON@
                 total = it
                 ok = conv
@@ -278,7 +341,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                             q[a] = q1[a]
                         it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx,
                                            is_ind, expand, jports, theta, vte, vcrit, max_iter,
-                                           abstol, reltol, s, xprev, wprev, wn, q, p, ss,
+                                           abstol, reltol, s, xprev, wprev, wn, q, pl, ss,
                                            ss_new, wsub, xs, ys, s_new, v, dv, cur, jac, f,
                                            dq, J, KJ, tmp)
                         total += it
@@ -307,6 +370,8 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                     q_out[b, n, a] = q[a]
                     q2[a] = q1[a]
                     q1[a] = q[a]
+                    pprev[a] = p[a]
+                have_p = True
             if 1 <= lev <= NLEV:
                 y[b, n] = ys[0]
                 for a in range(NX):
@@ -325,11 +390,17 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                 wprev[k] = wn[k]
         for k in range(NX):
             s_final[b, k] = s[k]
+        for a in range(NR):
+            p_last[b, a] = pprev[a]
+        for c in range(NP):
+            for e in range(NP):
+                jac_last[b, c, e] = jac[c, e]
 '''
 
 
 _NEWTON = '''it = 0
 conv = False
+last = math.inf
 for _ in range(max_iter):
     _expand_ports(expand, q, v)
     _laws(v, theta, cur, jac)
@@ -348,7 +419,7 @@ for _ in range(max_iter):
             acc -= t
             mag += abs(t)
         f[a] = -acc
-        if not abs(acc) <= ROUNDOFF * mag:
+        if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
             settled = False
     if settled:
         conv = True
@@ -367,28 +438,8 @@ for _ in range(max_iter):
                 acc -= KJ[a, e] * expand[e, c]
             J[a, c] = acc
     _solve_linear(J, f, dq)
-    # SPICE pnjlim: the largest factor keeping every junction's step in bounds
     _expand_ports(expand, dq, dv)
-    alpha = 1.0
-    for j in range(NJ):
-        t = vte[j]
-        v_old = v[jports[j]]
-        d = dv[jports[j]]
-        v_new = v_old + d
-        ratio = 1.0
-        if v_new > vcrit[j] and abs(d) > 2.0 * t:
-            if v_old > 0.0:
-                arg = 1.0 + d / t
-                if arg > 0.0:
-                    v_lim = v_old + t * math.log(max(arg, 1e-300))
-                else:
-                    v_lim = vcrit[j]
-            else:
-                v_lim = t * math.log(max(v_new / t, 1e-300))
-            ratio = (v_lim - v_old) / d
-        ratio = min(max(ratio, 1e-6), 1.0)
-        if ratio < alpha:
-            alpha = ratio
+    alpha = _pnjlim(v, dv, jports, vte, vcrit)
     finite = True
     for a in range(NR):
         if not math.isfinite(alpha * dq[a]):
@@ -396,11 +447,17 @@ for _ in range(max_iter):
     if not finite:
         break
     small = alpha == 1.0
+    big = 0.0
     for a in range(NR):
         step = alpha * dq[a]
         q[a] += step
         if abs(step) > abstol + reltol * abs(q[a]):
             small = False
+        if abs(step) > big:
+            big = abs(step)
+    if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
+        small = True       # steps no longer shrink, below STALL volts: round-off, not Newton
+    last = big
     if small:
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
@@ -476,7 +533,7 @@ def kernel_source(eq: Equations) -> str:
                 NJ=len(junction_out) // 2, NLEV=MAX_LEVELS, HOMOTOPY=HOMOTOPY_STEPS)
     header = ["import math", "import numba", "import numpy as np", "", "CACHE = False"]
     header += [f"{k} = {v}" for k, v in dims.items()]
-    header += [f"ROUNDOFF = {ROUNDOFF!r}",
+    header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     return "\n".join(header) + laws + "\n\n" + junctions + "\n" + _kernel_loop()
 
@@ -600,19 +657,25 @@ class KernelArrays:
 class Start:
     """Where a run begins, per batch item: canonical state s [B, nx], the previous sample's
     exposed states x [B, nx] and sources w [B, nw] (for substeps), and Newton's last two port
-    coordinates q [B, r], q_before [B, r] (None: no previous solution, start from p)."""
+    coordinates q [B, r], q_before [B, r] (None: no previous solution, start from p), and the
+    previous sample's linear part p [B, r] (None: none, no tangent prediction at the first)
+    with the laws' Jacobian [B, ports, ports] that Newton last evaluated."""
 
     s: np.ndarray
     x: np.ndarray
     w: np.ndarray
     q: np.ndarray | None = None
     q_before: np.ndarray | None = None
+    p: np.ndarray | None = None
+    jac: np.ndarray | None = None
 
 
 @dataclass
 class Run:
     """One kernel run's outputs (numpy): y [B, T], x [B, T, nx], s_final [B, nx], q [B, T, r]
-    (Newton's port coordinates per sample), iterations [B, T] (int64, every Newton iteration of
+    (Newton's port coordinates per sample), p_last [B, r] (the last sample's linear part) and
+    jac_last [B, ports, ports] (the laws' Jacobian Newton last evaluated),
+    iterations [B, T] (int64, every Newton iteration of
     the sample, fallbacks included), level [B, T] (int8: 0 none, l <= MAX_LEVELS 2^l substeps,
     then gmin stepping, then source stepping) and failed [B, T] (bool)."""
 
@@ -620,6 +683,8 @@ class Run:
     x: np.ndarray
     s_final: np.ndarray
     q: np.ndarray
+    p_last: np.ndarray
+    jac_last: np.ndarray
     iterations: np.ndarray
     level: np.ndarray
     failed: np.ndarray
@@ -643,10 +708,16 @@ def run(kernel_run, arrays: KernelArrays, w: np.ndarray, start: Start, options) 
     failed = np.zeros((batch, length), dtype=np.bool_)
     q0 = np.zeros((batch, r)) if start.q is None else _f64(start.q)
     q00 = q0 if start.q_before is None else _f64(start.q_before)
+    p00 = np.zeros((batch, r)) if start.p is None else _f64(start.p)
+    p_last = np.zeros((batch, r))
+    nports = arrays.expand.shape[0]
+    jac_last = np.zeros((batch, nports, nports))
+    jac00 = jac_last if start.jac is None else _f64(start.jac)
     levels = min(int(options.substep_levels), arrays.levels, MAX_LEVELS)
     kernel_run(*arrays.as_tuple(), _f64(w), _f64(start.w).reshape(batch, -1),
-               _f64(start.s).reshape(batch, nx), _f64(start.x).reshape(batch, nx), q0, q00,
-               start.q is not None, bool(options.extrapolate), levels, int(options.max_iter),
-               float(options.abstol), float(options.reltol), y, x, s_final, q, iters, level,
-               failed)
-    return Run(y, x, s_final, q, iters, level, failed)
+               _f64(start.s).reshape(batch, nx), _f64(start.x).reshape(batch, nx), q0, q00, p00,
+               jac00, start.q is not None, start.p is not None and start.jac is not None,
+               PREDICTORS.index(options.predictor), levels, int(options.max_iter),
+               float(options.abstol), float(options.reltol), y, x, s_final, q, p_last, jac_last,
+               iters, level, failed)
+    return Run(y, x, s_final, q, p_last, jac_last, iters, level, failed)

@@ -24,7 +24,8 @@ from .errors import (ConvergenceError, NonFiniteOutputError, SignalError, Unknow
                      UnknownParameterError)
 from .interface import StateSpaceModel
 from .mna import Equations
-from .newton import GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, newton_step, shunted, solve
+from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, newton_step, predict, shunted,
+                     solve_with_jacobian)
 
 F64 = torch.float64
 BACKENDS = ("fast", "torch")
@@ -132,8 +133,9 @@ class NodalSolver(StateSpaceModel):
         return vte, vcrit
 
     def _solve(self, q0, p, K, laws, theta_j, options=None):
-        return solve(q0, p, K, laws, self.numeric.expand, self.numeric.junction_ports,
-                     *theta_j, options or self.newton)
+        """(q, iterations, converged, last Jacobian): `newton.solve_with_jacobian`."""
+        return solve_with_jacobian(q0, p, K, laws, self.numeric.expand,
+                                   self.numeric.junction_ports, *theta_j, options or self.newton)
 
     def _level_theta(self, theta, level: int):
         """theta with the sample period T / 2^level (the fallback's substeps)."""
@@ -160,13 +162,13 @@ class NodalSolver(StateSpaceModel):
         with torch.no_grad():
             options = NewtonOptions(max_iter=200, abstol=self.newton.abstol,
                                     reltol=self.newton.reltol)
-            q, _, ok = self._solve(torch.zeros_like(p_full), p_full, dc.K, laws, junctions,
+            q, _, ok, _ = self._solve(torch.zeros_like(p_full), p_full, dc.K, laws, junctions,
                                    options)
             if not bool(ok.all()):
                 # source stepping, as SPICE does when the direct operating point fails
                 q = torch.zeros_like(p_full)
                 for lam in np.linspace(0.05, 1.0, 40):
-                    q, _, ok = self._solve(q, lam * p_full.detach(), dc.K.detach(), laws,
+                    q, _, ok, _ = self._solve(q, lam * p_full.detach(), dc.K.detach(), laws,
                                            junctions, options)
             if not bool(ok.all()):
                 raise ConvergenceError(
@@ -261,7 +263,7 @@ class NodalSolver(StateSpaceModel):
         grad = torch.is_grad_enabled() and (
             any(t.requires_grad for t in theta) or s.requires_grad or w.requires_grad)
         x_prev = s / self._state_scale(theta)
-        start = fast.Start(s=s, x=x_prev, w=w[:, 0], q=q.detach(), q_before=q.detach())
+        start = fast.Start(s=s, x=x_prev, w=w[:, 0], q=q.detach(), q_before=q.detach(), p=None)
         return u, theta, m, w, start, grad
 
     def _kernel_arrays(self, theta) -> fast.KernelArrays:
@@ -323,7 +325,7 @@ class NodalSolver(StateSpaceModel):
         diff = _Differentiable(self, m, theta, w) if grad else None
         s, x_prev = start.s, start.x
         here = fast.Start(s=_np(s), x=_np(start.x), w=_np(start.w), q=_np(start.q),
-                          q_before=_np(start.q_before))
+                          q_before=_np(start.q_before), p=None)
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             if teacher is not None and every and a > 0 and a % every == 0:
                 s = self.encode(teacher[:, a - 1])
@@ -339,7 +341,8 @@ class NodalSolver(StateSpaceModel):
                 s = torch.from_numpy(out.s_final)
             here = fast.Start(s=None, x=out.x[:, -1], w=w_np[:, b - 1],
                               q=out.q[:, -1] if r else here.q,
-                              q_before=(out.q[:, -2] if b - a > 1 else here.q) if r else here.q)
+                              q_before=(out.q[:, -2] if b - a > 1 else here.q) if r else here.q,
+                              p=out.p_last, jac=out.jac_last)
             x_prev = x[:, -1]
             ys.append(y)
             xs.append(x)
@@ -359,7 +362,8 @@ class NodalSolver(StateSpaceModel):
     def _substeps(self, level: int, theta, s, x_prev, w_prev, w_n, q_start, grad: bool):
         """Sample n again in k = 2^level trapezoidal substeps from canonical state s, the
         previous exposed states x_prev and sources w_prev, to w_n (all [B, .]); Newton from
-        q_start. Returns (y [B, 1], x, s_new, q, iterations [B], converged [B])."""
+        q_start. Returns (y [B, 1], x, s_new, q, iterations [B], converged [B], the last
+        Jacobian of each item's Newton)."""
         k = 1 << level
         mk = self.numeric.matrices(self._level_theta(theta, level))
         laws = self._laws(theta)
@@ -372,11 +376,14 @@ class NodalSolver(StateSpaceModel):
         alive = torch.ones(q.shape[0], dtype=torch.bool)
         iterations = torch.zeros(q.shape[0], dtype=torch.long)
         Kd = mk.K.detach()
+        jac_last = None
         for j in range(k):
             wsub = w_n if j == k - 1 else w_prev + ((j + 1) / k) * (w_n - w_prev)
             p = ss @ mk.G.T + wsub @ mk.H.T
             with torch.no_grad():
-                q, it, ok = self._solve(q, p.detach(), Kd, laws, junctions)
+                q, it, ok, jac = self._solve(q, p.detach(), Kd, laws, junctions)
+            jac_last = jac if jac_last is None else torch.where(alive[:, None, None], jac,
+                                                                jac_last)
             iterations += it * alive
             alive = alive & ok
             q = torch.where(alive[:, None], q, q_start)
@@ -386,38 +393,42 @@ class NodalSolver(StateSpaceModel):
             x = ss @ mk.Ds.T + wsub @ mk.Es.T + i @ mk.Fs.T
             ss = ss @ mk.A.T + wsub @ mk.B.T + i @ mk.C.T
         s_new = torch.where(ind, x + k * (ss - x), ss - (k - 1) * g * x)
-        return y, x, s_new, q, iterations, alive
+        return y, x, s_new, q, iterations, alive, jac_last
 
     def _continuation(self, theta, p, K, q_start):
         """Gmin stepping, then source stepping, at the full step, as `fast._continuation`.
-        Returns (q, iterations [B], level [B], converged [B])."""
+        Returns (q, iterations [B], level [B], converged [B], last Jacobian)."""
         laws = self._laws(theta)
         junctions = self._junctions(theta)
         batch = q_start.shape[0]
         iterations = torch.zeros(batch, dtype=torch.long)
         q, gmin_ok = q_start, torch.ones(batch, dtype=torch.bool)
+        jac_g = None
         for g in GMIN_STEPS:
-            q, it, ok = self._solve(q, p, K, shunted(laws, g), junctions)
+            q, it, ok, jac = self._solve(q, p, K, shunted(laws, g), junctions)
+            jac_g = jac if jac_g is None else torch.where(gmin_ok[:, None, None], jac, jac_g)
             iterations += it * gmin_ok
             gmin_ok = gmin_ok & ok
         i = laws(q_start @ self.numeric.expand.T)[0]
         p0 = q_start - i @ K.T
-        q2, alive = q_start, ~gmin_ok
+        q2, alive, jac_h = q_start, ~gmin_ok, None
         for j in range(1, HOMOTOPY_STEPS + 1):
             pl = p if j == HOMOTOPY_STEPS else p0 + (j / HOMOTOPY_STEPS) * (p - p0)
-            q2, it, ok = self._solve(q2, pl, K, laws, junctions)
+            q2, it, ok, jac = self._solve(q2, pl, K, laws, junctions)
+            jac_h = jac if jac_h is None else torch.where(alive[:, None, None], jac, jac_h)
             iterations += it * alive
             alive = alive & ok
         top = fast.MAX_LEVELS
         level = torch.where(gmin_ok, top + 1, torch.where(alive, top + 2, 0))
-        return torch.where(gmin_ok[:, None], q, q2), iterations, level, gmin_ok | alive
+        return (torch.where(gmin_ok[:, None], q, q2), iterations, level, gmin_ok | alive,
+                torch.where(gmin_ok[:, None, None], jac_g, jac_h))
 
     def forward_reference(self, u: Tensor, s0: Tensor | None = None,
                           teacher: Tensor | None = None, every: int = 0,
                           progress=None) -> SolverTrajectory:
         """`forward` as a plain torch loop over `newton.solve`: the reference semantics.
 
-        Per sample: p = G x~ + H w, Newton (no grad) from the extrapolated previous q, one
+        Per sample: p = G x~ + H w, Newton (no grad) from the predicted q (`newton.predict`), one
         differentiable `newton_step`, then y, x and x~ from the currents at that q; where
         Newton fails, the fallback ladder of `newton.py`. About 15 small torch ops per Newton
         iteration, so milliseconds per sample; `forward` gives the same samples and gradients
@@ -432,6 +443,7 @@ class NodalSolver(StateSpaceModel):
         r = m.K.shape[0]
         s, x_prev, w_prev = start.s, start.x, start.w
         q1, q2 = start.q, start.q_before
+        p_prev, jac_prev = None, None
         ys, xs, iterations, levels, failed = [], [], [], [], []
         Kd = m.K.detach()
         zeros = torch.zeros(batch, dtype=torch.long)
@@ -442,22 +454,27 @@ class NodalSolver(StateSpaceModel):
             level, bad = zeros, torch.zeros(batch, dtype=torch.bool)
             if r:
                 p = s @ m.G.T + hw[:, n]
-                q_start = q1 + (q1 - q2) if self.newton.extrapolate else q1
+                q_start = predict(q1, q2, p.detach(), p_prev, Kd, jac_prev, expand,
+                                  self.newton.predictor, self.numeric.junction_ports,
+                                  *junctions)
                 with torch.no_grad():
-                    q, its, ok = self._solve(q_start, p.detach(), Kd, laws, junctions)
+                    q, its, ok, jac_n = self._solve(q_start, p.detach(), Kd, laws, junctions)
                 sub = None
                 if not bool(ok.all()):
                     with torch.no_grad():
-                        q, its, level, ok, sub = self._ladder(theta, s, x_prev, w_prev, w[:, n],
-                                                              p.detach(), Kd, q, q1, its, ok,
-                                                              grad)
+                        q, its, level, ok, sub, jac_n = self._ladder(
+                            theta, s, x_prev, w_prev, w[:, n], p.detach(), Kd, q, q1, its, ok,
+                            jac_n)
                     if sub is not None and grad:
                         sub = self._ladder_outputs(theta, s, x_prev, w_prev, w[:, n], q1,
                                                    level)
                     bad = ~ok
                     q = torch.where(bad[:, None], q1, q)
+                    if bool(bad.any()):
+                        jac_n = torch.where(bad[:, None, None], laws(q1 @ expand.T)[1], jac_n)
                 qn = newton_step(q, p, m.K, laws, expand) if grad else q
                 i = laws(qn @ expand.T)[0]
+                jac_prev = jac_n.detach()
                 y = s @ m.D.T + ew[:, n] + i @ m.F.T
                 x = s @ m.Ds.T + esw[:, n] + i @ m.Fs.T
                 s_new = s @ m.A.T + bw[:, n] + i @ m.C.T
@@ -466,6 +483,7 @@ class NodalSolver(StateSpaceModel):
                     y, x, s_new = (torch.where(take, a, b)
                                    for a, b in zip(sub, (y, x, s_new), strict=True))
                 q2, q1 = q1, q
+                p_prev = p.detach()
                 iterations.append(its)
             else:
                 y = s @ m.D.T + ew[:, n]
@@ -493,9 +511,10 @@ class NodalSolver(StateSpaceModel):
         self._check_finite(y, x)
         return SolverTrajectory(y, x, s, diagnostics)
 
-    def _ladder(self, theta, s, x_prev, w_prev, w_n, p, K, q, q_prev, its, ok, grad):
+    def _ladder(self, theta, s, x_prev, w_prev, w_n, p, K, q, q_prev, its, ok, jac):
         """The fallback ladder for the items where the full step's Newton failed (no grad).
-        Returns (q, iterations, level, converged, substep outputs (y, x, s_new) or None)."""
+        Returns (q, iterations, level, converged, substep outputs (y, x, s_new) or None, the
+        last Jacobian)."""
         batch = q.shape[0]
         need = ~ok
         level = torch.zeros(batch, dtype=torch.long)
@@ -503,8 +522,9 @@ class NodalSolver(StateSpaceModel):
         for lev in range(1, min(int(self.newton.substep_levels), fast.MAX_LEVELS) + 1):
             if not bool(need.any()):
                 break
-            y_l, x_l, s_l, q_l, it_l, ok_l = self._substeps(lev, theta, s, x_prev, w_prev, w_n,
-                                                            q_prev, False)
+            y_l, x_l, s_l, q_l, it_l, ok_l, jac_l = self._substeps(
+                lev, theta, s, x_prev, w_prev, w_n, q_prev, False)
+            jac = torch.where(need[:, None, None], jac_l, jac)
             its = its + it_l * need
             take = need & ok_l
             if bool(take.any()):
@@ -515,13 +535,14 @@ class NodalSolver(StateSpaceModel):
                 level = torch.where(take, lev, level)
             need = need & ~ok_l
         if bool(need.any()):
-            q_c, it_c, lev_c, ok_c = self._continuation(theta, p, K, q_prev)
+            q_c, it_c, lev_c, ok_c, jac_c = self._continuation(theta, p, K, q_prev)
+            jac = torch.where(need[:, None, None], jac_c, jac)
             its = its + it_c * need
             take = need & ok_c
             q = torch.where(take[:, None], q_c, q)
             level = torch.where(take, lev_c, level)
             need = need & ~ok_c
-        return q, its, level, ~need, sub
+        return q, its, level, ~need, sub, jac
 
     def _ladder_outputs(self, theta, s, x_prev, w_prev, w_n, q_prev, level):
         """(y, x, s_new) with the graph for the items solved in substeps, at their level."""

@@ -104,6 +104,27 @@ def _affine(Mx, Mw, Mi, row, s, w, cur):
 
 
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _newton_matrix(KN, jac, expand, KJ, J):
+    """J = I - K (di/dv) Q, over the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:
+    JAC_PTR[c + 1]]: the rows of column c), and without Q where it is the identity."""
+    for a in range(NR):
+        for c in range(NP):
+            acc = 0.0
+            for k in range(JAC_PTR[c], JAC_PTR[c + 1]):
+                acc += KN[a, JAC_ROW[k]] * jac[JAC_ROW[k], c]
+            KJ[a, c] = acc
+    for a in range(NR):
+        for c in range(NR):
+            acc = 1.0 if a == c else 0.0
+            if EXPAND_IDENTITY:
+                acc -= KJ[a, c]
+            else:
+                for e in range(NP):
+                    acc -= KJ[a, e] * expand[e, c]
+            J[a, c] = acc
+
+
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
 def _pnjlim(v, dv, jports, vte, vcrit):
     """SPICE pnjlim: the largest factor in (0, 1] keeping every junction's step in bounds."""
     alpha = 1.0
@@ -306,18 +327,8 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                     q[a] = q1[a] + (q1[a] - q2[a]) if predictor == 1 else q1[a]
                 if predictor == 2 and have_p:
                     # tangent: J dq = p - p_prev with J = I - K (di/dv) Q at the last evaluation
+                    _newton_matrix(KN, jac, expand, KJ, J)
                     for a in range(NR):
-                        for c in range(NP):
-                            acc = 0.0
-                            for e in range(NP):
-                                acc += KN[a, e] * jac[e, c]
-                            KJ[a, c] = acc
-                    for a in range(NR):
-                        for c in range(NR):
-                            acc = 1.0 if a == c else 0.0
-                            for e in range(NP):
-                                acc -= KJ[a, e] * expand[e, c]
-                            J[a, c] = acc
                         f[a] = p[a] - pprev[a]
                     _solve_linear(J, f, dq)
                     # limited as a Newton step: a junction never starts far past its knee
@@ -424,19 +435,7 @@ for _ in range(max_iter):
     if settled:
         conv = True
         break
-    # J = I - K (di/dv) Q
-    for a in range(NR):
-        for c in range(NP):
-            acc = 0.0
-            for e in range(NP):
-                acc += KN[a, e] * jac[e, c]
-            KJ[a, c] = acc
-    for a in range(NR):
-        for c in range(NR):
-            acc = 1.0 if a == c else 0.0
-            for e in range(NP):
-                acc -= KJ[a, e] * expand[e, c]
-            J[a, c] = acc
+    _newton_matrix(KN, jac, expand, KJ, J)
     _solve_linear(J, f, dq)
     _expand_ports(expand, dq, dv)
     alpha = _pnjlim(v, dv, jports, vte, vcrit)
@@ -533,6 +532,14 @@ def kernel_source(eq: Equations) -> str:
                 NJ=len(junction_out) // 2, NLEV=MAX_LEVELS, HOMOTOPY=HOMOTOPY_STEPS)
     header = ["import math", "import numba", "import numpy as np", "", "CACHE = False"]
     header += [f"{k} = {v}" for k, v in dims.items()]
+    ptr, rows = [0], []
+    for c in range(n):
+        rows += [a for a in range(n) if eq.jacobian[a, c] != 0]
+        ptr.append(len(rows))
+    identity = eq.expand.shape == (n, n) and bool(np.array_equal(eq.expand, np.eye(n)))
+    header += [f"JAC_PTR = np.array({ptr}, dtype=np.int64)",
+               f"JAC_ROW = np.array({rows}, dtype=np.int64)",
+               f"EXPAND_IDENTITY = {identity}"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     return "\n".join(header) + laws + "\n\n" + junctions + "\n" + _kernel_loop()

@@ -154,7 +154,8 @@ def simulate(
                   disable=total < (200_000 if backend == "torch" else 2_000_000)) as bar:
         task = bar.add_task("sim", total=total)
         y, x = render(eq, signal, fs, values=values, controls=controls, oversample=oversample,
-                      backend=backend, progress=lambda n: bar.update(task, completed=n))
+                      backend=backend, progress=lambda n: bar.update(task, completed=n),
+                      report=lambda d: err_console.print(f"solver: {d.summary()}"))
     write_signal(output, y, fs, normalize=normalize)
     if states:
         write_signal(states, x, fs)

@@ -5,11 +5,12 @@ one thread (torch and numba), after a warm-up. Reported per circuit:
 
 - real-time factor (RTF = seconds of audio / seconds of wall time, best of `repeats`) of the
   compiled fast path on the whole signal, and of the torch path (below);
-- mean Newton iterations per sample;
+- mean Newton iterations per sample, with the tangent predictor and started from the last
+  sample's solution (as before it), and how many samples needed the fallback ladder;
 - ngspice on the same netlist and input (`spice.simulate`): at its reference setting (input
-  through a file source, max step a sixteenth of a sample, tight `spice.REFERENCE_OPTIONS`), wall time and
-  RTF; this run is also the reference, and its own convergence is checked against a run at a
-  64th of a sample on an excerpt;
+  through a file source, max step a sixteenth of a sample, tight `spice.REFERENCE_OPTIONS`),
+  wall time and RTF; this run is also the reference, and its own convergence is checked
+  against a run at a 64th of a sample on an excerpt;
 - ngspice at a max step of one sample with the tight options, with ngspice's default options,
   and at a matched ESR: the loosest setting of `SPICE_LADDER` whose ESR is no worse than the
   fast path's (the fair comparison: the same output quality);
@@ -45,6 +46,8 @@ class BenchResult:
     fast_rtf: float
     fast_wall: float
     iterations: float                 # mean Newton iterations per sample (fast path)
+    iterations_previous: float        # the same with Newton started from the last sample's q
+    fallback_samples: int             # samples the fast path solved by the fallback ladder
     torch_excerpt: float              # seconds of audio the torch path ran on
     torch_rtf_b1: float               # `forward` with autograd (the differentiable path)
     torch_rtf_b64: float              # aggregate over the batch
@@ -118,8 +121,14 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
     log(f"[{name}] fast path: warm-up (compile), then best of {repeats}")
     solver.simulate(u[:, : min(length, 4800)], backend="fast")
     fast_wall = best_wall_time(lambda: solver.simulate(u, backend="fast"), repeats)
-    fast = solver.simulate(u, backend="fast").y[0, :, 0].numpy()
-    iterations = solver.last_iterations
+    fast_run = solver.simulate(u, backend="fast")
+    fast = fast_run.y[0, :, 0].numpy()
+    iterations = fast_run.diagnostics.mean_iterations
+    fallbacks = len(fast_run.diagnostics.fallback_samples)
+    predictor = solver.newton.predictor
+    solver.newton.predictor = "previous"      # the start before the tangent predictor
+    iterations_previous = solver.simulate(u, backend="fast").diagnostics.mean_iterations
+    solver.newton.predictor = predictor
 
     n_torch = max(1, int(round(torch_seconds * sample_rate)))
     log(f"[{name}] torch path (forward with autograd): {n_torch} samples at batch 1 and 64")
@@ -135,7 +144,8 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
     notes.append(f"torch path measured on the first {n_torch / sample_rate:g} s (the reference "
                  f"loop on {n_ref} samples) and scaled")
 
-    n_spice = length if spice_seconds is None else min(length, int(round(spice_seconds * sample_rate)))
+    n_spice = length if spice_seconds is None else min(
+        length, int(round(spice_seconds * sample_rate)))
     sources = [s.name for s in solver.eq.sources[: solver.n_inputs]]
     drive = {src: u_np[:n_spice, k] for k, src in enumerate(sources)}
     log(f"[{name}] ngspice: {n_spice / sample_rate:g} s at a 16th of a sample (the reference)")
@@ -183,6 +193,7 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
     return BenchResult(
         circuit=name, seconds=seconds, sample_rate=sample_rate,
         fast_rtf=fast_rtf, fast_wall=fast_wall, iterations=iterations,
+        iterations_previous=iterations_previous, fallback_samples=fallbacks,
         torch_excerpt=n_torch / sample_rate,
         torch_rtf_b1=real_time_factor(n_torch / sample_rate, torch_b1),
         torch_rtf_b64=real_time_factor(64 * n_torch / sample_rate, torch_b64),
@@ -224,6 +235,8 @@ def table(results: list[BenchResult]):
     rows = [
         ("fast path RTF", lambda r: f"{r.fast_rtf:.0f}"),
         ("Newton iterations / sample", lambda r: f"{r.iterations:.2f}"),
+        ("  ... started from the last sample's q", lambda r: f"{r.iterations_previous:.2f}"),
+        ("samples solved by the fallback ladder", lambda r: f"{r.fallback_samples}"),
         ("torch RTF with grad, batch 1", lambda r: f"{r.torch_rtf_b1:.3f}"),
         ("torch RTF with grad, batch 64 (aggregate)", lambda r: f"{r.torch_rtf_b64:.2f}"),
         ("torch reference loop RTF, batch 1", lambda r: f"{r.torch_reference_rtf_b1:.4f}"),
@@ -274,7 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spice-seconds", type=float, default=None,
                         help="run ngspice on an excerpt this long (default: all of it)")
     args = parser.parse_args(argv)
-    log = (lambda m: print(m, file=sys.stderr))
+
+    def log(message):
+        print(message, file=sys.stderr)
+
     results = run(args.circuits or None, seconds=args.seconds, log=log,
                   spice_seconds=args.spice_seconds)
     if args.json:

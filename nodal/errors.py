@@ -55,3 +55,11 @@ class UnknownParameterError(NodalError, KeyError):
 class MetricError(NodalError, ValueError):
     """A figure asked of arrays that cannot give it: a target and an estimate of different
     shapes, an unsupported layout, or an unknown reduction (`nodal.metrics`)."""
+
+
+class NonFiniteOutputError(NodalError):
+    """The solver produced a non-finite sample; names it (never written out as NaN)."""
+
+    def __init__(self, message: str, samples: list[int] | None = None):
+        self.samples = list(samples or [])
+        super().__init__(message)

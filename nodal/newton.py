@@ -4,6 +4,25 @@ Solves f(q) = q - p - K i(Q q) = 0 for the port coordinates q [B, r]. Each step 
 the largest factor that keeps every junction's voltage change within SPICE's `pnjlim` bound, so
 a diode never jumps into exp-overflow territory; iterations are bounded and the caller gets a
 per-item convergence mask instead of NaNs.
+
+Convergence: a step below `abstol + reltol |q|` (unscaled by pnjlim), or a residual f at its
+round-off floor, |f| <= ROUNDOFF (|q| + |p| + sum |K i|). The second matters where K is huge
+(a node reached only through junctions: K ~ 1/GMIN = 1e12 ohm), where f cannot get smaller than
+round-off in K i and the steps stall at ~1e-10 V without ever being "small"; and a full
+step below STALL that is not half the one before (a row's round-off reaching the others
+through an ill-conditioned J).
+
+A fixed-rate solver cannot cut its time step as SPICE does, so where Newton fails at a sample
+both backends climb the same ladder (`fast.py` and `solver.py`), in this order, each from the
+previous sample's solution:
+
+1. the sample in k = 2, 4, ... 2^substep_levels trapezoidal substeps (DK matrices for T/k from
+   the same equations; inputs interpolated linearly within the sample, as SPICE's PWL);
+2. gmin stepping: a conductance across every port, GMIN_STEPS from 10 mS down to none;
+3. source stepping: p walked from the value that makes the start an exact root to the
+   sample's own p in HOMOTOPY_STEPS steps.
+
+Only if all fail is the sample reported as failed.
 """
 
 from __future__ import annotations
@@ -13,12 +32,60 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+#: |f| at or below ROUNDOFF times the magnitude of its terms is as converged as float64 allows.
+ROUNDOFF = 8.0 * 2.220446049250313e-16
+#: A full step below STALL volts that is not at most half the one before is converged: the
+#: iteration is walking in round-off (ngspice's vntol is 1e-6 V too).
+STALL = 1e-6
+#: Gmin stepping: the shunt conductance (S) across every port, one Newton solve each.
+GMIN_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 0.0)
+#: Source stepping: how many steps walk p to the sample's own.
+HOMOTOPY_STEPS = 16
+#: Where Newton starts at sample n: "previous" q[n-1]; "linear" 2 q[n-1] - q[n-2]; "tangent"
+#: q[n-1] + J^-1 (p[n] - p[n-1]), J the previous sample's Newton Jacobian (the explicit step).
+PREDICTORS = ("previous", "linear", "tangent")
+
 
 @dataclass
 class NewtonOptions:
     max_iter: int = 50
     abstol: float = 1e-10      # volts
     reltol: float = 1e-10
+    predictor: str = "tangent"  # Newton's start: one of PREDICTORS (see `predict`)
+    substep_levels: int = 6    # fallback substeps 2 .. 2^substep_levels (at most 6)
+
+
+def fallback_name(level: int, substep_levels: int = 6) -> str:
+    """What a fallback level of `Diagnostics.level` means, in words."""
+    from .fast import MAX_LEVELS
+
+    if level == 0:
+        return "none"
+    if level <= MAX_LEVELS:
+        return f"{1 << level} substeps"
+    return "gmin stepping" if level == MAX_LEVELS + 1 else "source stepping"
+
+
+def predict(q1: Tensor, q2: Tensor, p: Tensor, p_prev: Tensor | None, K: Tensor,
+            jac: Tensor | None, expand: Tensor, predictor: str, junction_ports: list[int],
+            vte: Tensor, vcrit: Tensor) -> Tensor:
+    """Newton's starting point [B, r] for a sample (see PREDICTORS): q1, q2 the last two
+    solutions, p and p_prev this and the last sample's linear part, jac the laws' Jacobian at
+    q1 [B, ports, ports] (None: not known, then the previous solution). The tangent step is
+    limited as a Newton step is (pnjlim)."""
+    if predictor == "linear":
+        return q1 + (q1 - q2)
+    if predictor != "tangent" or p_prev is None or jac is None:
+        return q1
+    J = torch.eye(q1.shape[1], dtype=q1.dtype) - K @ jac @ expand
+    sol, info = torch.linalg.solve_ex(J, (p - p_prev).unsqueeze(-1))
+    dq = sol.squeeze(-1)
+    if junction_ports:
+        alpha = junction_step_scale((q1 @ expand.T)[:, junction_ports],
+                                    (dq @ expand.T)[:, junction_ports], vte, vcrit)
+        dq = alpha[:, None] * dq
+    good = (info == 0) & torch.isfinite(dq).all(1)
+    return torch.where(good[:, None], q1 + dq, q1)
 
 
 def junction_step_scale(v_old: Tensor, dv: Tensor, vte: Tensor, vcrit: Tensor) -> Tensor:
@@ -35,22 +102,60 @@ def junction_step_scale(v_old: Tensor, dv: Tensor, vte: Tensor, vcrit: Tensor) -
     return ratio.min(dim=1).values if ratio.shape[1] else torch.ones_like(v_old[:, 0])
 
 
+def shunted(laws, g: float):
+    """`laws` with a conductance g across every port (gmin stepping)."""
+    if g == 0.0:
+        return laws
+
+    def with_shunt(v):
+        i, jac = laws(v)
+        return i + g * v, jac + g * torch.eye(v.shape[1], dtype=v.dtype)
+    return with_shunt
+
+
 def solve(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor, junction_ports: list[int],
           vte: Tensor, vcrit: Tensor, options: NewtonOptions) -> tuple[Tensor, Tensor, Tensor]:
     """Return (q, iterations [B], converged [B]) for f(q) = q - p - K i(Q q) = 0.
 
     `laws(v)` returns the port currents [B, ports] and their Jacobian [B, ports, ports].
+    Iterations count law evaluations, as the compiled kernel counts them.
     """
+    return solve_with_jacobian(q, p, K, laws, expand, junction_ports, vte, vcrit, options)[:3]
+
+
+def solve_with_jacobian(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor,
+                        junction_ports: list[int], vte: Tensor, vcrit: Tensor,
+                        options: NewtonOptions):
+    """`solve`, and each item's last evaluated Jacobian di/dv [B, ports, ports] (the one the
+    compiled kernel keeps for the next sample's tangent prediction)."""
     batch, r = q.shape
+    jac_last = None
     eye = torch.eye(r, dtype=q.dtype)
     iterations = torch.zeros(batch, dtype=torch.long)
     converged = torch.zeros(batch, dtype=torch.bool)
+    stopped = torch.zeros(batch, dtype=torch.bool)     # a non-finite step: given up
+    last = torch.full((batch,), torch.inf, dtype=q.dtype)
     for _ in range(options.max_iter):
+        active = ~converged & ~stopped
+        if not bool(active.any()):
+            break
         v = q @ expand.T
         i, jac = laws(v)
-        f = q - p - i @ K.T
+        iterations += active.long()
+        jac_last = jac if jac_last is None else torch.where(active[:, None, None], jac, jac_last)
+        Ki = i[:, None, :] * K
+        f = q - p - Ki.sum(-1)
+        floor = ROUNDOFF * (q.abs() + p.abs() + Ki.abs().sum(-1))
+        settled = ((f.abs() <= floor) & (floor < torch.inf)).all(1)
+        converged = converged | (active & settled)
+        active = active & ~settled
+        if not bool(active.any()):
+            break
         J = eye - K @ jac @ expand
-        dq = -torch.linalg.solve(J, f.unsqueeze(-1)).squeeze(-1)
+        # a singular J (a device far outside its range) fails that item, as the kernel's
+        # elimination does (a zero pivot gives a non-finite step), never a LinAlgError
+        sol, info = torch.linalg.solve_ex(J, f.unsqueeze(-1))
+        dq = torch.where((info == 0)[:, None], -sol.squeeze(-1), torch.nan)
         if junction_ports:
             dv = dq @ expand.T
             alpha = junction_step_scale(v[:, junction_ports], dv[:, junction_ports], vte, vcrit)
@@ -58,14 +163,17 @@ def solve(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor, junction_ports:
             alpha = torch.ones(batch, dtype=q.dtype)
         step = alpha[:, None] * dq
         ok = torch.isfinite(step).all(1)
-        active = ~converged & ok
+        stopped = stopped | (active & ~ok)
+        active = active & ok
         q = torch.where(active[:, None], q + step, q)
-        iterations += active.long()
         small = (step.abs() <= options.abstol + options.reltol * q.abs()).all(1) & (alpha == 1)
-        converged = converged | (small & ok)
-        if bool(converged.all()) or not bool(ok.any()):
-            break
-    return q, iterations, converged
+        big = step.abs().amax(1) if r else torch.zeros(batch, dtype=q.dtype)
+        stall = (alpha == 1) & (big <= STALL) & (big >= 0.5 * last)
+        last = torch.where(active, big, last)
+        converged = converged | (active & (small | stall))
+    if jac_last is None:
+        jac_last = laws(q @ expand.T)[1]
+    return q, iterations, converged, jac_last
 
 
 def newton_step(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import resample
+from .diagnostics import Diagnostics
 from .errors import SignalError
 from .mna import Equations
 from .solver import NodalSolver
@@ -50,8 +51,10 @@ def render(eq: Equations, signal: np.ndarray, sample_rate: float,
            values: dict[str, float] | None = None,
            controls: dict[str, np.ndarray] | None = None, oversample: int = 1,
            backend: str = "fast",
-           progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate; see the module docstring. `progress(n)` gets samples done (at the solver rate)."""
+           progress: Callable[[int], None] | None = None,
+           report: Callable[[Diagnostics], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate; see the module docstring. `progress(n)` gets samples done (at the solver rate);
+    `report(diagnostics)` gets the run's `Diagnostics` (Newton iterations, fallbacks)."""
     if oversample < 1:
         raise SignalError("--oversample must be 1 or more")
     u = input_matrix(eq, signal, sample_rate, controls)
@@ -59,11 +62,9 @@ def render(eq: Equations, signal: np.ndarray, sample_rate: float,
         u = resample.upsample(u, oversample, axis=0)
     solver = NodalSolver(eq, sample_rate=sample_rate * oversample, values=values)
     ut = torch.from_numpy(np.ascontiguousarray(u))[None]
-    with torch.no_grad():
-        if backend == "torch":     # the plain torch loop (the reference semantics)
-            traj = solver.forward_reference(ut, progress=progress)
-        else:                      # without autograd, forward is the compiled kernel, chunked
-            traj = solver.forward(ut, progress=progress)
+    traj = solver.simulate(ut, backend=backend, progress=progress)
+    if report is not None:
+        report(traj.diagnostics)
     y = traj.y[0, :, 0].numpy()
     x = traj.x[0].numpy()
     if oversample > 1:

@@ -17,15 +17,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import fast
 from .arrays import as_numpy
+from .diagnostics import Diagnostics, SolverTrajectory
 from .dk import DKMatrices, NumericEquations
-from .errors import ConvergenceError, SignalError, UnknownBackendError, UnknownParameterError
-from .interface import StateSpaceModel, Trajectory
+from .errors import (ConvergenceError, NonFiniteOutputError, SignalError, UnknownBackendError,
+                     UnknownParameterError)
+from .interface import StateSpaceModel
 from .mna import Equations
 from .netlist import check_values
-from .newton import NewtonOptions, newton_step, solve
+from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, newton_step, predict, shunted,
+                     solve_with_jacobian)
 
 F64 = torch.float64
+BACKENDS = ("fast", "torch")
 
 
 def _safe(name: str) -> str:
@@ -37,7 +42,8 @@ class NodalSolver(StateSpaceModel):
 
     values: overrides of parameter defaults, by name (`{"r1": 3.3e3, "drive": 1.0}`).
     trainable: names of parameters to expose as `nn.Parameter`s (float64, SI units).
-    strict: raise `ConvergenceError` if Newton fails at any sample (else warn).
+    strict: raise `ConvergenceError` if Newton fails at any sample even with the fallback
+    ladder of `newton.py` (else warn).
     """
 
     def __init__(self, equations: Equations, sample_rate: float = 48000.0,
@@ -62,10 +68,7 @@ class NodalSolver(StateSpaceModel):
         self.trainable = nn.ParameterDict()
         for name in trainable:
             self.make_trainable(name)
-        n_in = self.n_inputs
-        self.fixed_sources = equations.sources[n_in:]
-        self.last_iterations = 0.0
-        self.last_failures: list[int] = []
+        self.fixed_sources = equations.sources[self.n_inputs:]
 
     # -- parameters -----------------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -133,12 +136,21 @@ class NodalSolver(StateSpaceModel):
         return vte, vcrit
 
     def _solve(self, q0, p, K, laws, theta_j, options=None):
-        return solve(q0, p, K, laws, self.numeric.expand, self.numeric.junction_ports,
-                     *theta_j, options or self.newton)
+        """(q, iterations, converged, last Jacobian): `newton.solve_with_jacobian`."""
+        return solve_with_jacobian(q0, p, K, laws, self.numeric.expand,
+                                   self.numeric.junction_ports, *theta_j, options or self.newton)
+
+    def _level_theta(self, theta, level: int):
+        """theta with the sample period T / 2^level (the fallback's substeps)."""
+        return list(theta[:-1]) + [theta[-1] / (1 << level)]
 
     # -- the interface --------------------------------------------------------------------
     def initial_state(self, batch: int, u0: Tensor | None = None) -> Tensor:
         """The DC operating point's canonical state [B, n_states], inputs held at u0 [B, inputs]."""
+        return self._operating_point(batch, u0)[0]
+
+    def _operating_point(self, batch: int, u0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(canonical state [B, n_states], Newton's port coordinates [B, r]) at DC."""
         if u0 is None:
             u0 = torch.zeros(batch, self.n_inputs, dtype=F64)
         w0 = self.source_values(u0.to(F64)[:, None, :])[:, 0]
@@ -148,78 +160,95 @@ class NodalSolver(StateSpaceModel):
         junctions = self._junctions(theta)
         r = dc.H.shape[0]
         if r == 0:
-            self._dc_ports = torch.zeros(batch, 0, dtype=F64)
-            return w0 @ dc.Xw.T
+            return w0 @ dc.Xw.T, torch.zeros(batch, 0, dtype=F64)
         p_full = w0 @ dc.H.T
         with torch.no_grad():
             options = NewtonOptions(max_iter=200, abstol=self.newton.abstol,
                                     reltol=self.newton.reltol)
-            q, _, ok = self._solve(torch.zeros_like(p_full), p_full, dc.K, laws, junctions,
+            q, _, ok, _ = self._solve(torch.zeros_like(p_full), p_full, dc.K, laws, junctions,
                                    options)
             if not bool(ok.all()):
                 # source stepping, as SPICE does when the direct operating point fails
                 q = torch.zeros_like(p_full)
                 for lam in np.linspace(0.05, 1.0, 40):
-                    q, _, ok = self._solve(q, lam * p_full.detach(), dc.K.detach(), laws,
+                    q, _, ok, _ = self._solve(q, lam * p_full.detach(), dc.K.detach(), laws,
                                            junctions, options)
             if not bool(ok.all()):
                 raise ConvergenceError(
                     "no DC operating point: Newton did not converge even with source stepping; "
                     "check the supply and the device models", samples=[0])
-        self._dc_ports = q.detach()
+        ports = q.detach()
         if torch.is_grad_enabled():
             q = newton_step(q, p_full, dc.K, laws, self.numeric.expand)
         i = laws(q @ self.numeric.expand.T)[0]
-        return w0 @ dc.Xw.T + i @ dc.Xi.T
+        return w0 @ dc.Xw.T + i @ dc.Xi.T, ports
 
     def encode(self, x: Tensor) -> Tensor:
         """Circuit states -> canonical state, for a circuit at rest (capacitor currents zero).
 
         x~ = (2C/T) v_C for a capacitor (its current is taken as zero), x~ = i_L for an inductor.
         """
-        theta = self.theta()
-        g = self.numeric.reactive_g(theta)
-        scale = torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
-        return x.to(F64) * scale
+        return x.to(F64) * self._state_scale(self.theta())
 
-    def _report_failures(self, failures: list[int], length: int) -> None:
-        """Raise `ConvergenceError` (strict) or warn: never hand back NaNs silently."""
+    def _state_scale(self, theta) -> Tensor:
+        g = self.numeric.reactive_g(theta)
+        return torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
+
+    def _report(self, diagnostics: Diagnostics) -> None:
+        """Raise `ConvergenceError` (strict) or warn where even the fallbacks failed: never
+        hand back NaNs silently."""
+        failures = diagnostics.failures
         if not failures:
             return
-        message = (f"Newton did not converge at {len(failures)} of {length} samples (first "
-                   f"at sample {failures[0]}); lower the input level, oversample, or "
-                   "raise the iteration limit")
+        message = (f"Newton did not converge at {len(failures)} of {diagnostics.length} "
+                   f"samples (first at sample {failures[0]}), even in "
+                   f"{1 << self.newton.substep_levels} substeps and with gmin and source "
+                   "stepping; oversample, or raise the iteration limit")
         if self.strict:
             raise ConvergenceError(message, failures)
         warnings.warn(message, stacklevel=3)
+
+    @staticmethod
+    def _check_finite(y: Tensor, x: Tensor, offset: int = 0) -> None:
+        """A non-finite output sample is a `NonFiniteOutputError` naming it, never a NaN file."""
+        bad = ~torch.isfinite(y.detach()).all(-1)
+        if x.shape[-1]:
+            bad = bad | ~torch.isfinite(x.detach()).all(-1)
+        if bool(bad.any()):
+            where = torch.nonzero(bad.any(0)).flatten()
+            raise NonFiniteOutputError(
+                f"the solver's output is not finite at {len(where)} samples (first at sample "
+                f"{int(where[0]) + offset}): a component value far outside its range, or a "
+                "circuit without a stable solution", [int(k) + offset for k in where])
 
     def step(self, s: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         traj = self.forward(u[:, None, :], s0=s)
         return traj.s_final, traj.y[:, 0], traj.x[:, 0]
 
-    def simulate(self, u: Tensor, s0: Tensor | None = None, backend: str = "fast") -> Trajectory:
-        """Run the circuit forward only on u [B, T, n_inputs] (volts) -> Trajectory.
+    def simulate(self, u: Tensor, s0: Tensor | None = None, backend: str = "fast",
+                 progress=None) -> SolverTrajectory:
+        """Run the circuit forward only on u [B, T, n_inputs] (volts) -> SolverTrajectory
+        (y, x, s_final and `.diagnostics`). The one place a backend is chosen:
 
-        backend: "fast" (`forward` without autograd: the compiled kernel of `fast.py` alone) or
-        "torch" (`forward_reference`, the plain torch loop over `newton.solve`, no grad; slow);
-        both give the same samples to round-off.
+        "fast": the compiled kernel of `fast.py` (`forward` without autograd); "torch":
+        `forward_reference`, the plain torch loop over `newton.solve` (slow). Both give the
+        same samples to round-off and the same diagnostics.
         """
-        if backend == "fast":
-            from . import fast
-            return fast.simulate(self, u, s0)
-        if backend == "torch":
-            with torch.no_grad():
-                return self.forward_reference(u, s0)
-        raise UnknownBackendError(f"backend must be 'fast' or 'torch', not {backend!r}")
+        if backend not in BACKENDS:
+            raise UnknownBackendError(f"backend must be 'fast' or 'torch', not {backend!r}")
+        with torch.no_grad():
+            if backend == "torch":
+                return self.forward_reference(torch.as_tensor(u), s0, progress=progress)
+            return self.forward(torch.as_tensor(u), s0, progress=progress)
 
     def _start(self, u: Tensor, s0: Tensor | None, teacher: Tensor | None):
-        """What both torch loops begin with: checked float64 inputs, theta, the DK matrices,
-        the starting state (the operating point unless s0), every source's value w, where
-        Newton starts (q0 [B, r]), and whether autograd needs the differentiable step.
-
-        Newton starts from the operating point's port voltages (zeros when s0 is given), then
-        from the last sample's; not from the linear prediction p: where a node is reached only
-        through a junction, p is of the order of I / GMIN, megavolts.
+        """What both loops begin with: checked float64 inputs, theta, the DK matrices, every
+        source's value w, and a `fast.Start` in torch: the starting state (the operating point
+        unless s0), the exposed states before it (those of a circuit at rest), the sources
+        before it (held at the first sample's), and where Newton starts (the operating
+        point's port voltages, zeros when s0 is given); and whether autograd needs the
+        differentiable step. Newton starts not from the linear prediction p: where a node is
+        reached only through a junction, p is of the order of I / GMIN, megavolts.
         """
         self.check_inputs(u, teacher)
         u = u.to(F64)
@@ -228,34 +257,67 @@ class NodalSolver(StateSpaceModel):
         batch = u.shape[0]
         theta = self.theta()
         m = self.matrices()
-        self._dc_ports = None
-        s = self.initial_state(batch, u[:, 0]) if s0 is None else s0.to(F64)
+        r = m.K.shape[0]
+        if s0 is None:
+            s, q = self._operating_point(batch, u[:, 0])
+        else:
+            s, q = s0.to(F64), torch.zeros(batch, r, dtype=F64)
         w = self.source_values(u)
         grad = torch.is_grad_enabled() and (
             any(t.requires_grad for t in theta) or s.requires_grad or w.requires_grad)
-        r = m.K.shape[0]
-        q0 = self._dc_ports if self._dc_ports is not None else torch.zeros(batch, r, dtype=F64)
-        return u, theta, m, s, w, q0.detach(), grad
+        x_prev = s / self._state_scale(theta)
+        start = fast.Start(s=s, x=x_prev, w=w[:, 0], q=q.detach(), q_before=q.detach(), p=None)
+        return u, theta, m, w, start, grad
+
+    def _kernel_arrays(self, theta) -> fast.KernelArrays:
+        """The kernel's constant arrays at these values (cached while the values stay)."""
+        values = tuple(float(t.detach()) for t in theta)
+        levels = min(int(self.newton.substep_levels), fast.MAX_LEVELS)
+        key = (values, levels)
+        cached = getattr(self, "_arrays_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        detached = [t.detach() for t in theta]
+        with torch.no_grad():
+            per_level = [self.numeric.matrices(self._level_theta(detached, lev))
+                         for lev in range(levels + 1)]
+            stacked = {name: as_numpy(torch.stack([getattr(mk, name) for mk in per_level]),
+                                      F64)
+                       for name in fast.KernelArrays.MATRICES}
+            arrays = fast.KernelArrays(
+                **stacked, gx=as_numpy(self.numeric.reactive_g(detached), F64),
+                is_ind=self.numeric.is_inductor.numpy().astype(np.bool_),
+                expand=as_numpy(self.numeric.expand, F64),
+                jports=np.asarray(self.numeric.junction_ports, dtype=np.int64),
+                theta=np.array(values))
+        self._arrays_cache = (key, arrays)
+        return arrays
+
+    def _kernel(self):
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached[0] is not self.eq:
+            cached = (self.eq, fast.kernel(self.eq))
+            self._compiled = cached
+        return cached[1]
 
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
-                every: int = 0, progress=None) -> Trajectory:
-        """Run the circuit on inputs u [B, T, n_inputs] (volts) -> Trajectory.
+                every: int = 0, progress=None) -> SolverTrajectory:
+        """Run the circuit on inputs u [B, T, n_inputs] (volts) -> SolverTrajectory.
 
         Newton runs in the compiled kernel of `fast.py` (no grad), for the whole signal. If
         autograd needs it (a trainable value, or s0 or u requiring grad), torch then takes one
         differentiable Newton step from each converged q (the implicit function theorem, as
-        `newton.newton_step`) and recomputes y, x and x~ with the graph; else the kernel's
+        `newton.newton_step`) and recomputes y, x and x~ with the graph (a sample the kernel
+        solved in substeps is solved in the same substeps in torch); else the kernel's
         samples are returned as they are. Same samples and gradients as `forward_reference`.
 
         progress: optional callable(n_done) called every few thousand samples.
         """
-        from . import fast
-
-        u, theta, m, s, w, q0, grad = self._start(u, s0, teacher)
+        u, theta, m, w, start, grad = self._start(u, s0, teacher)
         batch, length, _ = u.shape
         r = m.K.shape[0]
-        q0 = q0.numpy()
-        prepared = fast.prepare(self, m, theta)
+        kernel_run = self._kernel()
+        arrays = self._kernel_arrays(theta)
         w_np = as_numpy(w, F64)
         # segments: teacher resets, and pieces of at most 2^16 samples (progress, memory)
         cuts = {0, length}
@@ -263,86 +325,241 @@ class NodalSolver(StateSpaceModel):
             cuts |= set(range(every, length, every))
         cuts |= set(range(1 << 16, length, 1 << 16))
         cuts = sorted(cuts)
-        ys, xs, iterations, failed = [], [], [], []
+        ys, xs, parts = [], [], []
         diff = _Differentiable(self, m, theta, w) if grad else None
-        for a, b in zip(cuts[:-1], cuts[1:]):
+        s, x_prev = start.s, start.x
+        here = fast.Start(s=as_numpy(s, F64), x=as_numpy(start.x, F64),
+                          w=as_numpy(start.w, F64), q=as_numpy(start.q, F64),
+                          q_before=as_numpy(start.q_before, F64), p=None)
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             if teacher is not None and every and a > 0 and a % every == 0:
                 s = self.encode(teacher[:, a - 1])
-            out = fast.run(self, prepared, w_np[:, a:b], as_numpy(s, F64), q0)
-            if r:
-                q0 = out.q[:, -1]
-            iterations.append(out.iterations)
-            failed.append(out.failed)
+                x_prev = teacher[:, a - 1].to(F64)
+                here.x = as_numpy(x_prev, F64)
+            here.s = as_numpy(s, F64)
+            out = fast.run(kernel_run, arrays, w_np[:, a:b], here, self.newton)
+            parts.append(Diagnostics(out.iterations, out.level, out.failed))
             if grad:
-                y, x, s = diff.run(s, a, b, torch.from_numpy(out.q))
+                y, x, s = diff.run(s, x_prev, a, b, out, here)
             else:
                 y, x = torch.from_numpy(out.y)[..., None], torch.from_numpy(out.x)
                 s = torch.from_numpy(out.s_final)
+            here = fast.Start(s=None, x=out.x[:, -1], w=w_np[:, b - 1],
+                              q=out.q[:, -1] if r else here.q,
+                              q_before=(out.q[:, -2] if b - a > 1 else here.q) if r else here.q,
+                              p=out.p_last, jac=out.jac_last)
+            x_prev = x[:, -1]
             ys.append(y)
             xs.append(x)
             if progress is not None:
                 progress(b)
-        iterations = np.concatenate(iterations, 1) if iterations else np.zeros((batch, 0))
-        failed = np.concatenate(failed, 1) if failed else np.zeros((batch, 0), dtype=bool)
-        self.last_iterations = float(iterations.max(0).sum()) / max(length, 1) if batch else 0.0
-        failures = np.flatnonzero(failed.any(0)).tolist()
-        self.last_failures = failures
-        self._report_failures(failures, length)
+        diagnostics = Diagnostics.concatenate(parts, batch)
+        self._report(diagnostics)
         if not ys:
-            return Trajectory(torch.zeros(batch, 0, 1, dtype=F64),
-                              torch.zeros(batch, 0, self.n_states, dtype=F64), s)
-        return Trajectory(torch.cat(ys, 1), torch.cat(xs, 1), s)
+            return SolverTrajectory(torch.zeros(batch, 0, 1, dtype=F64),
+                                    torch.zeros(batch, 0, self.n_states, dtype=F64), s,
+                                    diagnostics)
+        y, x = torch.cat(ys, 1), torch.cat(xs, 1)
+        self._check_finite(y, x)
+        return SolverTrajectory(y, x, s, diagnostics)
 
-    def forward_reference(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
-                every: int = 0, progress=None) -> Trajectory:
+    # -- the torch ladder (the reference semantics of fast.py's) ---------------------------
+    def _substeps(self, level: int, theta, s, x_prev, w_prev, w_n, q_start, grad: bool):
+        """Sample n again in k = 2^level trapezoidal substeps from canonical state s, the
+        previous exposed states x_prev and sources w_prev, to w_n (all [B, .]); Newton from
+        q_start. Returns (y [B, 1], x, s_new, q, iterations [B], converged [B], the last
+        Jacobian of each item's Newton)."""
+        k = 1 << level
+        mk = self.numeric.matrices(self._level_theta(theta, level))
+        laws = self._laws(theta)
+        junctions = self._junctions(theta)
+        expand = self.numeric.expand
+        g = self.numeric.reactive_g(theta)
+        ind = self.numeric.is_inductor
+        ss = torch.where(ind, x_prev + (s - x_prev) / k, s + (k - 1) * g * x_prev)
+        q = q_start
+        alive = torch.ones(q.shape[0], dtype=torch.bool)
+        iterations = torch.zeros(q.shape[0], dtype=torch.long)
+        Kd = mk.K.detach()
+        jac_last = None
+        for j in range(k):
+            wsub = w_n if j == k - 1 else w_prev + ((j + 1) / k) * (w_n - w_prev)
+            p = ss @ mk.G.T + wsub @ mk.H.T
+            with torch.no_grad():
+                q, it, ok, jac = self._solve(q, p.detach(), Kd, laws, junctions)
+            jac_last = jac if jac_last is None else torch.where(alive[:, None, None], jac,
+                                                                jac_last)
+            iterations += it * alive
+            alive = alive & ok
+            q = torch.where(alive[:, None], q, q_start)
+            qn = newton_step(q, p, mk.K, laws, expand) if grad else q
+            i = laws(qn @ expand.T)[0]
+            y = ss @ mk.D.T + wsub @ mk.E.T + i @ mk.F.T
+            x = ss @ mk.Ds.T + wsub @ mk.Es.T + i @ mk.Fs.T
+            ss = ss @ mk.A.T + wsub @ mk.B.T + i @ mk.C.T
+        s_new = torch.where(ind, x + k * (ss - x), ss - (k - 1) * g * x)
+        return y, x, s_new, q, iterations, alive, jac_last
+
+    def _continuation(self, theta, p, K, q_start):
+        """Gmin stepping, then source stepping, at the full step, as `fast._continuation`.
+        Returns (q, iterations [B], level [B], converged [B], last Jacobian)."""
+        laws = self._laws(theta)
+        junctions = self._junctions(theta)
+        batch = q_start.shape[0]
+        iterations = torch.zeros(batch, dtype=torch.long)
+        q, gmin_ok = q_start, torch.ones(batch, dtype=torch.bool)
+        jac_g = None
+        for g in GMIN_STEPS:
+            q, it, ok, jac = self._solve(q, p, K, shunted(laws, g), junctions)
+            jac_g = jac if jac_g is None else torch.where(gmin_ok[:, None, None], jac, jac_g)
+            iterations += it * gmin_ok
+            gmin_ok = gmin_ok & ok
+        i = laws(q_start @ self.numeric.expand.T)[0]
+        p0 = q_start - i @ K.T
+        q2, alive, jac_h = q_start, ~gmin_ok, None
+        for j in range(1, HOMOTOPY_STEPS + 1):
+            pl = p if j == HOMOTOPY_STEPS else p0 + (j / HOMOTOPY_STEPS) * (p - p0)
+            q2, it, ok, jac = self._solve(q2, pl, K, laws, junctions)
+            jac_h = jac if jac_h is None else torch.where(alive[:, None, None], jac, jac_h)
+            iterations += it * alive
+            alive = alive & ok
+        top = fast.MAX_LEVELS
+        level = torch.where(gmin_ok, top + 1, torch.where(alive, top + 2, 0))
+        return (torch.where(gmin_ok[:, None], q, q2), iterations, level, gmin_ok | alive,
+                torch.where(gmin_ok[:, None, None], jac_g, jac_h))
+
+    def forward_reference(self, u: Tensor, s0: Tensor | None = None,
+                          teacher: Tensor | None = None, every: int = 0,
+                          progress=None) -> SolverTrajectory:
         """`forward` as a plain torch loop over `newton.solve`: the reference semantics.
 
-        Per sample: p = G x~ + H w, Newton (no grad) from the last sample's q, one
-        differentiable `newton_step`, then y, x and x~ from the currents at that q. About
-        15 small torch ops per Newton iteration, so milliseconds per sample; `forward` gives
-        the same samples and gradients much faster, and the tests hold it to this loop.
+        Per sample: p = G x~ + H w, Newton (no grad) from the predicted q (`newton.predict`), one
+        differentiable `newton_step`, then y, x and x~ from the currents at that q; where
+        Newton fails, the fallback ladder of `newton.py`. About 15 small torch ops per Newton
+        iteration, so milliseconds per sample; `forward` gives the same samples and gradients
+        much faster, and the tests hold it to this loop.
         """
-        u, theta, m, s, w, q_start, grad = self._start(u, s0, teacher)
+        u, theta, m, w, start, grad = self._start(u, s0, teacher)
         batch, length, _ = u.shape
         laws = self._laws(theta)
         junctions = self._junctions(theta)
         hw, ew, bw, esw = w @ m.H.T, w @ m.E.T, w @ m.B.T, w @ m.Es.T
         expand = self.numeric.expand
         r = m.K.shape[0]
-        q = q_start if r else None
-        ys, xs = [], []
-        failures: list[int] = []
-        total_iter = 0
+        s, x_prev, w_prev = start.s, start.x, start.w
+        q1, q2 = start.q, start.q_before
+        p_prev, jac_prev = None, None
+        ys, xs, iterations, levels, failed = [], [], [], [], []
         Kd = m.K.detach()
+        zeros = torch.zeros(batch, dtype=torch.long)
         for n in range(length):
             if teacher is not None and every and n > 0 and n % every == 0:
                 s = self.encode(teacher[:, n - 1])
+                x_prev = teacher[:, n - 1].to(F64)
+            level, bad = zeros, torch.zeros(batch, dtype=torch.bool)
             if r:
                 p = s @ m.G.T + hw[:, n]
-                previous = q
+                q_start = predict(q1, q2, p.detach(), p_prev, Kd, jac_prev, expand,
+                                  self.newton.predictor, self.numeric.junction_ports,
+                                  *junctions)
                 with torch.no_grad():
-                    q, iters, ok = self._solve(q, p.detach(), Kd, laws, junctions)
-                total_iter += int(iters.max())
+                    q, its, ok, jac_n = self._solve(q_start, p.detach(), Kd, laws, junctions)
+                sub = None
                 if not bool(ok.all()):
-                    failures.append(n)
-                    q = torch.where(ok[:, None], q, previous)
+                    with torch.no_grad():
+                        q, its, level, ok, sub, jac_n = self._ladder(
+                            theta, s, x_prev, w_prev, w[:, n], p.detach(), Kd, q, q1, its, ok,
+                            jac_n)
+                    if sub is not None and grad:
+                        sub = self._ladder_outputs(theta, s, x_prev, w_prev, w[:, n], q1,
+                                                   level)
+                    bad = ~ok
+                    q = torch.where(bad[:, None], q1, q)
+                    if bool(bad.any()):
+                        jac_n = torch.where(bad[:, None, None], laws(q1 @ expand.T)[1], jac_n)
                 qn = newton_step(q, p, m.K, laws, expand) if grad else q
                 i = laws(qn @ expand.T)[0]
+                jac_prev = jac_n.detach()
                 y = s @ m.D.T + ew[:, n] + i @ m.F.T
                 x = s @ m.Ds.T + esw[:, n] + i @ m.Fs.T
-                s = s @ m.A.T + bw[:, n] + i @ m.C.T
+                s_new = s @ m.A.T + bw[:, n] + i @ m.C.T
+                if sub is not None:
+                    take = ((level >= 1) & (level <= fast.MAX_LEVELS))[:, None]
+                    y, x, s_new = (torch.where(take, a, b)
+                                   for a, b in zip(sub, (y, x, s_new), strict=True))
+                q2, q1 = q1, q
+                p_prev = p.detach()
+                iterations.append(its)
             else:
                 y = s @ m.D.T + ew[:, n]
                 x = s @ m.Ds.T + esw[:, n]
-                s = s @ m.A.T + bw[:, n]
+                s_new = s @ m.A.T + bw[:, n]
+                iterations.append(zeros)
+            levels.append(level)
+            failed.append(bad)
+            s, x_prev, w_prev = s_new, x, w[:, n]
             ys.append(y)
             xs.append(x)
             if progress is not None and n % 4096 == 4095:
                 progress(n + 1)
-        self.last_iterations = total_iter / max(length, 1)
-        self.last_failures = failures
-        self._report_failures(failures, length)
-        return Trajectory(torch.stack(ys, 1), torch.stack(xs, 1), s)
+        diagnostics = Diagnostics(
+            torch.stack(iterations, 1).numpy() if iterations else np.zeros((batch, 0), int),
+            torch.stack(levels, 1).numpy().astype(np.int8) if levels
+            else np.zeros((batch, 0), np.int8),
+            torch.stack(failed, 1).numpy() if failed else np.zeros((batch, 0), bool))
+        self._report(diagnostics)
+        if not ys:
+            return SolverTrajectory(torch.zeros(batch, 0, 1, dtype=F64),
+                                    torch.zeros(batch, 0, self.n_states, dtype=F64), s,
+                                    diagnostics)
+        y, x = torch.stack(ys, 1), torch.stack(xs, 1)
+        self._check_finite(y, x)
+        return SolverTrajectory(y, x, s, diagnostics)
+
+    def _ladder(self, theta, s, x_prev, w_prev, w_n, p, K, q, q_prev, its, ok, jac):
+        """The fallback ladder for the items where the full step's Newton failed (no grad).
+        Returns (q, iterations, level, converged, substep outputs (y, x, s_new) or None, the
+        last Jacobian)."""
+        batch = q.shape[0]
+        need = ~ok
+        level = torch.zeros(batch, dtype=torch.long)
+        sub = None
+        for lev in range(1, min(int(self.newton.substep_levels), fast.MAX_LEVELS) + 1):
+            if not bool(need.any()):
+                break
+            y_l, x_l, s_l, q_l, it_l, ok_l, jac_l = self._substeps(
+                lev, theta, s, x_prev, w_prev, w_n, q_prev, False)
+            jac = torch.where(need[:, None, None], jac_l, jac)
+            its = its + it_l * need
+            take = need & ok_l
+            if bool(take.any()):
+                t = take[:, None]
+                sub = (y_l, x_l, s_l) if sub is None else tuple(
+                    torch.where(t, a, b) for a, b in zip((y_l, x_l, s_l), sub, strict=True))
+                q = torch.where(t, q_l, q)
+                level = torch.where(take, lev, level)
+            need = need & ~ok_l
+        if bool(need.any()):
+            q_c, it_c, lev_c, ok_c, jac_c = self._continuation(theta, p, K, q_prev)
+            jac = torch.where(need[:, None, None], jac_c, jac)
+            its = its + it_c * need
+            take = need & ok_c
+            q = torch.where(take[:, None], q_c, q)
+            level = torch.where(take, lev_c, level)
+            need = need & ~ok_c
+        return q, its, level, ~need, sub, jac
+
+    def _ladder_outputs(self, theta, s, x_prev, w_prev, w_n, q_prev, level):
+        """(y, x, s_new) with the graph for the items solved in substeps, at their level."""
+        out = None
+        for lev in sorted(set(level.tolist())):
+            if not 1 <= lev <= fast.MAX_LEVELS:
+                continue
+            y_l, x_l, s_l, *_ = self._substeps(lev, theta, s, x_prev, w_prev, w_n, q_prev, True)
+            t = (level == lev)[:, None]
+            out = (y_l, x_l, s_l) if out is None else tuple(
+                torch.where(t, a, b) for a, b in zip((y_l, x_l, s_l), out, strict=True))
+        return out
 
 
 class _Differentiable:
@@ -366,6 +583,7 @@ class _Differentiable:
         self.r = m.K.shape[0]
         self.n_y, self.n_x, self.nx = m.D.shape[0], m.Ds.shape[0], m.A.shape[0]
         self.hw = w @ m.H.T
+        self.w = w
         rows_s, rows_i, rows_w = [m.D, m.Ds, m.A], [m.F, m.Fs, m.C], [m.E, m.Es, m.B]
         if self.r:
             rows_s.append(m.G @ m.A)
@@ -375,18 +593,24 @@ class _Differentiable:
         self.W_s = torch.cat(rows_s, 0).T
         self.W_i = torch.cat(rows_i, 0).T
 
-    def run(self, s: Tensor, start: int, stop: int, q: Tensor):
-        """Samples start..stop from canonical state s [B, nx], with q* [B, stop - start, r]."""
+    def run(self, s: Tensor, x_prev: Tensor, start: int, stop: int, out, here):
+        """Samples start..stop from canonical state s [B, nx] (and the exposed states before
+        it, x_prev), given the kernel's `fast.Run` `out` of them and the `fast.Start` it began
+        from (numpy)."""
         m, numeric = self.m, self.solver.numeric
         batch = s.shape[0]
         outs = []
         a_s, b_s = self.n_y + self.n_x, self.n_y + self.n_x + self.nx
         W_s, W_i = self.W_s, self.W_i
+        q = torch.from_numpy(out.q)
+        top = fast.MAX_LEVELS
+        in_substeps = (out.level >= 1) & (out.level <= top)          # [B, L] numpy
+        special = in_substeps.any(0)
         if not self.r:
             for k in self.k[:, start:stop].unbind(1):
-                out = torch.addmm(k, s, W_s)
-                outs.append(out)
-                s = out[:, a_s:b_s]
+                row = torch.addmm(k, s, W_s)
+                outs.append(row)
+                s = row[:, a_s:b_s]
         else:
             expand, r = numeric.expand, self.r
             n_ports = expand.shape[0]
@@ -407,21 +631,36 @@ class _Differentiable:
                     L = (jq @ torch.linalg.inv(eye - Kd @ jq)).view(batch, b - a, n_ports, r)
                 hwc = self.hw[:, start + a:start + b] - (qs - i_star @ K_T)   # H w - c
                 k = self.k[:, start + a:start + b]
-                if r == 1:
-                    L1 = L[..., 0]
-                    for hwc_n, i_n, L_n, k_n in zip(hwc.unbind(1), i_star.unbind(1),
-                                                    L1.unbind(1), k.unbind(1)):
-                        i = torch.addcmul(i_n, L_n, g + hwc_n)
-                        out = torch.addmm(torch.addmm(k_n, s, W_s), i, W_i)
-                        outs.append(out)
-                        s, g = out[:, a_s:b_s], out[:, b_s:]
-                else:
-                    for hwc_n, i_n, L_n, k_n in zip(hwc.unbind(1), i_star.unbind(1),
-                                                    L.unbind(1), k.unbind(1)):
-                        d = (g + hwc_n).unsqueeze(-1)
-                        i = torch.baddbmm(i_n.unsqueeze(-1), L_n, d).squeeze(-1)
-                        out = torch.addmm(torch.addmm(k_n, s, W_s), i, W_i)
-                        outs.append(out)
-                        s, g = out[:, a_s:b_s], out[:, b_s:]
-        out = torch.stack(outs, 1)
-        return out[..., :self.n_y], out[..., self.n_y:a_s], s
+                for n, (hwc_n, i_n, L_n, k_n) in enumerate(zip(
+                        hwc.unbind(1), i_star.unbind(1), L.unbind(1), k.unbind(1), strict=True),
+                        start=a):
+                    d = g + hwc_n
+                    if r == 1:
+                        i = torch.addcmul(i_n, L_n[..., 0], d)
+                    else:
+                        i = torch.baddbmm(i_n.unsqueeze(-1), L_n, d.unsqueeze(-1)).squeeze(-1)
+                    row = torch.addmm(torch.addmm(k_n, s, W_s), i, W_i)
+                    if special[n]:
+                        row = self._substep_row(row, s, x_prev, n, start, out, here,
+                                                in_substeps[:, n])
+                    outs.append(row)
+                    s, g = row[:, a_s:b_s], row[:, b_s:]
+                    x_prev = row[:, self.n_y:a_s]
+        rows = torch.stack(outs, 1)
+        return rows[..., :self.n_y], rows[..., self.n_y:a_s], s
+
+    def _substep_row(self, row, s, x_prev, n, start, out, here, mask):
+        """Sample `start + n` for the items the kernel solved in substeps: the same substeps in
+        torch, with the graph (`NodalSolver._substeps`), in place of the full step's row."""
+        solver, m = self.solver, self.m
+        w_n = self.w[:, start + n]
+        w_prev = self.w[:, max(start + n - 1, 0)]     # before the first sample: held there
+        q_prev = torch.from_numpy(out.q[:, n - 1] if n else np.asarray(here.q, np.float64))
+        levels = out.level[:, n]
+        for lev in sorted(set(levels[mask].tolist())):
+            y, x, s_new, *_ = solver._substeps(lev, self.theta, s, x_prev, w_prev, w_n, q_prev,
+                                               True)
+            sub = torch.cat([y, x, s_new, s_new @ m.G.T], 1)
+            take = torch.from_numpy(levels == lev)[:, None]
+            row = torch.where(take, sub, row)
+        return row

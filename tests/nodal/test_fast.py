@@ -33,15 +33,17 @@ def test_fast_path_gives_the_torch_paths_samples(name):
     solver = nodal.load(name)
     u = _inputs(solver, peaks=(0.5, 1.0))
     ref = solver.simulate(u, backend="torch")
-    ref_iterations = solver.last_iterations
     out = solver.simulate(u, backend="fast")
     assert out.y.shape == ref.y.shape == (2, LENGTH, 1)
     assert out.x.shape == ref.x.shape and out.s_final.shape == ref.s_final.shape
     assert out.y.dtype == torch.float64
     assert (out.y - ref.y).abs().max() <= TOLERANCE
     assert (out.x - ref.x).abs().max() <= TOLERANCE
-    # the same Newton, so the same iteration count
-    assert solver.last_iterations == pytest.approx(ref_iterations)
+    # the same Newton, so the same iteration count (a sample may differ by one where the
+    # residual reaches its round-off floor in one summation order and not the other)
+    assert out.diagnostics.mean_iterations == pytest.approx(ref.diagnostics.mean_iterations,
+                                                            rel=1e-2)
+    assert np.array_equal(out.diagnostics.level, ref.diagnostics.level)
 
 
 def test_a_batch_equals_single_runs():
@@ -65,19 +67,19 @@ def test_starting_state_is_honoured():
 
 def test_non_convergence_is_reported_not_nan():
     solver = nodal.load("diode_clipper")
-    solver.newton = NewtonOptions(max_iter=1)
-    u = _inputs(solver)
+    solver.newton = NewtonOptions(max_iter=1, substep_levels=1)
+    u = _inputs(solver)[:, :200]
     with pytest.raises(ConvergenceError) as err:
         solver.simulate(u, backend="fast")
     with pytest.raises(ConvergenceError) as ref:
         solver.simulate(u, backend="torch")
-    # the first failure is the same sample; after it the two fallbacks differ (see fast.py)
-    assert err.value.samples and err.value.samples[0] == ref.value.samples[0]
+    # a failed sample keeps the previous sample's solution in both: the same samples fail
+    assert err.value.samples and err.value.samples == ref.value.samples
     solver.strict = False
     with pytest.warns(UserWarning, match="did not converge"):
         out = solver.simulate(u, backend="fast")
     assert torch.isfinite(out.y).all()
-    assert solver.last_failures == err.value.samples
+    assert out.diagnostics.failures == err.value.samples
 
 
 def test_kernel_is_compiled_once_per_structure():
@@ -109,10 +111,12 @@ def test_forward_with_autograd_equals_the_reference_loop(name, trainable):
     assert (out.y - ref.y).abs().max() <= 1e-12
     assert (out.x - ref.x).abs().max() <= 1e-12
     assert out.y.requires_grad
-    loss = lambda t: (t.y ** 2).sum() + t.x.sum() + t.s_final.sum()
+    def loss(t):
+        return (t.y ** 2).sum() + t.x.sum() + t.s_final.sum()
+
     grads = torch.autograd.grad(loss(out), params)
     ref_grads = torch.autograd.grad(loss(ref), params)
-    for g, h in zip(grads, ref_grads):
+    for g, h in zip(grads, ref_grads, strict=True):
         assert float(abs(g - h)) <= 1e-9 * float(abs(h)) + 1e-300
 
 

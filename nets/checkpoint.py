@@ -212,6 +212,16 @@ def _read_json(path: Path, remedy: str) -> dict:
     return info
 
 
+def _load_last(run_dir: Path) -> dict:
+    path = run_dir / LAST
+    retrain = f"delete {run_dir} and train the run again"
+    state = _load_torch(path, retrain)
+    if not isinstance(state, dict) or any(k not in state for k in _KEYS) or (
+            state.get("format") == FORMAT and not isinstance(state.get("info"), dict)):
+        raise _damaged(path, ValueError(f"a checkpoint holds {', '.join(_KEYS)}"), retrain)
+    return state
+
+
 def read_checkpoint(run_dir: str | Path) -> dict:
     """The run's newest complete checkpoint (the one reader of last.pt), in the current
     format whatever format it was written in. RunDirectoryError if missing or damaged."""
@@ -225,9 +235,7 @@ def read_checkpoint(run_dir: str | Path) -> dict:
                                    if (run_dir / RUN_JSON).is_file() else
                                    "it is not a run directory; train one with "
                                    "`nodalnet train ... --out DIR`"))
-    state = _load_torch(path, retrain)
-    if not isinstance(state, dict) or any(k not in state for k in _KEYS):
-        raise _damaged(path, ValueError(f"a checkpoint holds {', '.join(_KEYS)}"), retrain)
+    state = _load_last(run_dir)
     if state.get("format") == FORMAT:
         return state
     # first format: weights and optimizer only; the history is run.json's, the best weights
@@ -246,12 +254,12 @@ def read_info(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     path = run_dir / LAST
     if path.is_file():
-        state = _load_torch(path, f"delete {run_dir} and train the run again")
-        if isinstance(state, dict) and state.get("format") == FORMAT and "info" in state:
+        state = _load_last(run_dir)
+        if state.get("format") == FORMAT:
             return state["info"]
     if not (run_dir / RUN_JSON).is_file():
-        raise RunDirectoryError(f"{run_dir} is not a run directory (no {RUN_JSON}); train one "
-                                "with `nodalnet train ... --out DIR`")
+        raise RunDirectoryError(f"{run_dir} is not a run directory (no {LAST} or {RUN_JSON}); "
+                                f"start a run there with `nodalnet train CIRCUIT --out {run_dir}`")
     return _read_json(run_dir / RUN_JSON, f"delete {run_dir} and train the run again")
 
 

@@ -17,7 +17,7 @@ can lag behind by at most one epoch after a kill, never disagree with the weight
 resume. Every file goes through `nodal.files.atomic_write` (temp file, fsync, rename); temp
 files that a kill left behind are removed when a run is opened, under its lock.
 
-`last.pt` is written only by `save` and read only by `read_checkpoint`. Folders of the first
+`last.pt` is written only by `_commit` and read only by `_load_last`. Folders of the first
 format (last.pt with weights, optimizer, epoch and lr scale only; history in run.json) still
 load and resume.
 """
@@ -150,13 +150,18 @@ def write_views(run_dir: Path, state: dict, best: bool = True) -> None:
         _write(run_dir / CURVES, lambda f: f.write(text.encode()))
 
 
+def _commit(run_dir: Path, state: dict) -> None:
+    """The one writer of last.pt."""
+    _write(run_dir / LAST, _torch_bytes({"format": FORMAT, **state}))
+
+
 def save(run_dir: str | Path, state: dict, best: bool = True) -> None:
-    """Commit a checkpoint (the one writer of last.pt), then rewrite the views from it.
+    """Commit a checkpoint, then rewrite the views from it.
 
     state: model, optimizer (state_dicts), epoch (the last finished one, -1 before the first),
     lr_scale, rollbacks, best_state (state_dict or None), info (the run.json dict)."""
     run_dir = Path(run_dir)
-    _write(run_dir / LAST, _torch_bytes({"format": FORMAT, **state}))
+    _commit(run_dir, state)
     write_views(run_dir, state, best)
 
 
@@ -167,7 +172,7 @@ def begin(run_dir: str | Path, state: dict) -> None:
     run_dir = Path(run_dir)
     _write(run_dir / RUN_JSON, lambda f: f.write(to_json(state["info"]).encode()))
     fault_point("genesis")
-    _write(run_dir / LAST, _torch_bytes({"format": FORMAT, **state}))
+    _commit(run_dir, state)
 
 
 def holds_run(run_dir: str | Path) -> bool:
@@ -213,6 +218,7 @@ def _read_json(path: Path, remedy: str) -> dict:
 
 
 def _load_last(run_dir: Path) -> dict:
+    """The one reader of last.pt (any format), checked to be a checkpoint."""
     path = run_dir / LAST
     retrain = f"delete {run_dir} and train the run again"
     state = _load_torch(path, retrain)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -230,36 +231,74 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
     console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
 
 
+#: the `train` option of each checked setting (nets.errors.ConfigError.field)
+_TRAIN_OPTIONS = {"window": "--window", "state_weight": "--state-weight", "hidden": "--hidden",
+                  "epochs": "--epochs", "seed": "--seed", "lr": "--lr", "segment": "--segment",
+                  "batch": "--batch", "emphasis": "--emphasis", "train_seconds": "--train-seconds",
+                  "wav": "--wav", "sample_rate": "--rate", "threads": "--threads", "out": "--out"}
+
+
 @app.command()
 @friendly
 def train(
-    circuit: Optional[str] = typer.Argument(None, help="built-in circuit name or .cir netlist (omit with --resume)"),
-    model: str = typer.Option("stn", "--model", "-m", help="stn, gru, gru-sm, lstm, ode or nodal"),
-    window: Optional[str] = typer.Option(None, help="samples between resets to true states: 1 = teacher forcing, inf = free-running [default: the model's]"),
-    state_weight: Optional[float] = typer.Option(None, help="lambda in ESR(y) + lambda ESR(x) [default: the model's]"),
-    hidden: Optional[int] = typer.Option(None, help="hidden size (GRU/LSTM units, STN/ODE units per layer)"),
-    epochs: Optional[int] = typer.Option(None, help="epochs [default: the model's]"),
-    seed: int = typer.Option(0, help="seed of the weights and the batch order"),
+    circuit: Optional[str] = typer.Argument(None,
+        help="built-in circuit name or .cir netlist (omit with --resume)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+        help="stn, gru, gru-sm, lstm, ode or nodal [default: stn]"),
+    window: Optional[str] = typer.Option(None,
+        help="samples between resets to true states: 1 = teacher forcing, inf = free-running; at "
+             "most --segment [default: the model's]"),
+    state_weight: Optional[float] = typer.Option(None,
+        help="lambda in ESR(y) + lambda ESR(x) [default: the model's]"),
+    hidden: Optional[int] = typer.Option(None,
+        help="hidden size (GRU/LSTM units, STN/ODE units per layer)"),
+    epochs: Optional[int] = typer.Option(None,
+        help="epochs [default: the model's]; with --resume: extend the run to this many"),
+    seed: Optional[int] = typer.Option(None,
+        help="seed of the weights and the batch order [default: 0]"),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate [default: the model's]"),
-    segment: Optional[int] = typer.Option(None, help="samples per training segment (slow dynamics need long ones) [default: the model's]"),
+    segment: Optional[int] = typer.Option(None,
+        help="samples per training segment (slow dynamics need long ones) [default: the model's]"),
     batch: Optional[int] = typer.Option(None, help="segments per step [default: the model's]"),
-    emphasis: Optional[float] = typer.Option(None, help="pre-emphasis 1 - c z^-1 on the output loss, e.g. 0.85"),
-    train_seconds: Optional[float] = typer.Option(None, help="seconds of generated training material"),
-    wav: List[Path] = typer.Option([], help="train on these mono WAV files (volts) instead (repeatable)"),
-    sample_rate: float = typer.Option(48000.0, "--rate", help="the dataset's (and model's) rate, Hz"),
-    set_: List[str] = typer.Option([], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
-    threads: int = typer.Option(1, help="torch threads (small models train fastest on one)"),
+    emphasis: Optional[float] = typer.Option(None,
+        help="pre-emphasis 1 - c z^-1 on the output loss, e.g. 0.85"),
+    train_seconds: Optional[float] = typer.Option(None,
+        help="seconds of generated training material [default: 120]"),
+    wav: List[Path] = typer.Option([],
+        help="train on these mono WAV files (volts) instead (repeatable)"),
+    sample_rate: Optional[float] = typer.Option(None, "--rate",
+        help="the dataset's (and model's) rate, Hz [default: 48000]"),
+    set_: List[str] = typer.Option([], "--set",
+        help="NAME=VALUE: a component value or .param (repeatable)"),
+    threads: Optional[int] = typer.Option(None,
+        help="torch threads (small models train fastest on one) [default: 1]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory to write"),
-    resume: Optional[Path] = typer.Option(None, help="continue the run in this directory"),
+    resume: Optional[Path] = typer.Option(None,
+        help="continue the run in this directory (with its own settings)"),
 ) -> None:
-    """Train a model of a circuit on the solver's states and output (see `nets.train`)."""
-    from dataclasses import replace
+    """Train a model of a circuit on the solver's states and output (see `nets.train`).
 
+    Every argument is checked before any work: a bad one is one line naming it, exit code 2,
+    and nothing written."""
+    from nets.errors import ConfigError
+
+    settings = dict(window=window, state_weight=state_weight, hidden=hidden, seed=seed, lr=lr,
+                    segment=segment, batch=batch, emphasis=emphasis,
+                    train_seconds=train_seconds, wav=wav, sample_rate=sample_rate,
+                    set_=set_, threads=threads, out=out)
+    try:
+        if resume is not None:
+            _train_resume(resume, circuit, model, epochs, settings)
+        else:
+            _train_start(circuit, model or "stn", epochs, **settings)
+    except ConfigError as exc:
+        raise exc.renamed(_TRAIN_OPTIONS.get(exc.field, exc.field)) from None
+
+
+@contextlib.contextmanager
+def _training_bar():
+    """The progress bar of `train`, and the hooks that drive it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    import nets.runs
-    from nets.data import MaterialSpec
-    from nodal.errors import SignalError
 
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("loss {task.fields[loss]:.3e}  val ESR {task.fields[val]}"),
@@ -267,38 +306,76 @@ def train(
         task = bar.add_task("training", total=None, loss=float("nan"), val="-")
 
         def on_step(epoch, step, steps, loss):
-            bar.update(task, description=f"epoch {epoch + 1}", completed=step, total=steps, loss=loss)
+            bar.update(task, description=f"epoch {epoch + 1}", completed=step, total=steps,
+                       loss=loss)
 
         def on_epoch(record):
             bar.update(task, val=f"{record['val_esr']:.3e}")
 
-        hooks = dict(log=bar.console.print, on_step=on_step, on_epoch=on_epoch)
-        if resume is not None:
-            info = nets.runs.resume(resume, epochs=epochs, **hooks)
-            out = resume
-        else:
-            if circuit is None:
-                raise SignalError("give a circuit to train on (or --resume RUN_DIR)")
-            k = None if window is None else (0 if window.lower() in ("inf", "0") else int(window))
-            material = MaterialSpec(wav=tuple(str(w) for w in wav))
-            if train_seconds:
-                material = replace(material, train_seconds=train_seconds)
-            info = nets.runs.start(circuit, model, out=out, hidden=hidden, sample_rate=sample_rate,
-                                   material=material, values=_parse_values(set_) or None,
-                                   window=k, state_weight=state_weight, epochs=epochs, seed=seed,
-                                   lr=lr, segment=segment, batch=batch, emphasis=emphasis,
-                                   threads=threads, **hooks)
+        yield dict(log=bar.console.print, on_step=on_step, on_epoch=on_epoch)
+
+
+def _train_resume(run_dir: Path, circuit: Optional[str], model: Optional[str],
+                  epochs: Optional[int], settings: dict) -> None:
+    import nets.runs
+    from nets.checkpoint import check_circuit, read_info
+    from nodal.errors import SignalError
+
+    given = [_TRAIN_OPTIONS.get(k, "--set") for k, v in settings.items()
+             if v is not None and v != []] + (["--model"] if model is not None else [])
+    if given:
+        raise SignalError(f"{', '.join(given)}: a resumed run keeps its own settings (only "
+                          "--epochs may extend it); drop them, or start a new run with --out")
+    check_circuit(run_dir, circuit)
+    if epochs is not None:
+        from nets.train import TrainConfig
+        TrainConfig.from_dict({**read_info(run_dir)["config"], "epochs": epochs})
+    with _training_bar() as hooks:
+        info = nets.runs.resume(run_dir, epochs=epochs, **hooks)
+    _print_trained(info, info["model"]["name"], run_dir)
+
+
+def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], window, state_weight,
+                 hidden, seed, lr, segment, batch, emphasis, train_seconds, wav, sample_rate,
+                 set_, threads, out) -> None:
+    from dataclasses import replace
+
+    import nets.runs
+    from nets.data import MaterialSpec
+    from nets.train import parse_window
+    from nodal.errors import SignalError
+
+    if circuit is None:
+        raise SignalError("give a circuit to train on (or --resume RUN_DIR)")
+    material = MaterialSpec(wav=tuple(str(w) for w in wav))
+    if train_seconds is not None:
+        material = replace(material, train_seconds=train_seconds)
+    rate = 48000.0 if sample_rate is None else sample_rate
+    arguments = dict(out=out, hidden=hidden, sample_rate=rate, material=material,
+                     window=None if window is None else parse_window(window, "--window"),
+                     state_weight=state_weight, epochs=epochs, seed=0 if seed is None else seed,
+                     lr=lr, segment=segment, batch=batch, emphasis=emphasis,
+                     threads=1 if threads is None else threads)
+    nets.runs.check_start(circuit, model, **arguments)  # before the bar: one line, nothing made
+    values = _parse_values(set_) or None
+    with _training_bar() as hooks:
+        info = nets.runs.start(circuit, model, values=values, **arguments, **hooks)
+    _print_trained(info, model, out)
+
+
+def _print_trained(info: dict, model: str, out: Optional[Path]) -> None:
     test = info["test"]
     state = "" if test["state_esr"] is None else f", state ESR {test['state_esr']:.3e}"
-    console.print(f"{model if resume is None else info['model']['name']}: free-running test ESR "
+    console.print(f"{model}: free-running test ESR "
                   f"{test['esr']:.3e} (pre-emphasised {test['esr_emphasis']:.3e}){state}; best "
                   f"epoch {info['best']['epoch'] + 1}, {info['history'][-1]['seconds']:.0f} s"
                   + (f" -> {out}" if out else ""))
     if info.get("components"):
         c = info["components"]
         for name, value in c["trained"].items():
+            error = 100 * (value / c["true"][name] - 1)
             console.print(f"  {name}: {value:.6g} (true {c['true'][name]:.6g}, start "
-                          f"{c['start'][name]:.6g}, error {100 * (value / c['true'][name] - 1):+.3f} %)")
+                          f"{c['start'][name]:.6g}, error {error:+.3f} %)")
 
 
 @app.command()

@@ -28,7 +28,7 @@ import torch
 
 from nodal.metrics import measure_real_time_factor
 
-from . import metrics
+from . import checkpoint, metrics
 from .checkpoint import load_run
 from .data import CircuitDataset, MaterialSpec, Split, dataset
 
@@ -56,6 +56,9 @@ class Evaluation:
     rtf: float = math.nan
     train_seconds: float | None = None
     run_dir: str | None = None
+    status: str | None = None         # a run's: done, stopped, training, diverged
+    epochs_done: int | None = None
+    epochs_asked: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -133,7 +136,9 @@ def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = 
         esr_teacher=teacher,
         exposure_bias=(esr_free / teacher) if teacher and teacher > 0 else None,
         esr_by_window=by_window, growth=growth, rtf=rtf,
-        train_seconds=meta.get("train_seconds"), run_dir=meta.get("run_dir"))
+        train_seconds=meta.get("train_seconds"), run_dir=meta.get("run_dir"),
+        status=meta.get("status"), epochs_done=meta.get("epochs_done"),
+        epochs_asked=meta.get("epochs_asked"))
 
 
 def run_label(info: dict) -> str:
@@ -148,7 +153,9 @@ def run_meta(run_dir: Path, info: dict) -> dict:
     return {"model": info["model"]["name"], "window": info["config"]["window"],
             "state_weight": info["config"]["state_weight"], "seed": info["config"]["seed"],
             "hidden": kwargs.get("hidden"), "train_seconds": history[-1].get("seconds"),
-            "run_dir": str(run_dir)}
+            "run_dir": str(run_dir), "status": checkpoint.status(run_dir, info),
+            "epochs_done": len(info.get("history") or []),
+            "epochs_asked": info["config"]["epochs"]}
 
 
 def run_dataset(info: dict) -> CircuitDataset:

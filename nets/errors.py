@@ -36,3 +36,24 @@ class UnknownStudyError(NetsError, ValueError):
 
 class TrainingDivergedError(NetsError):
     """The loss stayed NaN/infinite after every roll-back and learning-rate cut."""
+
+
+class RunBusyError(RunDirectoryError):
+    """A run directory that another process is training now (it holds the folder's lock)."""
+
+
+class ConfigError(NetsError, ValueError):
+    """A training setting out of its range, found before any work starts.
+
+    `field` is the setting's name (a `TrainConfig` field, or hidden, sample_rate,
+    train_seconds, wav, out), `value` what was given, `allowed` the range in words."""
+
+    def __init__(self, field: str, value, allowed: str, label: str | None = None):
+        self.field, self.value, self.allowed = field, value, allowed
+        self.label = label or field
+        shown = value if isinstance(value, str) else repr(value)
+        super().__init__(f"{self.label} {shown}: must be {allowed}")
+
+    def renamed(self, label: str) -> "ConfigError":
+        """The same error under another name for the setting (e.g. a CLI option)."""
+        return ConfigError(self.field, self.value, self.allowed, label)

@@ -30,7 +30,10 @@ def config_key(ev: Evaluation) -> str:
         return ev.label
     k = "inf" if ev.window == 0 else str(ev.window)
     hidden = f" h={ev.hidden}" if ev.hidden else ""
-    return f"{ev.model}{hidden} k={k}"
+    # an unfinished run is its own row, marked, never pooled with finished seeds
+    unfinished = "" if ev.status in (None, "done") else \
+        f" [{ev.status}: {ev.epochs_done}/{ev.epochs_asked} epochs]"
+    return f"{ev.model}{hidden} k={k}{unfinished}"
 
 
 def aggregate(evals: list[Evaluation]) -> list[dict]:

@@ -29,13 +29,56 @@ from nodal.errors import ConvergenceError
 
 from . import checkpoint, metrics
 from .data import Batch, CircuitDataset, check_compatible
-from .errors import RunDirectoryError, TrainingDivergedError
+from .errors import ConfigError, RunDirectoryError, TrainingDivergedError
 from .losses import StateSpaceLoss
+
+
+def parse_window(value, what: str = "window") -> int:
+    """A training window as a person writes it ("inf", "0", "16") or a config holds it (int)
+    -> the int a `TrainConfig` holds: k >= 1, or 0 for inf (free-running). ConfigError else.
+    (The same reading as `nets.windows.parse_window` + `to_config` where that module exists.)"""
+    allowed = "inf (or 0: free-running) or a whole number of samples >= 1"
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "inf":
+            return 0
+        if not word.isdigit():
+            raise ConfigError("window", value, allowed, what)
+        value = int(word)
+    if isinstance(value, float) and math.isinf(value) and value > 0:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError("window", value, allowed, what)
+    return value
+
+
+def _whole(name: str, value, low: int, high: int | None = None, allowed: str | None = None):
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low \
+        and (high is None or value <= high)
+    if not ok:
+        raise ConfigError(name, value, allowed or (
+            f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"))
+
+
+def _real(name: str, value, low: float, high: float | None = None, low_open: bool = False,
+          high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value > low if low_open else value >= low) \
+        and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        lo = f"> {low:g}" if low_open else f">= {low:g}"
+        hi = "" if high is None else f" and {'<' if high_open else '<='} {high:g}"
+        raise ConfigError(name, value, f"a finite number {lo}{hi}")
 
 
 @dataclass
 class TrainConfig:
-    """Training settings. window: k samples between resets to true states (0 = inf)."""
+    """Training settings. window: k samples between resets to true states (0 = inf).
+
+    Every field is checked on construction (`check`): ConfigError names the field and its
+    allowed range."""
 
     window: int = 1
     state_weight: float = 1.0
@@ -51,6 +94,34 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     max_rollbacks: int = 6
+
+    def __post_init__(self) -> None:
+        self.window = parse_window(self.window)
+        self.check()
+
+    def check(self) -> None:
+        """ConfigError (field, value, allowed range) for the first setting out of range."""
+        _whole("epochs", self.epochs, 1)
+        _whole("batch", self.batch, 1)
+        _whole("segment", self.segment, 2)
+        if isinstance(self.window, bool) or not isinstance(self.window, int) \
+                or not 0 <= self.window <= self.segment:
+            raise ConfigError("window", self.window, "inf (or 0: free-running) or a whole "
+                              f"number of samples from 1 to the segment length ({self.segment})")
+        _real("lr", self.lr, 0.0, low_open=True)
+        _real("lr_final", self.lr_final, 0.0, 1.0)
+        _real("state_weight", self.state_weight, 0.0)
+        _whole("warmup", self.warmup, 0)
+        if self.warmup >= self.segment:
+            raise ConfigError("segment", self.segment, "a whole number above the warm-up of "
+                              f"{self.warmup} samples (run without loss before each segment)")
+        if self.emphasis is not None:
+            _real("emphasis", self.emphasis, -1.0, 1.0, low_open=True, high_open=True)
+        _real("grad_clip", self.grad_clip, 0.0, low_open=True)
+        _whole("steps_per_epoch", self.steps_per_epoch, 0)
+        _whole("seed", self.seed, 0, 2**32 - 1)
+        _whole("threads", self.threads, 1)
+        _whole("max_rollbacks", self.max_rollbacks, 0)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -87,7 +158,8 @@ def config_for(model_name: str, **overrides) -> TrainConfig:
     return TrainConfig.from_dict(base)
 
 
-def window_loss(model, batch: Batch, config: TrainConfig, criterion: StateSpaceLoss) -> torch.Tensor:
+def window_loss(model, batch: Batch, config: TrainConfig,
+                criterion: StateSpaceLoss) -> torch.Tensor:
     """The scheme's loss on one batch of segments (see the module doc)."""
     u, x, y = batch.u, batch.x, batch.y
     k = config.window
@@ -116,115 +188,115 @@ def _learning_rate(config: TrainConfig, epoch: int, scale: float) -> float:
     return config.lr * scale * cosine
 
 
+@dataclass
+class _Progress:
+    """What a checkpoint holds besides weights, optimizer and info."""
+
+    epoch: int = -1              # the last finished epoch (-1: none yet)
+    lr_scale: float = 1.0        # halved at every NaN roll-back
+    rollbacks: int = 0
+    best_state: dict | None = None
+
+    def state(self, model, optimizer, info: dict) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": self.epoch, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
+                "best_state": self.best_state, "info": info}
+
+
+def _restore(model, optimizer, state: dict, out: Path) -> _Progress:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirectoryError(
+            f"{out / checkpoint.LAST}: its weights do not fit the model of its run.json "
+            f"({str(exc).splitlines()[0][:120]}); delete {out} and train the run again") from None
+    return _Progress(state["epoch"], state["lr_scale"], state.get("rollbacks", 0),
+                     state.get("best_state"))
+
+
 def train(model, data: CircuitDataset, config: TrainConfig | None = None,
           out: str | Path | None = None, resume: bool = False,
           on_step: Callable | None = None, on_epoch: Callable | None = None,
           log: Callable | None = None, **overrides) -> dict:
     """Train `model` on `data` with `config` (defaults of the model's name, then overrides).
 
-    out: run directory (checkpoints, run.json, curves.csv); resume: continue the run in `out`.
-    on_step(epoch, step, steps, running_loss) and on_epoch(record) report progress.
+    out: run directory (`nets.checkpoint`: one checkpoint per epoch, holding the history too;
+    the folder is locked while training); resume: continue the run in `out` from its newest
+    checkpoint. on_step(epoch, step, steps, running_loss) and on_epoch(record) report progress.
     Returns the run's info dict (what run.json holds).
     """
     name = getattr(model, "spec", {}).get("name", type(model).__name__.lower())
     config = config or config_for(name, **overrides)
+    config.check()
     check_compatible(model, data)
+    if config.segment > data.train.length:
+        raise ConfigError("segment", config.segment, "a whole number from 2 to the training "
+                          f"split's length ({data.train.length} samples)")
     torch.set_num_threads(max(1, config.threads))
-    out = Path(out) if out else None
-    state_weight = config.state_weight if getattr(model, "exposes_states", True) else 0.0
-    criterion = StateSpaceLoss(state_weight, config.emphasis)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     info = {"model": getattr(model, "spec", None), "data": data.spec(),
             "config": asdict(config), "history": [], "best": None, "test": None,
             "status": "running", "parameters": sum(p.numel() for p in model.parameters())}
-    start_epoch, lr_scale, seconds = 0, 1.0, 0.0
-    if resume:
-        if out is None or not (out / checkpoint.LAST).is_file():
-            raise RunDirectoryError(f"nothing to resume in {out}: no {checkpoint.LAST}")
-        saved = torch.load(out / checkpoint.LAST, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start_epoch, lr_scale = saved["epoch"] + 1, saved["lr_scale"]
-        info = checkpoint.read_info(out)
-        info["history"] = info["history"][:start_epoch]
-        info["status"] = "running"
-        seconds = info["history"][-1]["seconds"] if info["history"] else 0.0
-    elif out is not None:
-        if (out / checkpoint.RUN_JSON).exists():
-            raise RunDirectoryError(f"{out} already holds a run; pick another --out or "
-                                    f"continue it with --resume {out}")
-        torch.manual_seed(config.seed)
-        checkpoint.write_info(out, info)
+    if out is None:
+        return _fit(model, optimizer, data, config, info, None, _Progress(), on_step, on_epoch,
+                    log)
+    out = Path(out)
+    with checkpoint.locked(out):
+        state = checkpoint.recover(out, log) if resume else None
+        if state is None:
+            if not resume:
+                checkpoint.check_new(out)
+            elif log:
+                log(f"{out}: no epoch had finished; starting it from its first epoch")
+            torch.manual_seed(config.seed)
+            progress = _Progress()
+            checkpoint.begin(out, progress.state(model, optimizer, info))
+        else:
+            progress = _restore(model, optimizer, state, out)
+            info = state["info"]
+            done = progress.epoch + 1
+            if info.get("status") == "done" and done >= config.epochs:
+                return info
+            if done > config.epochs:
+                raise ConfigError("epochs", config.epochs, f"at least the {done} epochs this "
+                                  "run has done")
+            info.update(config=asdict(config), status="running", test=None)
+        return _fit(model, optimizer, data, config, info, out, progress, on_step, on_epoch, log)
 
-    best = min((r["val_esr"] for r in info["history"]), default=math.inf)
-    best_state = copy.deepcopy(model.state_dict())
-    rollbacks = 0
-    for epoch in range(start_epoch, config.epochs):
+
+def _fit(model, optimizer, data: CircuitDataset, config: TrainConfig, info: dict,
+         out: Path | None, progress: _Progress, on_step: Callable | None,
+         on_epoch: Callable | None, log: Callable | None) -> dict:
+    """The epochs after `progress.epoch`, a checkpoint after each, then the test metrics."""
+    state_weight = config.state_weight if getattr(model, "exposes_states", True) else 0.0
+    criterion = StateSpaceLoss(state_weight, config.emphasis)
+    history = info["history"]
+    best = min((r["val_esr"] for r in history if math.isfinite(r["val_esr"])), default=math.inf)
+    best_state = progress.best_state or copy.deepcopy(model.state_dict())
+    seconds = history[-1]["seconds"] if history else 0.0
+    for epoch in range(progress.epoch + 1, config.epochs):
         began = time.perf_counter()
-        good_model = copy.deepcopy(model.state_dict())
-        good_optimizer = copy.deepcopy(optimizer.state_dict())
-        while True:  # one epoch; repeated from its start with a lower rate after a NaN
-            lr = _learning_rate(config, epoch, lr_scale)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-            batches = list(data.segments(config.segment, config.batch, generator))
-            if config.steps_per_epoch:
-                batches = batches[:config.steps_per_epoch]
-            total, count, diverged = 0.0, 0, False
-            model.train()
-            for step, batch in enumerate(batches):
-                try:
-                    loss = window_loss(model, batch, config, criterion)
-                except ConvergenceError:
-                    loss = torch.tensor(math.nan)
-                if not bool(torch.isfinite(loss)):
-                    diverged = True
-                    break
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                total += float(loss.detach())
-                count += 1
-                if on_step:
-                    on_step(epoch, step + 1, len(batches), total / count)
-            if not diverged:
-                break
-            rollbacks += 1
-            if rollbacks > config.max_rollbacks:
-                info["status"] = "diverged"
-                if out:
-                    checkpoint.write_info(out, info)
-                raise TrainingDivergedError(
-                    f"the loss was NaN/inf {rollbacks} times in epoch {epoch}, even at a learning "
-                    f"rate of {lr:.2e}; lower --lr or the --window")
-            model.load_state_dict(good_model)
-            optimizer.load_state_dict(good_optimizer)
-            lr_scale *= 0.5
-            if log:
-                log(f"epoch {epoch}: NaN loss, rolled back and halved the learning rate")
+        total, count, lr = _epoch(model, optimizer, data, config, criterion, epoch, progress,
+                                  on_step, log, lambda: _diverged(model, optimizer, info,
+                                                                  out, progress))
         val = metrics.evaluate(model, data.val, metrics.validation_window(model))
         seconds += time.perf_counter() - began
         record = {"epoch": epoch, "train_loss": total / max(count, 1), "val_esr": val["esr"],
                   "val_esr_emphasis": val["esr_emphasis"], "val_state_esr": val["state_esr"],
                   "lr": lr, "seconds": round(seconds, 3)}
-        info["history"].append(record)
-        if math.isfinite(val["esr"]) and val["esr"] < best:
+        history.append(record)
+        improved = math.isfinite(val["esr"]) and val["esr"] < best
+        if improved:
             best = val["esr"]
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = progress.best_state = copy.deepcopy(model.state_dict())
             info["best"] = record
-            if out:
-                checkpoint.save_torch(best_state, out / checkpoint.BEST)
+        progress.epoch = epoch
         if out:
-            checkpoint.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "epoch": epoch, "lr_scale": lr_scale}, out / checkpoint.LAST)
-            checkpoint.write_info(out, info)
-            checkpoint.write_curves(out, info["history"])
+            checkpoint.save(out, progress.state(model, optimizer, info), best=improved)
         if on_epoch:
             on_epoch(record)
-    if out and (out / checkpoint.BEST).is_file():
-        best_state = torch.load(out / checkpoint.BEST, map_location="cpu", weights_only=True)
+    last = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     info["test"] = metrics.evaluate(model, data.test)
     if hasattr(model, "component_values"):
@@ -232,5 +304,64 @@ def train(model, data: CircuitDataset, config: TrainConfig | None = None,
                               "start": model.start}
     info["status"] = "done"
     if out:
-        checkpoint.write_info(out, info)
+        state = progress.state(model, optimizer, info)
+        state["model"] = last  # the last weights stay the ones to continue from
+        checkpoint.save(out, state)
     return info
+
+
+def _diverged(model, optimizer, info: dict, out: Path | None, progress: _Progress) -> None:
+    info["status"] = "diverged"
+    if out:
+        checkpoint.save(out, progress.state(model, optimizer, info), best=False)
+
+
+def _epoch(model, optimizer, data: CircuitDataset, config: TrainConfig,
+           criterion: StateSpaceLoss, epoch: int, progress: _Progress,
+           on_step: Callable | None, log: Callable | None,
+           give_up: Callable) -> tuple[float, int, float]:
+    """One epoch of steps (total loss, steps, rate), repeated from its start with half the
+    rate after a NaN loss; after `max_rollbacks` of them, `give_up()` and
+    TrainingDivergedError."""
+    good_model = copy.deepcopy(model.state_dict())
+    good_optimizer = copy.deepcopy(optimizer.state_dict())
+    while True:
+        lr = _learning_rate(config, epoch, progress.lr_scale)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        batches = list(data.segments(config.segment, config.batch, generator))
+        if config.steps_per_epoch:
+            batches = batches[:config.steps_per_epoch]
+        total, count, diverged = 0.0, 0, False
+        model.train()
+        for step, batch in enumerate(batches):
+            try:
+                loss = window_loss(model, batch, config, criterion)
+            except ConvergenceError:
+                loss = torch.tensor(math.nan)
+            if not bool(torch.isfinite(loss)):
+                diverged = True
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            total += float(loss.detach())
+            count += 1
+            checkpoint.fault_point("step")
+            if on_step:
+                on_step(epoch, step + 1, len(batches), total / count)
+        if not diverged:
+            return total, count, lr
+        model.load_state_dict(good_model)
+        optimizer.load_state_dict(good_optimizer)
+        progress.rollbacks += 1
+        if progress.rollbacks > config.max_rollbacks:
+            give_up()
+            raise TrainingDivergedError(
+                f"the loss was NaN/inf {progress.rollbacks} times by epoch {epoch}, even at a "
+                f"learning rate of {lr:.2e}; lower --lr or the --window")
+        progress.lr_scale *= 0.5
+        if log:
+            log(f"epoch {epoch}: NaN loss, rolled back and halved the learning rate")

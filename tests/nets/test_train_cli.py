@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 from typer.testing import CliRunner
 
 from cli import app
+from nets import checkpoint
 
 
 def test_train_then_simulate_with_the_model(tmp_path):
@@ -44,3 +51,66 @@ def test_train_then_simulate_with_the_model(tmp_path):
     assert result.exit_code != 0
     assert "trained on 'diode_clipper'" in " ".join(result.output.split())  # rich may wrap
     assert not out.exists()
+
+
+BAD_ARGUMENTS = [
+    (["--epochs", "0"], "--epochs 0: must be a whole number >= 1"),
+    (["--batch", "0"], "--batch 0: must be a whole number >= 1"),
+    (["--segment", "0"], "--segment 0: must be a whole number >= 2"),
+    (["--window", "abc"], "--window abc: must be inf"),
+    (["--window", "-5"], "--window -5: must be inf"),
+    (["--window", "1024", "--segment", "512"], "--window 1024: must be inf (or 0: free-running) "
+                                               "or a whole number of samples from 1 to the "
+                                               "segment length (512)"),
+    (["--lr", "nan"], "--lr nan: must be a finite number > 0"),
+    (["--wav", "missing.wav"], "--wav missing.wav: must be an existing, readable WAV file"),
+    (["--rate", "0"], "--rate 0.0: must be a finite number > 0"),
+    (["--hidden", "0"], "--hidden 0: must be a whole number >= 1"),
+    (["--train-seconds", "0"], "--train-seconds 0.0: must be a finite number > 0"),
+    (["--state-weight", "-1"], "--state-weight -1.0: must be a finite number >= 0"),
+    (["--threads", "0"], "--threads 0: must be a whole number >= 1"),
+    (["--model", "gru", "--segment", "32"], "--segment 32: must be a whole number above the "
+                                            "warm-up of 64 samples"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", BAD_ARGUMENTS,
+                         ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_a_bad_train_argument_is_one_line_and_writes_nothing(tmp_path, arguments, message):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "diode_clipper", *arguments, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {message}"] or (len(lines) == 1 and lines[0].startswith(
+        f"error: {message}")), result.output
+    assert not out.exists()
+
+
+def test_resume_keeps_the_runs_own_settings(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path), "--window", "4",
+                                      "--lr", "1e-3"])
+    assert result.exit_code == 2
+    assert "--window, --lr: a resumed run keeps its own settings" in result.output
+
+
+def test_a_killed_train_resumes_from_the_command_line(tmp_path):
+    """A real process killed (SIGKILL) right after its first epoch's checkpoint, then
+    `train --resume`; a damaged checkpoint is one line, not a traceback."""
+    run = tmp_path / "stn"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), checkpoint.FAULT_ENV: "saved:last.pt@2"}
+    killed = subprocess.run([sys.executable, "-c", "import cli; cli.app()", "train",
+                             "diode_clipper", "--model", "stn", "--epochs", "2",
+                             "--train-seconds", "0.5", "--out", str(run)],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert checkpoint.read_checkpoint(run)["epoch"] == 0
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((run / "run.json").read_text())
+    assert [r["epoch"] for r in info["history"]] == [0, 1] and info["status"] == "done"
+
+    (run / "last.pt").write_bytes(b"\0" * 10)
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 2
+    assert "last.pt is damaged" in result.output and "Traceback" not in result.output

@@ -68,7 +68,8 @@ def input_file(name: str, path: str | Path, suffixes: Iterable[str] | None = Non
     if not path.is_file():
         raise ArgumentError(f"{name} {path}: is a folder, not a file")
     if not os.access(path, os.R_OK):
-        raise ArgumentError(f"{name} {path}: no permission to read it")
+        raise ArgumentError(f"{name} {path}: is not readable (no permission); give a file you "
+                            "can read")
     try:
         with open(path, "rb"):
             pass

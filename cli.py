@@ -42,12 +42,18 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
             _error_line("aborted")
             code = 1
         except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":   # the help is shown already
+                return self._exit(getattr(exc, "exit_code", 2), standalone_mode)
             context = getattr(exc, "ctx", None)
             where = f"{context.command_path}: " if context is not None else ""
             hint = f" (see {context.command_path} --help)" if context is not None else ""
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
             _error_line(f"{where}{message}{hint}")
             code = getattr(exc, "exit_code", 2)
+        return self._exit(code, standalone_mode)
+
+    @staticmethod
+    def _exit(code, standalone_mode: bool):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)

@@ -437,7 +437,8 @@ def test_compare_replaces_an_earlier_report_all_or_nothing(tmp_path, one_run, mo
     assert first.exit_code == 0, first.output
     names = {p.name for p in folder.iterdir()}
     assert {"report.md", "results.json", "diode_clipper_error_spectra.png"} <= names
-    results = json.loads((folder / "results.json").read_text())   # strict JSON: no NaN/Infinity
+    results = json.loads((folder / "results.json").read_text(),   # strict: no NaN, Infinity
+                         parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
     [run] = results["diode_clipper"]["runs"]
     assert run["window"] == 1 and run["label"].startswith("stn k=1")
 

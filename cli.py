@@ -333,9 +333,9 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
     nets.checkpoint.check_circuit(run_dir, circuit)
     net = nets.load_run(run_dir)
     signal, fs = _read_input(input, gain, rate, output)
-    trained = net.run_info.get("data", {}).get("circuit") if hasattr(net, "run_info") else None
+    trained = getattr(net, "run_info", {}).get("data", {}).get("circuit")
     known = None
-    if trained is not None:
+    if control and trained is not None:   # the sources of the circuit the run was trained on
         import nodal
         known = list(nodal.equations(trained).netlist.controls)
     controls = _read_controls(control, fs, known)

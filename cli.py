@@ -178,14 +178,7 @@ def simulate(
 ) -> None:
     """Run a circuit (or a trained model of it) on an input signal; write its output (and
     states)."""
-    import numpy as np
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    import nodal
     from nodal import arguments
-    from nodal.audio import write_signal
-    from nodal.files import OutputSet
-    from nodal.render import render
 
     _check_simulate_outputs(input, output, states, gain, rate, normalize)
     if model is not None:
@@ -200,6 +193,14 @@ def simulate(
                                       "RUN_DIR")
     arguments.choice("--backend", backend, ("fast", "torch"))
     arguments.positive_int("--oversample", oversample)
+    import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    import nodal
+    from nodal.audio import write_signal
+    from nodal.files import OutputSet
+    from nodal.render import render
+
     eq = nodal.equations(circuit)
     values = arguments.parameter_values("--set", set_, eq.parameters)
     signal, fs = _read_input(input, gain, rate, output)

@@ -559,6 +559,9 @@ def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
     # named before the first run starts
     studies._check(which, profile)
     studies.narrow(studies.PROFILES[profile], which, circuits, models)
+    import nodal
+    for name in circuits:
+        nodal.equations(name)       # a missing or broken netlist, not a half-made study folder
     arguments.positive_int("--jobs", jobs, os.cpu_count() or 1)
     check_report_folder(out, "--out")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),

@@ -380,6 +380,11 @@ def test_study_arguments(tmp_path, args, words):
     refused(["study", "exposure-bias", "--out", tmp_path / "s", *args], tmp_path, *words)
 
 
+def test_study_on_a_circuit_that_does_not_exist(tmp_path):
+    refused(["study", "exposure-bias", "--out", tmp_path / "s", "--circuit",
+             tmp_path / "nope.cir"], tmp_path, "nope.cir", "neither a built-in circuit")
+
+
 def test_study_out_is_a_file(tmp_path):
     (tmp_path / "s").write_text("x")
     refused(["study", "exposure-bias", "--out", tmp_path / "s"], tmp_path, "--out", "is a file")

@@ -3,6 +3,10 @@
     nodalnet circuits                      the built-in circuits
     nodalnet equations diode_clipper       the derived equations, readable
     nodalnet simulate diode_clipper --input in.wav --output out.wav
+
+Every command checks its arguments (`nodal.arguments`) before any work starts: a bad one is one
+red line naming it and what is allowed, exit code 2, and nothing written. A command's outputs
+appear together or not at all (`nodal.files.OutputSet`); an existing output is replaced.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,11 +22,47 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Virtual-analog circuit models: a SPICE-netlist solver and neural "
-                       "state-space models side by side.")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _error_line(message: str) -> None:
+    from rich.markup import escape
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}",
+                      highlight=False)
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Typer's own usage errors (a missing option, "abc" for an integer) as the same one line
+    as every other argument error, not a framed usage box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            _error_line("aborted")
+            code = 1
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":   # the help is shown already
+                return self._exit(getattr(exc, "exit_code", 2), standalone_mode)
+            context = getattr(exc, "ctx", None)
+            where = f"{context.command_path}: " if context is not None else ""
+            hint = f" (see {context.command_path} --help)" if context is not None else ""
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            _error_line(f"{where}{message}{hint}")
+            code = getattr(exc, "exit_code", 2)
+        return self._exit(code, standalone_mode)
+
+    @staticmethod
+    def _exit(code, standalone_mode: bool):
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineUsageErrors,
+                  help="Virtual-analog circuit models: a SPICE-netlist solver and neural "
+                       "state-space models side by side.")
 
 
 def friendly(fn):
@@ -32,21 +73,18 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except NodalError as exc:
-            from rich.markup import escape
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2)
+            _error_line(str(exc))
+            raise typer.Exit(2) from None
+        except OSError as exc:   # a disk that fills, a file taken away while we work
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error_line(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(2) from None
     return wrapper
 
 
 def _parse_assignments(items: list[str], what: str) -> dict[str, str]:
-    from nodal.errors import SignalError
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SignalError(f"{what} takes NAME=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    from nodal.arguments import assignments
+    return assignments(what, items)
 
 
 def _parse_values(items: list[str]) -> dict[str, float]:
@@ -61,16 +99,23 @@ def _parse_values(items: list[str]) -> dict[str, float]:
     return out
 
 
-def _read_controls(items: list[str], rate: float) -> dict:
-    """--control SOURCE=FILE pairs -> {source: volts [time]}, each at the input's rate."""
+def _read_controls(items: list[str], rate: float, known: list[str] | None = None) -> dict:
+    """--control SOURCE=FILE pairs -> {source: volts [time]}, each at the input's rate.
+    `known`: the circuit's `*@ control` sources (a name not among them is refused)."""
+    from nodal import arguments
     from nodal.audio import read_signal
-    from nodal.errors import SignalError
 
     controls = {}
     for name, file in _parse_assignments(items, "--control").items():
+        if known is not None and name.lower() not in [k.lower() for k in known]:
+            raise arguments.ArgumentError(
+                f"--control {name}={file}: the circuit has no control source {name!r}; "
+                f"its `*@ control` sources: {', '.join(known) or 'none'}")
+        arguments.input_file("--control", file)
         signal, signal_rate = read_signal(file)
         if signal_rate is not None and signal_rate != rate:
-            raise SignalError(f"{file}: {signal_rate:g} Hz, but the input is {rate:g} Hz")
+            raise arguments.ArgumentError(f"--control {name}={file}: {signal_rate:g} Hz, but "
+                                          f"the input is {rate:g} Hz; give both at one rate")
         controls[name] = signal
     return controls
 
@@ -109,46 +154,58 @@ def equations(circuit: str = typer.Argument(..., help="built-in name or .cir fil
 @app.command()
 @friendly
 def simulate(
-    circuit: Optional[str] = typer.Argument(None, help="built-in circuit name or .cir netlist (with --model: optional, the run's own)"),
-    input: Path = typer.Option(..., "--input", "-i", help="input WAV (sample values = volts) or .npy"),
-    output: Path = typer.Option(..., "--output", "-o", help="output .npy (float64 volts) or .wav (float32)"),
-    states: Optional[Path] = typer.Option(None, help="write the circuit states [time, n_states] as .npy"),
-    set_: List[str] = typer.Option([], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
-    control: List[str] = typer.Option([], help="SOURCE=FILE: drive a `*@ control` source (repeatable)"),
-    oversample: int = typer.Option(1, help="run the solver at N times the rate (polyphase resampling)"),
+    circuit: Optional[str] = typer.Argument(
+        None, help="built-in circuit name or .cir netlist (with --model: optional, the run's own)"),
+    input: Path = typer.Option(..., "--input", "-i",
+                               help="input WAV (sample values = volts) or .npy"),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="output .npy (float64 volts) or .wav (float32)"),
+    states: Optional[Path] = typer.Option(
+        None, help="write the circuit states [time, n_states] as .npy"),
+    set_: List[str] = typer.Option(
+        [], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
+    control: List[str] = typer.Option(
+        [], help="SOURCE=FILE: drive a `*@ control` source (repeatable)"),
+    oversample: int = typer.Option(
+        1, help="run the solver at N times the rate (polyphase resampling), N >= 1"),
     gain: float = typer.Option(1.0, help="volts per unit of input sample value"),
-    rate: Optional[float] = typer.Option(None, help="sample rate of a .npy input, Hz (WAV: its own)"),
+    rate: Optional[float] = typer.Option(
+        None, help="sample rate of a .npy input, Hz (WAV: its own)"),
     normalize: bool = typer.Option(False, help="peak-normalise a .wav output for listening"),
     backend: str = typer.Option("fast", help="fast (compiled) or torch (differentiable path)"),
-    model: Optional[Path] = typer.Option(None, "--model", help="a trained run directory (nodalnet train --out): run that network instead of the solver"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="a trained run directory (nodalnet train --out): run that "
+                              "network instead of the solver"),
 ) -> None:
-    """Run a circuit (or a trained model of it) on an input signal; write its output (and states)."""
+    """Run a circuit (or a trained model of it) on an input signal; write its output (and
+    states)."""
+    from nodal import arguments
+
+    _check_simulate_outputs(input, output, states, gain, rate, normalize)
+    if model is not None:
+        if set_ or oversample != 1 or backend != "fast":
+            raise arguments.ArgumentError(
+                "--model: a trained network takes no --set, --oversample or --backend (they "
+                "drive the solver); drop them or drop --model")
+        return _simulate_model(model, circuit, input, output, states, control, gain, rate,
+                               normalize)
+    if circuit is None:
+        raise arguments.ArgumentError("give a circuit (built-in name or .cir file), or --model "
+                                      "RUN_DIR")
+    arguments.choice("--backend", backend, ("fast", "torch"))
+    arguments.positive_int("--oversample", oversample)
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     import nodal
-    from nodal.audio import read_signal, write_signal
-    from nodal.errors import SignalError
+    from nodal.audio import write_signal
+    from nodal.files import OutputSet
     from nodal.render import render
 
-    if model is not None:
-        return _simulate_model(model, circuit, input, output, states, control, gain, rate,
-                               normalize)
-    if circuit is None:
-        raise SignalError("give a circuit (built-in name or .cir file), or --model RUN_DIR")
-    if backend not in ("fast", "torch"):
-        raise SignalError("--backend is fast or torch")
-    for path in [output] + ([states] if states else []):
-        if path.suffix.lower() not in ((".npy", ".wav") if path is output else (".npy",)):
-            raise SignalError(f"{path}: unsupported output type")
     eq = nodal.equations(circuit)
-    signal, fs = read_signal(input, gain)
-    if fs is None:
-        if rate is None:
-            raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
-        fs = rate
-    controls = _read_controls(control, fs)
-    values = _parse_values(set_)  # an unknown name fails in render, before anything is written
+    values = arguments.parameter_values("--set", set_, eq.parameters)
+    signal, fs = _read_input(input, gain, rate, output)
+    controls = _read_controls(control, fs, list(eq.netlist.controls))
     total = len(signal) * oversample
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err_console, transient=True,
@@ -157,19 +214,59 @@ def simulate(
         y, x = render(eq, signal, fs, values=values, controls=controls, oversample=oversample,
                       backend=backend, progress=lambda n: bar.update(task, completed=n),
                       report=lambda d: err_console.print(f"solver: {d.summary()}"))
-    write_signal(output, y, fs, normalize=normalize)
-    if states:
-        write_signal(states, x, fs)
+    with OutputSet() as outputs:
+        write_signal(output, y, fs, normalize=normalize, outputs=outputs)
+        if states:
+            write_signal(states, x, fs, outputs=outputs)
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     console.print(f"{output}: {len(y)} samples at {fs:g} Hz, peak {peak:.4g} V"
                   + (f"; states {', '.join(eq.state_names)} -> {states}" if states else ""))
+
+
+def _check_simulate_outputs(input: Path, output: Path, states: Optional[Path], gain: float,
+                            rate: Optional[float], normalize: bool) -> None:
+    """simulate's arguments that need no circuit: files, gain, rate, --normalize."""
+    from nodal import arguments
+
+    arguments.input_file("--input", input)
+    arguments.output_file("--output", output, (".npy", ".wav"))
+    if states is not None:
+        arguments.output_file("--states", states, (".npy",))
+    arguments.distinct({"--input": input, "--output": output, "--states": states})
+    arguments.finite("--gain", gain, "a finite number of volts per unit")
+    if rate is not None:
+        arguments.sample_rate("--rate", rate)
+    if normalize and output.suffix.lower() != ".wav":
+        raise arguments.ArgumentError(f"--normalize: peak-normalises a .wav output for "
+                                      f"listening; {output} is .npy (volts as computed)")
+
+
+def _read_input(input: Path, gain: float, rate: Optional[float],
+                output: Path) -> tuple:
+    """The input signal and its rate: a WAV's own, or --rate for a .npy."""
+    from nodal import arguments
+    from nodal.audio import read_signal
+
+    signal, fs = read_signal(input, gain)
+    if fs is None:
+        if rate is None:
+            raise arguments.ArgumentError(f"--rate: {input} is .npy and has no rate of its "
+                                          "own; give --rate HZ")
+        fs = rate
+    elif rate is not None and rate != fs:
+        raise arguments.ArgumentError(f"--rate {rate:g}: {input} is a WAV at {fs:g} Hz; drop "
+                                      "--rate (a WAV's rate is its own)")
+    if output.suffix.lower() == ".wav" and not float(fs).is_integer():
+        raise arguments.ArgumentError(f"--rate {fs:g}: a .wav output needs a whole number of "
+                                      "Hz; write .npy or give an integer rate")
+    return signal, fs
 
 
 @app.command()
 @friendly
 def verify(
     circuit: str = typer.Argument("diode_clipper", help="built-in name or .cir file"),
-    duration: float = typer.Option(0.1, help="seconds of each test signal"),
+    duration: float = typer.Option(0.1, help="seconds of each test signal (0 < s <= 60)"),
     oversample: int = typer.Option(8, help="also compare at this oversampling (1: skip)"),
     backend: str = typer.Option("fast", help="fast or torch"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
@@ -178,8 +275,12 @@ def verify(
     import json
 
     import nodal
+    from nodal import arguments
     from nodal.verify import verify as run_verify
 
+    _seconds("--duration", duration, 60.0)
+    arguments.positive_int("--oversample", oversample)
+    arguments.choice("--backend", backend, ("fast", "torch"))
     eq = nodal.equations(circuit)
     rows = run_verify(eq, duration=duration, oversample=oversample, backend=backend)
     if json_out:
@@ -194,12 +295,25 @@ def verify(
     console.print(table)
 
 
+def _seconds(name: str, value: float, most: float, least: float = 0.0) -> float:
+    """A duration in seconds: finite, > least (> 0) and <= most."""
+    from nodal import arguments
+
+    if not (value > least and value <= most):   # NaN fails both
+        low = f"> {least:g}" if least else "> 0"
+        raise arguments.ArgumentError(f"{name} {value:g}: give seconds {low} and <= {most:g}")
+    return value
+
+
 @app.command()
 @friendly
 def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's files")) -> None:
     """The main job on the built-in diode clipper: the solver checked against ngspice, then the
     exposure-bias study (quick profile: STN and GRU with state matching, trained with several
     TBPTT windows and seeds, compared free-running), with its report."""
+    from nodal import arguments
+
+    arguments.output_folder("--out", out)
     console.rule("1/2  the white-box solver against ngspice")
     verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False)
     console.rule("2/2  exposure bias and TBPTT on the diode clipper (quick profile)")
@@ -214,20 +328,25 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
     """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
     import nets
     from nets.inference import process
-    from nodal.audio import read_signal, write_signal
-    from nodal.errors import SignalError
+    from nodal import arguments
+    from nodal.audio import write_signal
+    from nodal.files import OutputSet
 
+    arguments.input_folder("--model", run_dir)
     nets.checkpoint.check_circuit(run_dir, circuit)
     net = nets.load_run(run_dir)
-    signal, fs = read_signal(input, gain)
-    fs = fs or rate
-    if fs is None:
-        raise SignalError(f"{input}: a .npy input needs --rate (Hz)")
-    controls = _read_controls(control, fs)
+    signal, fs = _read_input(input, gain, rate, output)
+    trained = getattr(net, "run_info", {}).get("data", {}).get("circuit")
+    known = None
+    if control and trained is not None:   # the sources of the circuit the run was trained on
+        import nodal
+        known = list(nodal.equations(trained).netlist.controls)
+    controls = _read_controls(control, fs, known)
     y, x = process(net, signal, fs, controls)
-    write_signal(output, y, fs, normalize=normalize)
-    if states:
-        write_signal(states, x, fs)
+    with OutputSet() as outputs:
+        write_signal(output, y, fs, normalize=normalize, outputs=outputs)
+        if states:
+            write_signal(states, x, fs, outputs=outputs)
     console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
 
 
@@ -383,14 +502,20 @@ def _print_trained(info: dict, model: str, out: Optional[Path]) -> None:
 def plot(
     circuit: str = typer.Argument(..., help="built-in name or .cir file"),
     out: Path = typer.Option(..., "--out", "-o", help="PNG file to write"),
-    duration: float = typer.Option(2.0, help="seconds of test signal"),
-    peak: float = typer.Option(1.0, help="peak volts of the plucked string"),
-    oversample: int = typer.Option(1, help="solver oversampling"),
+    duration: float = typer.Option(2.0, help="seconds of test signal (0.1 to 60)"),
+    peak: float = typer.Option(1.0, help="peak volts of the plucked string (> 0)"),
+    oversample: int = typer.Option(1, help="solver oversampling (N >= 1)"),
 ) -> None:
     """Plot a plucked string and noise through a circuit: waveforms, states, spectrogram."""
     import nodal
+    from nodal import arguments
     from nodal.plots import circuit_figure
 
+    arguments.output_file("--out", out, (".png",))
+    # the spectrogram takes 2048-sample frames: at least 0.1 s of signal at 48 kHz
+    _seconds("--duration", duration, 60.0, least=0.1 - 1e-12)
+    arguments.positive("--peak", peak, "volts")
+    arguments.positive_int("--oversample", oversample)
     path = circuit_figure(nodal.equations(circuit), out, duration=duration, peak=peak,
                           oversample=oversample)
     console.print(f"wrote {path}")
@@ -401,12 +526,19 @@ def plot(
 def bench(
     circuits: Optional[List[str]] = typer.Argument(None, help="built-in circuits (default: all)"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    seconds: float = typer.Option(10.0, help="seconds of test signal at 48 kHz"),
-    spice_seconds: Optional[float] = typer.Option(None, help="run ngspice on an excerpt this long"),
+    seconds: float = typer.Option(10.0, help="seconds of test signal at 48 kHz (up to 600)"),
+    spice_seconds: Optional[float] = typer.Option(
+        None, help="run ngspice on an excerpt this long (up to --seconds)"),
 ) -> None:
     """Real-time factors of the fast and torch paths beside ngspice, one thread (nodal/bench.py)."""
+    import nodal
     from nodal import bench as nodal_bench
 
+    _seconds("--seconds", seconds, 600.0)
+    if spice_seconds is not None:
+        _seconds("--spice-seconds", spice_seconds, seconds)
+    for name in circuits or []:
+        nodal.equations(name)      # an unknown or broken circuit, before an hour of benching
     results = nodal_bench.run(circuits or None, seconds=seconds, spice_seconds=spice_seconds,
                               log=lambda m: err_console.print(m, highlight=False))
     if json_out:
@@ -444,19 +576,26 @@ def _print_rows(circuit: str, rows: list[dict]) -> None:
 def compare(
     runs: List[Path] = typer.Argument(..., help="run directories written by `nodalnet train`"),
     circuit: Optional[str] = typer.Option(None, help="keep only the runs of this circuit"),
-    report: Path = typer.Option(Path("report"), help="folder for report.md, results.json, plots"),
+    report: Path = typer.Option(
+        Path("report"), help="folder for report.md, results.json and plots (an earlier "
+                             "report there is replaced)"),
     solver: bool = typer.Option(True, help="include the white-box solver as the reference row"),
 ) -> None:
     """Evaluate trained models side by side: ESR free-running and teacher-forced, exposure bias,
     error growth, state ESR, parameters, real-time factor; writes a report with plots."""
     from nets import compare as comparing
-    from nets.report import write_comparison
+    from nets.checkpoint import read_info
+    from nets.report import aggregate, check_report_folder, write_comparison
+    from nodal import arguments
 
+    for run in runs:
+        arguments.input_folder("run", run)
+        read_info(run)              # a folder that is not a run: named, before any evaluation
+    check_report_folder(report)
     result = comparing.compare(runs, circuit=circuit, with_solver=solver)
     if not result.groups:
-        from nodal.errors import SignalError
-        raise SignalError("no run matched" + (f" circuit {circuit}" if circuit else ""))
-    from nets.report import aggregate
+        raise arguments.ArgumentError(f"--circuit {circuit}: none of the runs was trained on "
+                                      "it" if circuit else "no run to compare")
     for name, evals in result.groups.items():
         _print_rows(name, aggregate(evals))
     path = write_comparison(result, report)
@@ -468,12 +607,19 @@ def compare(
 def study(
     which: str = typer.Argument(..., help="exposure-bias or state-matching"),
     profile: str = typer.Option("quick", help="quick (minutes) or full (the real numbers)"),
-    out: Path = typer.Option(..., "--out", help="study folder (resumable: run it again to continue)"),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+    out: Path = typer.Option(..., "--out",
+                             help="study folder (resumable: run it again to continue)"),
+    jobs: int = typer.Option(1, "--jobs", "-j",
                              help="runs trained at once, one process and one thread each "
-                                  "(up to the number of cores)"),
-    circuit: List[str] = typer.Option([], "--circuit", help="exposure-bias: its circuit (built-in or .cir) [default: diode_clipper]; state-matching: a subset of its circuits (repeatable)"),
-    model: List[str] = typer.Option([], "--model", "-m", help="exposure-bias: the models swept over windows [default: stn, gru-sm]; state-matching: which references to keep (repeatable)"),
+                                  "(1 up to the number of cores)"),
+    circuit: List[str] = typer.Option(
+        [], "--circuit", help="exposure-bias: its circuit (built-in or .cir) [default: "
+                              "diode_clipper]; state-matching: a subset of its circuits "
+                              "(repeatable)"),
+    model: List[str] = typer.Option(
+        [], "--model", "-m", help="exposure-bias: the models swept over windows [default: stn, "
+                                  "gru-sm]; state-matching: which references to keep "
+                                  "(repeatable)"),
 ) -> None:
     """Run a whole study of Peussa et al. (DAFx 2021): train the sweep, compare, give verdicts."""
     _run_study(which, profile, out, jobs, tuple(circuit), tuple(model))
@@ -484,8 +630,18 @@ def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nets import study as studies
-    from nets.report import read_json
+    from nets.report import check_report_folder, read_json
+    from nodal import arguments
 
+    # an unknown study, profile, model or circuit, and a folder that cannot take the report:
+    # named before the first run starts
+    studies._check(which, profile)
+    studies.narrow(studies.PROFILES[profile], which, circuits, models)
+    import nodal
+    for name in circuits:
+        nodal.equations(name)       # a missing or broken netlist, not a half-made study folder
+    arguments.positive_int("--jobs", jobs, os.cpu_count() or 1)
+    check_report_folder(out, "--out")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
                   console=err_console) as bar:

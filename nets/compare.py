@@ -31,6 +31,7 @@ from nodal.metrics import measure_real_time_factor
 from . import checkpoint, metrics
 from .checkpoint import load_run
 from .data import CircuitDataset, MaterialSpec, Split, dataset
+from .windows import INF, format_window, parse_window
 
 RESET_WINDOWS = (1, 4, 16, 64, 256, 1024)
 GROWTH_WINDOW = 1024     # many windows per test split, so each offset averages many resets
@@ -41,7 +42,7 @@ class Evaluation:
     label: str
     model: str
     circuit: str
-    window: int | None          # training window k (0 = inf); None for the reference solver
+    window: int | float | None  # training window k (int >= 1 or math.inf); None: the solver
     state_weight: float | None
     seed: int | None
     hidden: int | None
@@ -121,10 +122,11 @@ def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = 
         growth: list[tuple[int, float]] = []
         if resettable:
             for k in windows:
-                by_window[str(k)] = metrics.evaluate(model, sweep_split, every=k)["esr"]
-            teacher = by_window.get("1")
+                by_window[format_window(k)] = metrics.evaluate(model, sweep_split,
+                                                               every=k)["esr"]
+            teacher = by_window.get(format_window(1))
             growth = error_growth(model, sweep_split)
-        by_window.setdefault("inf", free["esr"])
+        by_window.setdefault(format_window(INF), free["esr"])
         esr_free = free["esr"]
         rtf = real_time_factor(model, test) if timing else math.nan
     return Evaluation(
@@ -143,14 +145,15 @@ def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = 
 
 def run_label(info: dict) -> str:
     m = info["model"]["name"]
-    k = info["config"]["window"]
-    return f"{m} k={'inf' if k == 0 else k} seed={info['config']['seed']}"
+    k = format_window(info["config"]["window"])
+    return f"{m} k={k} seed={info['config']['seed']}"
 
 
 def run_meta(run_dir: Path, info: dict) -> dict:
     kwargs = info["model"].get("kwargs", {})
     history = info.get("history") or [{}]
-    return {"model": info["model"]["name"], "window": info["config"]["window"],
+    return {"model": info["model"]["name"],
+            "window": parse_window(info["config"]["window"], f"{run_dir}: config window"),
             "state_weight": info["config"]["state_weight"], "seed": info["config"]["seed"],
             "hidden": kwargs.get("hidden"), "train_seconds": history[-1].get("seconds"),
             "run_dir": str(run_dir), "status": checkpoint.status(run_dir, info),

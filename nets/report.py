@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodal.files import atomic_write, atomic_write_json
+from nodal.files import OutputSet, atomic_write, to_json
 
 from .compare import Evaluation
+from .windows import format_window, is_infinite, sort_key
 
 COLUMNS = ("esr", "esr_emphasis", "state_esr", "esr_teacher", "exposure_bias", "parameters",
            "rtf")
@@ -28,7 +29,7 @@ HEADERS = {"esr": "ESR (free-running)", "esr_emphasis": "ESR pre-emph.",
 def config_key(ev: Evaluation) -> str:
     if ev.window is None:
         return ev.label
-    k = "inf" if ev.window == 0 else str(ev.window)
+    k = format_window(ev.window)
     hidden = f" h={ev.hidden}" if ev.hidden else ""
     # an unfinished run is its own row, marked, never pooled with finished seeds
     unfinished = "" if ev.status in (None, "done") else \
@@ -54,8 +55,7 @@ def aggregate(evals: list[Evaluation]) -> list[dict]:
                             "max": float(np.max(values))}
             else:
                 row[col] = None
-        windows = sorted({k for m in members for k in m.esr_by_window},
-                         key=lambda s: math.inf if s == "inf" else int(s))
+        windows = sorted({k for m in members for k in m.esr_by_window}, key=sort_key)
         row["esr_by_window"] = {k: float(np.mean([m.esr_by_window[k] for m in members
                                                    if k in m.esr_by_window]))
                                 for k in windows}
@@ -90,9 +90,13 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def write_json(path: Path, obj) -> None:
-    """`obj` as indented JSON, written atomically (`nodal.files`: numpy/torch values as lists)."""
-    atomic_write_json(path, obj)
+def write_json(path: Path, obj, outputs: OutputSet | None = None) -> None:
+    """`obj` as strict, indented JSON (`nodal.files.to_json`), written atomically or as part of
+    `outputs`."""
+    if outputs is None:
+        atomic_write(path, to_json(obj))
+    else:
+        outputs.write(path, to_json(obj))
 
 
 def _figure():
@@ -103,9 +107,9 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, outputs: OutputSet | None = None) -> Path:
     from nodal.plots import save_png
-    return save_png(fig, path)
+    return save_png(fig, path, outputs=outputs)
 
 
 _FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
@@ -128,7 +132,8 @@ def _family_styles(configs: list[tuple[str, str]]) -> dict[str, tuple[object, st
     return out
 
 
-def plot_growth(evals: list[Evaluation], path: Path, title: str) -> Path:
+def plot_growth(evals: list[Evaluation], path: Path, title: str,
+                outputs: OutputSet | None = None) -> Path:
     """ESR versus samples since the last reset to the true state (log-log), seeds pooled."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
@@ -148,10 +153,11 @@ def plot_growth(evals: list[Evaluation], path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    return _save(fig, path, outputs)
 
 
-def plot_windows(rows: list[dict], path: Path, title: str) -> Path:
+def plot_windows(rows: list[dict], path: Path, title: str,
+                 outputs: OutputSet | None = None) -> Path:
     """Free-running test ESR and exposure bias versus the training window k (seeds pooled)."""
     plt = _figure()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -159,11 +165,12 @@ def plot_windows(rows: list[dict], path: Path, title: str) -> Path:
     for row in rows:
         if row["window"] is not None:
             by_model[row["model"]].append(row)
-    finite = sorted({r["window"] for r in rows if r["window"]})
+    finite = sorted({r["window"] for r in rows
+                     if r["window"] is not None and not is_infinite(r["window"])})
     inf_x = (max(finite) * 4) if finite else 1
     for model, members in by_model.items():
-        members.sort(key=lambda r: r["window"] or math.inf)
-        xs = [r["window"] or inf_x for r in members]
+        members.sort(key=lambda r: r["window"])
+        xs = [inf_x if is_infinite(r["window"]) else r["window"] for r in members]
         for ax, col in zip(axes, ("esr", "exposure_bias"), strict=True):
             pts = [(x, r[col]) for x, r in zip(xs, members, strict=True) if r[col]]
             if not pts:
@@ -174,8 +181,8 @@ def plot_windows(rows: list[dict], path: Path, title: str) -> Path:
             hi = [p[1]["max"] for p in pts]
             ax.plot(x, mean, marker="o", label=model)
             ax.fill_between(x, lo, hi, alpha=0.2)
-    for ax, label in zip(axes, ("free-running test ESR", "exposure bias (free / teacher-forced)"),
-                         strict=True):
+    labels = ("free-running test ESR", "exposure bias (free / teacher-forced)")
+    for ax, label in zip(axes, labels, strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training window k (rightmost: k = inf)")
@@ -183,12 +190,13 @@ def plot_windows(rows: list[dict], path: Path, title: str) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, outputs)
 
 
 def plot_waveforms(traces: dict[str, np.ndarray], truth: np.ndarray, sample_rate: float,
                    path: Path, title: str, state_truth: np.ndarray | None = None,
-                   state_traces: dict[str, np.ndarray] | None = None) -> Path:
+                   state_traces: dict[str, np.ndarray] | None = None,
+                   outputs: OutputSet | None = None) -> Path:
     """Output (and first state) of each model against the solver over an excerpt."""
     plt = _figure()
     rows = 2 if state_truth is not None and state_traces else 1
@@ -210,11 +218,12 @@ def plot_waveforms(traces: dict[str, np.ndarray], truth: np.ndarray, sample_rate
         ax.set_ylabel("first state (V)")
         ax.legend(fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("ms")
-    return _save(fig, path)
+    return _save(fig, path, outputs)
 
 
 def plot_error_spectra(errors: dict[str, np.ndarray], sample_rate: float, path: Path,
-                       title: str, reference: np.ndarray | None = None) -> Path:
+                       title: str, reference: np.ndarray | None = None,
+                       outputs: OutputSet | None = None) -> Path:
     """Welch power spectra of each model's output error (and of the true output)."""
     from scipy import signal
 
@@ -232,7 +241,7 @@ def plot_error_spectra(errors: dict[str, np.ndarray], sample_rate: float, path: 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, outputs)
 
 
 def _traces(evals: list[Evaluation], data, excerpt: slice):
@@ -257,10 +266,41 @@ def _traces(evals: list[Evaluation], data, excerpt: slice):
     return outputs, states, errors
 
 
-def write_comparison(comparison, out_dir: str | Path, title: str = "nodalnet compare") -> Path:
-    """OUT_DIR/report.md, results.json and the PNG plots of a `compare.Comparison`."""
+def check_report_folder(out_dir: str | Path, what: str = "--report") -> Path:
+    """The folder a report goes into: refused (RunDirectoryError, naming `what`) if the path
+    is a file or the folder cannot be written. An existing report in it is replaced."""
+    from nodal.files import check_writable
+
+    from .errors import RunDirectoryError
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RunDirectoryError(f"{what} {out}: is a file, not a folder; give a folder for "
+                                "report.md, results.json and the plots")
+    try:
+        check_writable(out)
+    except PermissionError:
+        raise RunDirectoryError(f"{what} {out}: no permission to write there; give a folder "
+                                "you can write to") from None
+    return out
+
+
+def write_comparison(comparison, out_dir: str | Path, title: str = "nodalnet compare") -> Path:
+    """OUT_DIR/report.md, results.json and the PNG plots of a `compare.Comparison`, all of
+    them or (on any error) none: they are renamed into place together at the end, replacing
+    an earlier report's files of the same names."""
+    out = check_report_folder(out_dir, "report folder")
+    with OutputSet() as outputs:
+        lines, results = _comparison_files(comparison, out, title, outputs)
+        write_json(out / "results.json", results, outputs)
+        report = out / "report.md"
+        outputs.write(report, "\n".join(lines) + "\n")
+    return report
+
+
+def _comparison_files(comparison, out: Path, title: str,
+                      outputs: OutputSet) -> tuple[list[str], dict]:
+    """The report's lines and results; the plots go into `outputs`."""
     lines = [f"# {title}", ""]
     results = {}
     for circuit, evals in comparison.groups.items():
@@ -270,38 +310,42 @@ def write_comparison(comparison, out_dir: str | Path, title: str = "nodalnet com
         lines += [f"## {circuit}", "", f"Test split: {data.test.length / data.sample_rate:.1f} s "
                   f"at {data.sample_rate:g} Hz; every model free-running from the split's start "
                   "unless stated.", "", markdown_table(rows), ""]
-        windows = sorted({k for r in rows for k in r["esr_by_window"]},
-                         key=lambda s: math.inf if s == "inf" else int(s))
-        if windows:
-            lines += ["ESR with a reset to the true circuit states every k samples (evaluation):",
-                      "", "| configuration | " + " | ".join(f"k={k}" for k in windows) + " |",
-                      "|---|" + "---|" * len(windows)]
-            for r in rows:
-                cells = [f"{r['esr_by_window'][k]:.2e}" if k in r["esr_by_window"] else "—"
-                         for k in windows]
-                lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
-            lines.append("")
+        lines += _window_table(rows)
         n0 = int(0.5 * data.sample_rate)
         excerpt = slice(n0, n0 + int(0.02 * data.sample_rate))
-        outputs, states, errors = _traces(evals, data, excerpt)
+        traces, states, errors = _traces(evals, data, excerpt)
         plots = {
             "waveforms": plot_waveforms(
-                outputs, data.test.y[0, excerpt, 0].double().numpy(), data.sample_rate,
+                traces, data.test.y[0, excerpt, 0].double().numpy(), data.sample_rate,
                 out / f"{circuit}_waveforms.png", f"{circuit}: output and first state, 20 ms",
-                data.test.x[0, excerpt, 0].double().numpy() if data.n_states else None, states),
+                data.test.x[0, excerpt, 0].double().numpy() if data.n_states else None, states,
+                outputs=outputs),
             "growth": plot_growth(evals, out / f"{circuit}_error_growth.png",
-                                  f"{circuit}: error growth after a reset to the true state"),
+                                  f"{circuit}: error growth after a reset to the true state",
+                                  outputs),
             "windows": plot_windows(rows, out / f"{circuit}_esr_vs_window.png",
-                                    f"{circuit}: free-running ESR versus training window"),
+                                    f"{circuit}: free-running ESR versus training window",
+                                    outputs),
             "spectra": plot_error_spectra(errors, data.sample_rate,
                                           out / f"{circuit}_error_spectra.png",
                                           f"{circuit}: spectra of the output error",
-                                          data.test.y[0, :, 0].double().numpy()),
+                                          data.test.y[0, :, 0].double().numpy(), outputs),
         }
         for name, path in plots.items():
             lines += [f"![{circuit} {name}]({path.name})", ""]
         results[circuit]["plots"] = {k: v.name for k, v in plots.items()}
-    write_json(out / "results.json", results)
-    report = out / "report.md"
-    atomic_write(report, "\n".join(lines) + "\n")
-    return report
+    return lines, results
+
+
+def _window_table(rows: list[dict]) -> list[str]:
+    windows = sorted({k for r in rows for k in r["esr_by_window"]}, key=sort_key)
+    if not windows:
+        return []
+    lines = ["ESR with a reset to the true circuit states every k samples (evaluation):",
+             "", "| configuration | " + " | ".join(f"k={k}" for k in windows) + " |",
+             "|---|" + "---|" * len(windows)]
+    for r in rows:
+        cells = [f"{r['esr_by_window'][k]:.2e}" if k in r["esr_by_window"] else "—"
+                 for k in windows]
+        lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
+    return lines + [""]

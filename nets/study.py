@@ -26,6 +26,7 @@ from . import checkpoint, compare, report, runs
 from .data import MaterialSpec
 from .errors import UnknownStudyError
 from .registry import check_name
+from .windows import format_window, is_infinite, parse_window, to_config
 
 STUDIES = ("exposure-bias", "state-matching")
 
@@ -34,7 +35,7 @@ STUDIES = ("exposure-bias", "state-matching")
 class Profile:
     material: MaterialSpec
     seeds: tuple[int, ...]
-    windows: tuple[int, ...]            # training windows k (0 = inf)
+    windows: tuple[int | float, ...]    # training windows k (math.inf: free-running)
     sm_circuits: tuple[str, ...]
     sm_models: tuple[str, ...]          # gru, gru-sm
     sm_references: tuple[str, ...]
@@ -52,7 +53,7 @@ PROFILES = {
     # 1, 16, inf; seeds 0, 1; the same material and schedules), so its runs are the full
     # profile's runs, weight for weight: ~17 min of training on one core, ~9 with --jobs 2.
     # state-matching: eight GRU runs, each on a short schedule
-    "quick": Profile(material=MaterialSpec(), seeds=(0, 1), windows=(1, 16, 0),
+    "quick": Profile(material=MaterialSpec(), seeds=(0, 1), windows=(1, 16, math.inf),
                      sm_circuits=("tube_screamer", "phase90"), sm_models=("gru", "gru-sm"),
                      sm_references=(),
                      sm_settings={"epochs": 60, "steps_per_epoch": 40}),
@@ -60,7 +61,7 @@ PROFILES = {
     # pedals' GRUs at hidden 16 and without pre-emphasis: the plain ESR is the figure compared,
     # and hidden 8 is too small for the Tube Screamer's clipping and the phaser's four stages
     "full": Profile(material=MaterialSpec(), seeds=(0, 1, 2),
-                    windows=(1, 4, 16, 64, 256, 1024, 0),
+                    windows=(1, 4, 16, 64, 256, 1024, math.inf),
                     sm_circuits=("tube_screamer", "phase90"), sm_models=("gru", "gru-sm"),
                     sm_references=("lstm", "stn", "nodal"), hidden=16,
                     sm_settings={"emphasis": 0.0}),
@@ -71,13 +72,13 @@ PROFILES = {
 class Job:
     circuit: str
     model: str
-    window: int | None
+    window: int | float | None          # None: each model's default (state-matching runs)
     seed: int
     hidden: int | None
 
     @property
     def name(self) -> str:
-        k = "" if self.window is None else f"-k{'inf' if self.window == 0 else self.window}"
+        k = "" if self.window is None else f"-k{format_window(self.window)}"
         h = f"-h{self.hidden}" if self.hidden else ""
         return f"{self.circuit}/{self.model}{k}{h}-s{self.seed}"
 
@@ -93,7 +94,7 @@ def _check(study: str, profile_name: str | None = None) -> None:
 def jobs(study: str, profile: Profile) -> list[Job]:
     _check(study)
     if study == "exposure-bias":
-        return [Job(profile.eb_circuit, m, k, s, None)
+        return [Job(profile.eb_circuit, m, parse_window(k, "profile window"), s, None)
                 for m in profile.eb_models for k in profile.windows for s in profile.seeds]
     if study == "state-matching":
         out = []
@@ -109,10 +110,11 @@ def _settings(job: Job, profile: Profile) -> dict:
     settings: dict = {"seed": job.seed, "epochs": profile.epochs,
                       "steps_per_epoch": profile.steps_per_epoch}
     if job.window is not None:
-        settings["window"] = job.window
+        settings["window"] = to_config(job.window)
+        finite = not is_infinite(job.window)
         # a window must fit in a training segment: k samples, at least twice
-        settings["segment"] = max(512, 2 * job.window) if job.window else None
-        if job.window and job.window >= 256:
+        settings["segment"] = max(512, 2 * job.window) if finite else None
+        if finite and job.window >= 256:
             settings["batch"] = 16
     settings.update(profile.settings)
     if job.window is None:
@@ -145,29 +147,33 @@ def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _window(row: dict) -> int | float | None:
+    """A row's training window (an int >= 1 or math.inf; None: not trained with one)."""
+    return None if row["window"] is None else parse_window(row["window"])
+
+
 def verdict_exposure_bias(rows: list[dict]) -> dict:
     """(a): models trained teacher-forced (k = 1) score worse free-running than one step at a
     time: exposure bias > 1 for every seed. (b): the free-running ESR at the longest windows is
     lower than at k = 1, beyond the seed spread, for every model."""
     a_models, b_models = {}, {}
     for model, members in _by_model(rows).items():
-        tf = next((r for r in members if r["window"] == 1), None)
+        tf = next((r for r in members if _window(r) == 1), None)
         if tf and tf["exposure_bias"]:
             a_models[model] = tf["exposure_bias"]
-        finite = [r for r in members if r["window"] not in (None, 1) and r["esr"]]
-        if tf and finite and tf["esr"]:
-            best = min(finite, key=lambda r: r["esr"]["mean"])
-            b_models[model] = {"k=1": tf["esr"], "best window": best["window"] or "inf",
-                               "best": best["esr"],
-                               "trend": _trend([(r["window"] or math.inf, r["esr"]["mean"])
-                                                for r in members if r["esr"]]),
-                               # the ratio itself: it can fall while the model gets worse
-                               "exposure_bias": {
-                                   str(r["window"] or "inf"): r["exposure_bias"]["mean"]
-                                   for r in members if r["exposure_bias"]},
-                               "exposure_bias_trend": _trend(
-                                   [(r["window"] or math.inf, r["exposure_bias"]["mean"])
-                                    for r in members if r["exposure_bias"]])}
+        longer = [r for r in members if _window(r) not in (None, 1) and r["esr"]]
+        if tf and longer and tf["esr"]:
+            best = min(longer, key=lambda r: r["esr"]["mean"])
+            windowed = [r for r in members if _window(r) is not None]
+            b_models[model] = {
+                "k=1": tf["esr"], "best window": format_window(_window(best)),
+                "best": best["esr"],
+                "trend": _trend([(_window(r), r["esr"]["mean"]) for r in windowed if r["esr"]]),
+                # the ratio itself: it can fall while the model gets worse
+                "exposure_bias": {format_window(_window(r)): r["exposure_bias"]["mean"]
+                                  for r in windowed if r["exposure_bias"]},
+                "exposure_bias_trend": _trend([(_window(r), r["exposure_bias"]["mean"])
+                                               for r in windowed if r["exposure_bias"]])}
     a = _decide([v["min"] > 1.0 for v in a_models.values()],
                 [v["max"] > 1.0 for v in a_models.values()])
     b = _decide([v["best"]["max"] < v["k=1"]["min"] for v in b_models.values()],

@@ -16,6 +16,7 @@ through here; this module imports nothing of either.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -84,8 +85,23 @@ def json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _strict(value):
+    """Plain JSON values: a non-finite float becomes "inf"/"-inf" (a free-running window, say) or
+    None (NaN: a figure not measured); objects with `as_dict` become their dict."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "as_dict"):
+        return _strict(value.as_dict())
+    return value
+
+
 def to_json(obj, indent: int | None = 2) -> str:
-    return json.dumps(obj, indent=indent, default=json_default)
+    """Strict JSON text of `obj` (any reader takes it: no NaN or Infinity tokens)."""
+    return json.dumps(_strict(obj), indent=indent, default=json_default, allow_nan=False)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:

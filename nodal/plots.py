@@ -5,19 +5,19 @@ matplotlib with the Agg backend (no screen needed); every figure is written atom
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import signals
+from .files import OutputSet, atomic_write
 from .mna import Equations
 from .render import render
 
 
 def circuit_figure(eq: Equations, path: str | Path, sample_rate: float = 48000.0,
-                   duration: float = 2.0, peak: float = 1.0, oversample: int = 1) -> Path:
+                   duration: float = 2.0, peak: float = 1.0, oversample: int = 1,
+                   outputs: OutputSet | None = None) -> Path:
     """Plot a plucked string (peak volts) and white noise (peak/10) through the circuit."""
     import matplotlib
 
@@ -57,22 +57,24 @@ def circuit_figure(eq: Equations, path: str | Path, sample_rate: float = 48000.0
     ax.set_xlabel("seconds")
     ax.set_ylabel("Hz")
     ax.set_title(f"output spectrogram, white noise input ({peak / 10:g} V peak)", fontsize=10)
-    return save_png(fig, path)
+    return save_png(fig, path, outputs=outputs)
 
 
-def save_png(fig, path: str | Path, dpi: int = 90) -> Path:
-    """Write a matplotlib figure as PNG atomically (a reader never sees half a file); close it."""
+def save_png(fig, path: str | Path, dpi: int = 90, outputs: OutputSet | None = None) -> Path:
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file); close it.
+
+    With `outputs`, the PNG joins that set: it appears when the set commits, with the others.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a figure is for reading
-        os.replace(tmp, path)
+        def draw(f):
+            fig.savefig(f, format="png", dpi=dpi)
+        if outputs is None:
+            atomic_write(path, draw)
+        else:
+            outputs.write(path, draw)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path

@@ -134,7 +134,7 @@ def test_study_jobs_cover_the_sweep():
                                                   for k in quick.windows}
     assert len(eb) == 2 * len(quick.windows) * len(quick.seeds)
     full = study.jobs("exposure-bias", study.PROFILES["full"])
-    assert {j.window for j in full} == {1, 4, 16, 64, 256, 1024, 0}
+    assert {j.window for j in full} == {1, 4, 16, 64, 256, 1024, math.inf}
     assert {j.seed for j in full} == {0, 1, 2}
     sm = study.jobs("state-matching", study.PROFILES["full"])
     assert {j.circuit for j in sm} == {"tube_screamer", "phase90"}

@@ -16,6 +16,7 @@ that cannot be written (ExportPathError) stop before any file appears.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from nodal.files import atomic_write, check_writable, to_json
@@ -53,9 +54,11 @@ def _load(run_dir: Path):
 
     try:
         return load_run(run_dir)
-    except (ValueError, KeyError, RuntimeError) as exc:  # run.json or weights unreadable
+    except (ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        # run.json or the weights file unreadable, or weights of another model
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
         raise RunDirectoryError(f"{run_dir} is not a readable run ({type(exc).__name__}: "
-                                f"{exc}); export a folder written by `nodalnet train --out`") \
+                                f"{first}); export a folder written by `nodalnet train --out`") \
             from exc
 
 

@@ -229,7 +229,7 @@ def test_a_kind_the_format_cannot_hold_is_named(runs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_folder_that_is_not_a_run_is_named(tmp_path):
+def test_a_folder_that_is_not_a_run_is_named(runs, tmp_path):
     (tmp_path / "empty").mkdir()
     _fails([tmp_path / "empty", "--format", "rtneural", "--out", tmp_path / "x.json"],
            "not a run directory")
@@ -237,6 +237,10 @@ def test_a_folder_that_is_not_a_run_is_named(tmp_path):
     broken.mkdir()
     (broken / "run.json").write_text("{ not json")
     _fails([broken, "--format", "rtneural", "--out", tmp_path / "x.json"], "not a readable run")
+    garbled = tmp_path / "garbled"
+    shutil.copytree(runs["gru"], garbled)
+    (garbled / "model.pt").write_bytes(b"not a checkpoint")
+    _fails([garbled, "--format", "rtneural", "--out", tmp_path / "x.json"], "not a readable run")
     assert not (tmp_path / "x.json").exists()
 
 

@@ -661,6 +661,23 @@ def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
     console.print(f"report: {path}  ({results.get('minutes', 0):.1f} min)")
 
 
+@app.command("export")
+@friendly
+def export_model(
+    run: Path = typer.Argument(..., help="a trained run directory (nodalnet train --out)"),
+    format: str = typer.Option(..., "--format", "-f",
+                               help="rtneural (gru, gru-sm, lstm: AIDA-X, Proteus, ChowDSP), "
+                                    "nam (lstm: Neural Amp Modeler) or c (stn: C99 source)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the file to write (.json, .nam, .c)"),
+) -> None:
+    """Write a trained model as a file a plug-in loads (RTNeural JSON, .nam) or as C source;
+    it alone reproduces `simulate --model RUN` (volts in, volts out, at the run's rate)."""
+    import nets.export
+
+    path = nets.export.export(run, format, out)
+    console.print(f"{path}: {format} model from {run}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

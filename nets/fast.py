@@ -27,7 +27,9 @@ from nodal.interface import Trajectory
 
 from .gru import GRU
 from .nodal_model import NodalModel
+from . import weights
 from .stn import STN
+from .weights import recurrent_layers, stn_layers
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -87,19 +89,18 @@ def supports(model) -> bool:
 class FastSTN:
     def __init__(self, model: STN):
         self.model = model
-        linears = [m for m in model.mlp if isinstance(m, torch.nn.Linear)]
-        first, *middle, last = linears
-        n_in = model.n_inputs * (1 + model.history)  # features [u[n], u[n-1], x[n-1]]
-        self.w_input = first.weight[:, :n_in].detach().double()
-        self.b_input = first.bias.detach().double()
-        self.w_state = _np(first.weight[:, n_in:])
-        if middle:
-            self.hidden_w = List([_np(m.weight) for m in middle])
-            self.hidden_b = List([_np(m.bias) for m in middle])
+        layers = stn_layers(model)
+        self.w_input = layers.w_u.detach().double()
+        self.b_input = layers.b_1.detach().double()
+        arrays = weights.numpy(layers)
+        self.w_state = arrays.w_x
+        if len(arrays.w_h):
+            self.hidden_w = List([np.ascontiguousarray(w) for w in arrays.w_h])
+            self.hidden_b = List([np.ascontiguousarray(b) for b in arrays.b_h])
         else:
             self.hidden_w = List.empty_list(numba.float64[:, ::1])
             self.hidden_b = List.empty_list(numba.float64[::1])
-        self.w_out, self.b_out = _np(last.weight), _np(last.bias)
+        self.w_out, self.b_out = arrays.w_o, arrays.b_o
 
     @torch.no_grad()
     def __call__(self, u: Tensor, s0: Tensor | None = None) -> Trajectory:
@@ -111,7 +112,8 @@ class FastSTN:
         ns = m.n_states
         features = un.double()
         if m.history:
-            features = torch.cat([features, torch.cat([s0[:, None, ns:], un[:, :-1]], 1).double()], -1)
+            u_prev = torch.cat([s0[:, None, ns:], un[:, :-1]], 1)
+            features = torch.cat([features, u_prev.double()], -1)
         drive = _np(features @ self.w_input.T + self.b_input)
         states = torch.from_numpy(_stn_states(drive, _np(s0[:, :ns]), self.w_state,
                                               self.hidden_w, self.hidden_b, self.w_out, self.b_out))
@@ -123,9 +125,10 @@ class FastSTN:
 class FastGRU:
     def __init__(self, model: GRU):
         self.model = model
-        rnn = model.rnn
-        self.w_ih, self.b_ih = rnn.weight_ih_l0.detach().double(), rnn.bias_ih_l0.detach().double()
-        self.w_hh, self.b_hh = _np(rnn.weight_hh_l0), _np(rnn.bias_hh_l0)
+        layers = recurrent_layers(model)
+        self.w_ih, self.b_ih = layers.w_ih.detach().double(), layers.b_ih.detach().double()
+        arrays = weights.numpy(layers)
+        self.w_hh, self.b_hh = arrays.w_hh, arrays.b_hh
 
     @torch.no_grad()
     def __call__(self, u: Tensor, s0: Tensor | None = None) -> Trajectory:

@@ -18,6 +18,7 @@ from nodal.interface import Trajectory
 
 from .base import NeuralModel
 from .gru_kernel import gru_recurrence
+from .weights import recurrent_layers
 
 
 class RecurrentModel(NeuralModel):
@@ -80,7 +81,7 @@ class GRU(RecurrentModel):
     def _recur(self, un: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
         if not self.fused or un.device.type != "cpu":
             return super()._recur(un, s0)
-        rnn = self.rnn
-        gi = un @ rnn.weight_ih_l0.T + rnn.bias_ih_l0
-        seq = gru_recurrence(gi, s0.to(gi.dtype), rnn.weight_hh_l0, rnn.bias_hh_l0)
+        layers = recurrent_layers(self)
+        gi = un @ layers.w_ih.T + layers.b_ih
+        seq = gru_recurrence(gi, s0.to(gi.dtype), layers.w_hh, layers.b_hh)
         return seq, seq[:, -1]

@@ -20,6 +20,23 @@ from . import fast
 from .data import resample_to
 
 
+def start_state(model, u0: np.ndarray) -> torch.Tensor:
+    """The state [1, ...] a model starts from before a signal whose first input row is u0
+    [n_inputs]: a resettable model of a known circuit starts from the circuit at rest with
+    its input held at u0, any other from its own initial state."""
+    info = getattr(model, "run_info", None) or {}
+    circuit = info.get("data", {}).get("circuit")
+    u0 = np.asarray(u0, dtype=np.float64).reshape(1, -1)
+    first = torch.from_numpy(u0).to(model.dtype)
+    with torch.no_grad():
+        if circuit is not None and getattr(model, "resettable", False):
+            solver = nodal.load(circuit, sample_rate=float(model.sample_rate),
+                                **info["data"].get("values", {}))
+            rest = solver.simulate(torch.from_numpy(np.repeat(u0, 64, 0))[None]).x[:, -1]
+            return model.reset(rest.to(model.dtype), first)
+        return model.initial_state(1, first)
+
+
 def process(model, signal: np.ndarray, sample_rate: float,
             controls: dict[str, np.ndarray] | None = None,
             resample: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -39,13 +56,7 @@ def process(model, signal: np.ndarray, sample_rate: float,
         u = signal_at_rate[:, None]
     ut = torch.from_numpy(np.ascontiguousarray(u))[None].to(model.dtype)
     with torch.no_grad():
-        if circuit is not None and getattr(model, "resettable", False):
-            # the circuit at rest before the signal, its input held at the first sample
-            solver = nodal.load(circuit, sample_rate=rate, **info["data"].get("values", {}))
-            rest = solver.simulate(torch.from_numpy(np.repeat(u[:1], 64, 0))[None]).x[:, -1]
-            s0 = model.reset(rest.to(model.dtype), ut[:, 0])
-        else:
-            s0 = model.initial_state(1, ut[:, 0])
+        s0 = start_state(model, u[0])
         traj = fast.compile(model)(ut, s0) if fast.supports(model) else model(ut, s0=s0)
     y = traj.y[0, :, 0].double().numpy()
     x = traj.x[0].double().numpy()

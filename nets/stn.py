@@ -21,6 +21,7 @@ from nodal.interface import Trajectory
 
 from .base import NeuralModel, mlp
 from .stn_kernel import stn_recurrence
+from .weights import stn_layers
 
 
 class STN(NeuralModel):
@@ -61,7 +62,8 @@ class STN(NeuralModel):
     def reset(self, x: Tensor, u_previous: Tensor) -> Tensor:
         if not self.history:
             return self.encode(x)
-        return torch.cat([self.scale_x(x.to(self.dtype)), self.scale_u(u_previous.to(self.dtype))], -1)
+        return torch.cat([self.scale_x(x.to(self.dtype)),
+                          self.scale_u(u_previous.to(self.dtype))], -1)
 
     # -- the map -----------------------------------------------------------------------------
     def _increment(self, un: Tensor, s: Tensor) -> Tensor:
@@ -107,23 +109,13 @@ class STN(NeuralModel):
 
     def _recur(self, un: Tensor, s0: Tensor) -> Tensor:
         """The loop of `run` in the compiled kernel of `nets.stn_kernel` (same equations)."""
-        ns, ni = self.n_states, self.n_inputs
-        linears = [m for m in self.mlp if isinstance(m, nn.Linear)]
-        first, hidden_layers, out = linears[0], linears[1:-1], linears[-1]
-        if self.history:
-            u_prev = torch.cat([s0[:, None, ns:], un[:, :-1]], 1)
-            a = torch.cat([un, u_prev], -1) @ first.weight[:, :2 * ni].T + first.bias
-            w_x = first.weight[:, 2 * ni:]
-        else:
-            a = un @ first.weight[:, :ni].T + first.bias
-            w_x = first.weight[:, ni:]
-        if hidden_layers:
-            w_h = torch.stack([m.weight for m in hidden_layers])
-            b_h = torch.stack([m.bias for m in hidden_layers])
-        else:
-            w_h = w_x.new_zeros(0, self.hidden, self.hidden)
-            b_h = w_x.new_zeros(0, self.hidden)
-        xs = stn_recurrence(a, s0[:, :ns], w_x, w_h, b_h, out.weight, out.bias)
+        ns = self.n_states
+        layers = stn_layers(self)
+        features = torch.cat([un, torch.cat([s0[:, None, ns:], un[:, :-1]], 1)], -1) \
+            if self.history else un
+        a = features @ layers.w_u.T + layers.b_1
+        xs = stn_recurrence(a, s0[:, :ns], layers.w_x, layers.w_h, layers.b_h, layers.w_o,
+                            layers.b_o)
         return torch.cat([xs, un], -1) if self.history else xs
 
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
@@ -134,7 +126,8 @@ class STN(NeuralModel):
             batch, length, _ = u.shape
             s = self.initial_state(batch, u[:, 0]) if s0 is None else s0
             un = self.scale_u(u)
-            x_prev = torch.cat([s[:, None, :self.n_states], self.scale_x(teacher[:, :-1].to(self.dtype))], 1)
+            x_prev = torch.cat([s[:, None, :self.n_states],
+                                self.scale_x(teacher[:, :-1].to(self.dtype))], 1)
             prev = torch.cat([x_prev, torch.cat([s[:, None, self.n_states:], un[:, :-1]], 1)], -1) \
                 if self.history else x_prev
             states = self._next(prev, un)

@@ -207,17 +207,20 @@ def simulate(
     signal, fs = _read_input(input, gain, rate, output)
     controls = _read_controls(control, fs, list(eq.netlist.controls))
     total = len(signal) * oversample
+    solved = []   # the solver's diagnostics, printed once the outputs are written
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err_console, transient=True,
                   disable=total < (200_000 if backend == "torch" else 2_000_000)) as bar:
         task = bar.add_task("sim", total=total)
         y, x = render(eq, signal, fs, values=values, controls=controls, oversample=oversample,
                       backend=backend, progress=lambda n: bar.update(task, completed=n),
-                      report=lambda d: err_console.print(f"solver: {d.summary()}"))
+                      report=solved.append)
     with OutputSet() as outputs:
         write_signal(output, y, fs, normalize=normalize, outputs=outputs)
         if states:
             write_signal(states, x, fs, outputs=outputs)
+    for diagnostics in solved:
+        err_console.print(f"solver: {diagnostics.summary()}")
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     console.print(f"{output}: {len(y)} samples at {fs:g} Hz, peak {peak:.4g} V"
                   + (f"; states {', '.join(eq.state_names)} -> {states}" if states else ""))

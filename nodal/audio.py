@@ -46,8 +46,9 @@ def wav_shortfall(path: str | Path) -> tuple[int, int] | None:
         while pos + 8 <= size:
             f.seek(pos)
             cid, length = struct.unpack(order + "4sI", f.read(8))
-            if cid == b"fmt " and length >= 14:
-                block = max(1, struct.unpack(order + "H", f.read(14)[12:14])[0])
+            fmt = f.read(14) if cid == b"fmt " and length >= 14 else b""
+            if len(fmt) == 14:    # a fmt chunk cut short is left to soundfile to name
+                block = max(1, struct.unpack(order + "H", fmt[12:14])[0])
             if cid == b"data":
                 if length in (0, 0xFFFFFFFF):
                     return None

@@ -6,7 +6,8 @@ independent nonlinear port voltages, v = Q q):
     p    = G x~[n-1] + H w[n]
     0    = q - p - K i(Q q)                       solved by Newton (`newton.py`)
     y[n] = D x~[n-1] + E w[n] + F i
-    x[n] = Ds x~[n-1] + Es w[n] + Fs i            exposed states: capacitor voltages, inductor currents
+    x[n] = Ds x~[n-1] + Es w[n] + Fs i            exposed states (capacitor voltages,
+                                                  inductor currents)
     x~[n] = A x~[n-1] + B w[n] + C i
 
 Every matrix follows from z = S^-1 (R_x x~ + R_u w + R_n i) by selecting rows; `S^-1` is taken
@@ -185,7 +186,8 @@ class NumericEquations:
 
     # -- device laws ----------------------------------------------------------------------
     def laws(self, v: Tensor, theta: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Port voltages v [B, ports] -> currents i [B, ports] and Jacobian di/dv [B, ports, ports]."""
+        """Port voltages v [B, ports] -> currents i [B, ports] and Jacobian di/dv
+        [B, ports, ports]."""
         batch = v.shape[0]
         cols = [v[:, k] for k in range(self.n_ports)]
         out = _broadcast(self._laws_fn(*cols, *theta), v[:, 0])

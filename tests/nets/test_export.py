@@ -236,11 +236,11 @@ def test_a_folder_that_is_not_a_run_is_named(runs, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "run.json").write_text("{ not json")
-    _fails([broken, "--format", "rtneural", "--out", tmp_path / "x.json"], "not a readable run")
+    _fails([broken, "--format", "rtneural", "--out", tmp_path / "x.json"], "run.json", "damaged")
     garbled = tmp_path / "garbled"
     shutil.copytree(runs["gru"], garbled)
-    (garbled / "model.pt").write_bytes(b"not a checkpoint")
-    _fails([garbled, "--format", "rtneural", "--out", tmp_path / "x.json"], "not a readable run")
+    (garbled / "last.pt").write_bytes(b"not a checkpoint")  # the weights live in last.pt
+    _fails([garbled, "--format", "rtneural", "--out", tmp_path / "x.json"], "last.pt", "damaged")
     assert not (tmp_path / "x.json").exists()
 
 

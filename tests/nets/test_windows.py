@@ -59,7 +59,8 @@ def test_run_folders_that_store_0_read_as_inf():
     from nets import compare
 
     info = {"model": {"name": "gru-sm", "kwargs": {"hidden": 8}},
-            "config": {"window": 0, "state_weight": 1.0, "seed": 2}, "history": [{}]}
+            "config": {"window": 0, "state_weight": 1.0, "seed": 2, "epochs": 1},
+            "history": [{}]}
     assert compare.run_label(info) == "gru-sm k=inf seed=2"
     assert compare.run_meta(Path("r"), info)["window"] == math.inf
     info["config"]["window"] = 16
@@ -88,9 +89,9 @@ def test_study_jobs_keep_their_folder_names_and_train_settings():
 
 
 def test_report_rows_and_json_spell_inf():
-    from nets import report
+    from nodal.files import to_json
 
-    assert report.json_text({"window": math.inf, "rtf": math.nan}) == \
+    assert to_json({"window": math.inf, "rtf": math.nan}) == \
         '{\n  "window": "inf",\n  "rtf": null\n}'
     rows = [{"model": "stn", "window": w, "esr": {"mean": e, "min": e, "max": e},
              "exposure_bias": {"mean": 1e3 * e, "min": 1e3 * e, "max": 1e3 * e}}

@@ -121,6 +121,13 @@ class Netlist:
     output: tuple[str, str]
     directive_lines: dict[str, int] = field(default_factory=dict)
     text: str = ""
+    #: the circuit's temperature (`.temp`, `.options temp=`) and the nominal temperature model
+    #: parameters are measured at (`.options tnom=`, a card's TNOM), in kelvin; ngspice's 27 C
+    temperature: float = 300.15
+    nominal_temperature: float = 300.15
+    #: what the reader accepted without effect on the result (an analysis card, an unused model
+    #: of an unknown type...), one line each with its file:line, shown to the user
+    notes: list[str] = field(default_factory=list)
 
     def element(self, name: str) -> Element:
         """The element named `name` (any case); a dict built once, rebuilt if elements change."""

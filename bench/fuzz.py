@@ -224,25 +224,27 @@ def _run_cli(case: Case, folder: Path) -> tuple[str, str]:
     signal_in = 0.5 * np.sin(np.arange(64) * 0.3)
     soundfile.write(str(work / "in.wav"), signal_in, 48000, subtype="FLOAT")
     np.save(work / "in.npy", signal_in)
-    before = {p.name for p in work.rglob("*")}
+    before = {p.relative_to(work) for p in work.rglob("*")}
     args = case.data.decode().split("\0")
     args = [str(work / a) if a.endswith((".wav", ".npy", ".txt", ".cir")) and "=" not in a
             else a for a in args]
     args = [a.replace("=in.wav", f"={work / 'in.wav'}") for a in args]
     result = CliRunner().invoke(cli.app, args)
-    after = {p.name for p in work.rglob("*")}
+    after = {p.relative_to(work) for p in work.rglob("*")}
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         exc = result.exception
         return "crash", f"{case.description}: {type(exc).__name__}: {exc}"
     if result.exit_code == 0:
         for name in after - before:
-            if name.endswith(".npy") and not np.all(np.isfinite(np.load(work / name))):
+            data = (np.load(work / name) if name.suffix == ".npy" else
+                    soundfile.read(str(work / name))[0] if name.suffix == ".wav" else None)
+            if data is not None and not np.all(np.isfinite(data)):
                 return "nonfinite", case.description
         return "result", ""
     if result.exit_code != 2:
         return "crash", f"{case.description}: exit {result.exit_code}"
     if after - before:
-        return "crash", f"{case.description}: failed but wrote {sorted(after - before)}"
+        return "crash", f"{case.description}: failed but wrote {sorted(map(str, after - before))}"
     return "named", "cli"
 
 

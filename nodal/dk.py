@@ -153,6 +153,8 @@ class NumericEquations:
             from .errors import NetlistError
             raise NetlistError(f"the circuit's equations are singular at these component "
                                f"values ({exc})", self.eq.netlist.file) from None
+        if not (torch.isfinite(s).all() and torch.isfinite(m).all()):
+            raise self._overflow(theta)
         nx, nw = self.Rx.shape[1], self.Ru.shape[1]
         mx, mu, mn = m[:, :nx], m[:, nx:nx + nw], m[:, nx + nw:]
         g = self.reactive_g(theta)
@@ -167,6 +169,19 @@ class NumericEquations:
             A=two_g * vx - torch.diag(self.reactive_sign), B=two_g * vu, C=two_g * vn,
             D=self.Po @ mx, E=self.Po @ mu, F=self.Po @ mn,
             Ds=scale * vx + eye_l, Es=scale * vu, Fs=scale * vn, state_from_x=state_from_x)
+
+    def _overflow(self, theta: list[Tensor]):
+        """The named error for equations that float64 cannot hold at these values."""
+        from .errors import NetlistError
+
+        names = [str(p) for p in self.eq.parameters] + ["T"]
+        extreme = [f"{n}={float(t):g}" for n, t in zip(names, theta, strict=False)
+                   if float(t) != 0 and not 1e-30 <= abs(float(t)) <= 1e30]
+        return NetlistError(
+            "the circuit's equations overflow at these component values (an entry of its "
+            "matrices is beyond float64" + (f"; extreme values: {', '.join(extreme)}"
+                                             if extreme else "") + "); use realistic values",
+            self.eq.netlist.file)
 
     def dc_matrices(self, theta: list[Tensor]) -> DCMatrices:
         s = self._assemble(self._matrix_dc_fn, self._flat_dc, self.ndc, theta)

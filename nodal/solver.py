@@ -31,6 +31,9 @@ from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, newton_step, pre
 
 F64 = torch.float64
 BACKENDS = ("fast", "torch")
+#: the torch path gives up (strict) after this many samples in a row that failed every fallback
+#: (as SPICE stops at its first failed time point; its ladder costs seconds per sample)
+ABANDON_AFTER = 1
 
 
 def _safe(name: str) -> str:
@@ -452,6 +455,7 @@ class NodalSolver(StateSpaceModel):
         ys, xs, iterations, levels, failed = [], [], [], [], []
         Kd = m.K.detach()
         zeros = torch.zeros(batch, dtype=torch.long)
+        run_of_failures = 0
         for n in range(length):
             if teacher is not None and every and n > 0 and n % every == 0:
                 s = self.encode(teacher[:, n - 1])
@@ -497,6 +501,15 @@ class NodalSolver(StateSpaceModel):
                 iterations.append(zeros)
             levels.append(level)
             failed.append(bad)
+            run_of_failures = run_of_failures + 1 if bool(bad.all()) else 0
+            if self.strict and run_of_failures >= ABANDON_AFTER:
+                first = n + 1 - ABANDON_AFTER
+                raise ConvergenceError(
+                    f"Newton did not converge at sample {first}" + (f" to {n}" if n > first
+                                                                    else "")
+                    + f", even in {1 << self.newton.substep_levels} substeps and with gmin and "
+                    "source stepping: stopped there; check the component values, or oversample",
+                    list(range(first, n + 1)))
             s, x_prev, w_prev = s_new, x, w[:, n]
             ys.append(y)
             xs.append(x)

@@ -32,7 +32,7 @@ def test_every_fuzzed_input_is_a_result_or_a_named_error(tmp_path):
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("seed", [21, 42, 167, 195])
+@pytest.mark.parametrize("seed", [21, 42, 67, 167, 195, 241, 1369, 3224, 3263])
 def test_fuzz_regressions(seed, tmp_path):
     """Seeds that once ended in a traceback, NaN output or a hang."""
     outcome, detail = run_case(make_case(seed), tmp_path, seconds=20.0)

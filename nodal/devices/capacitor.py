@@ -14,4 +14,4 @@ def capacitor(el: Element, net: Netlist) -> Stamp:
 
 
 DEVICE = Device("C", "capacitor", nodes=2, card="value", build=capacitor,
-                value=("capacitance", "positive"))
+                value=("capacitance", "component"))

@@ -17,4 +17,4 @@ def inductor(el: Element, net: Netlist) -> Stamp:
 
 
 DEVICE = Device("L", "inductor", nodes=2, card="value", build=inductor,
-                value=("inductance", "positive"), dc_pairs=((0, 1),))
+                value=("inductance", "component"), dc_pairs=((0, 1),))

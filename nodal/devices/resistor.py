@@ -12,4 +12,4 @@ def resistor(el: Element, net: Netlist) -> Stamp:
 
 
 DEVICE = Device("R", "resistor", nodes=2, card="value", build=resistor,
-                value=("resistance", "positive"), dc_pairs=((0, 1),))
+                value=("resistance", "component"), dc_pairs=((0, 1),))

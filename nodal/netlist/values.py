@@ -16,11 +16,17 @@ import sympy as sp
 
 from ..errors import NetlistError, UnknownParameterError
 
+COMPONENT_RANGE = (1e-20, 1e20)
+
 # Rule name -> (test, what the value must be).
 RULES = {
     "positive": (lambda v: v > 0 and math.isfinite(v), "positive and finite"),
     "nonnegative": (lambda v: v >= 0 and math.isfinite(v), "zero or positive, and finite"),
     "finite": (math.isfinite, "a finite number"),
+    # R, C, L: beyond this range a companion conductance leaves what float64 equations can
+    # solve (1e-308 Ohm is a conductance of 1e308 S), so Newton could only fail, slowly
+    "component": (lambda v: COMPONENT_RANGE[0] <= v <= COMPONENT_RANGE[1],
+                  "positive, between 1e-20 and 1e20 (SI units)"),
     "early": (lambda v: v >= 0 and not math.isnan(v),
               "positive (an Early voltage; 0 or infinite means none, as ngspice)"),
 }

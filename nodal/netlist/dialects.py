@@ -251,7 +251,10 @@ class DialectCards:
         """`IC=`, `Rser=`, `Rpar=`, `Cpar=` after an element's value: the initial condition is
         stored, the parasitics become elements (returned: a resistor in series through an
         internal node `<name>#rser`, a resistor or capacitor in parallel) named `<name>.rser`,
-        `<name>.rpar`, `<name>.cpar`, whose values are knobs like any other."""
+        `<name>.rpar`, `<name>.cpar`, whose values are knobs like any other. As LTspice draws
+        them: Rser in series; Cpar across the terminals; Rpar across the terminals of an
+        inductor or a source, and across the capacitance alone of a capacitor (its leakage).
+        A zero Rser (LTspice's "none") adds nothing."""
         from .data import Element
 
         allowed = ELEMENT_OPTIONS.get(el.kind, ())
@@ -278,6 +281,8 @@ class DialectCards:
                 inner = f"{el.name}#rser"
                 el.nodes = (a, inner)
                 nodes = (inner, b)
+            elif opt == "rpar" and el.kind == "C":
+                nodes = el.nodes            # a capacitor's leakage: across C alone
             else:
                 nodes = (a, b)
             extra.append(Element(name, kinds[opt], nodes, value=value, line=el.line,

@@ -77,6 +77,10 @@ REFUSED = {
     ".savebias": "LTspice's saved operating points are not written; nodalnet computes its own",
 }
 
+#: LTspice's cards that ngspice stops at ("unimplemented control card"): `nodal.spice` leaves
+#: them out of the deck it hands ngspice (nodalnet itself notes them)
+LTSPICE_ONLY = frozenset({".wav", ".backanno"})
+
 #: `.options` names nodalnet reads (others are noted)
 TEMPERATURE_OPTIONS = ("temp", "tnom")
 

@@ -12,6 +12,7 @@ import math
 import sympy as sp
 
 from .data import Element, Waveform
+from .dialects import note
 from .expressions import parse_number
 from .values import evaluate
 
@@ -67,8 +68,6 @@ class SourceCards:
 
     def ac_part(self, el: Element, rest: list[str], i: int) -> int:
         """`AC mag [phase]`: the small-signal stimulus; no effect on a transient (noted)."""
-        from .dialects import note
-
         i += 2
         while i < len(rest) and parse_number(rest[i]) is not None:
             i += 1
@@ -104,8 +103,16 @@ class SourceCards:
                             + (" in time/value pairs" if kind == "pwl" else ""), line, text)
         most = _WAVEFORM_MOST.get(kind)
         if most is not None and len(args) > most:
-            raise self.fail(f"{kind.upper()} takes at most {most} values; LTspice's Ncycles "
-                            f"(value {most + 1}) is not modelled: remove it", line, text)
+            name = self.tokens(line, text)[0].lower()
+            if len(args) == most + 1 and name in (self.directives.input,
+                                                  *self.directives.controls):
+                args = args[:most]      # a signal drives this source: its waveform is not used
+                self.notes.append(note(self.file, line, f"Ncycles of {name.upper()}",
+                                       "the source is driven by the input or control signal"))
+            else:
+                raise self.fail(f"{kind.upper()} takes at most {most} values; LTspice's "
+                                f"Ncycles (value {most + 1}) is not modelled: remove it",
+                                line, text)
         wave = Waveform(kind, tuple(args))
         problem = wave.problem()
         if problem:

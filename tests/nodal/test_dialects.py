@@ -372,3 +372,25 @@ def test_initial_conditions_the_circuit_cannot_take_are_named():
         parse(RC_IC + ".ic V(nowhere)=1\n")
     with pytest.raises(InitialConditionError, match="V1 sets"):
         ours(parse(RC_IC + ".ic V(in)=1\n"), np.zeros(4))
+
+
+def test_ncycles_on_the_input_source_is_noted_elsewhere_refused():
+    net = parse("* t\n*@ input vi\n*@ output out\nVi in 0 SINE(0 1 60 0 0 0 10)\n"
+                "R1 in out 1k\nC1 out 0 1u\n", "n.cir")
+    assert net.element("vi").waveform.args == (0, 1, 60, 0, 0, 0)
+    assert net.notes == ["n.cir:4: Ncycles of VI ignored: the source is driven by the input "
+                         "or control signal"]
+
+
+@needs_ngspice
+def test_the_ngspice_deck_leaves_out_the_ltspice_only_cards():
+    """ngspice stops at `.wav` and `.backanno` ("unimplemented control card"); the reference
+    deck leaves them out, so an LTspice file is compared as it is."""
+    text = (HEAD.replace("C1 out 0 1u", "C1 out 0 1u IC=0") + ".tran 0 80m 0 20u\n"
+            ".wav \"vout.wav\" 32 48k V(out)\n.options plotwinsize=0\n.backanno\n.end\n")
+    net = parse(text)
+    deck = spice.deck(net, {"v1": np.zeros(4)}, RATE, 4, "out.raw")
+    assert ".wav" not in deck and ".backanno" not in deck
+    u = sine()
+    assert esr(spice.simulate(net, {"v1": u}, RATE, substeps=2).voltage("out"),
+               ours(net, u)) <= 1e-6

@@ -81,6 +81,12 @@ REFUSED = {
 #: them out of the deck it hands ngspice (nodalnet itself notes them)
 LTSPICE_ONLY = frozenset({".wav", ".backanno"})
 
+#: model parameters read once where the element is built (a switch's thresholds, a taper
+#: flag) or moved to the element (a potentiometer's position becomes `<name>_position`): fixed
+#: numbers, not knobs, so that a `--set` of one is an unknown name rather than a silent no-op
+FIXED_MODEL_PARAMS = {"potentiometer": ("log", "position"), "sw": ("vt", "vh"),
+                      "aswitch": ("cntl_on", "cntl_off", "log")}
+
 #: `.options` names nodalnet reads (others are noted)
 TEMPERATURE_OPTIONS = ("temp", "tnom")
 

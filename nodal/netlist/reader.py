@@ -20,7 +20,7 @@ from ..errors import NetlistError
 from . import subcircuits
 from .cards import Directives, logical_cards, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
-from .dialects import DialectCards, note, xspice_ports
+from .dialects import FIXED_MODEL_PARAMS, DialectCards, note, xspice_ports
 from .expressions import Scope, parse_expression, parse_number
 from .values import check_element, check_model
 from .waveforms import SourceCards
@@ -155,6 +155,10 @@ class Reader(SourceCards, DialectCards):
                 else:
                     self.defaults[f"{name}.{pname}"] = default
                     params[pname] = sp.Symbol(f"{name}.{pname}")
+        for pname in FIXED_MODEL_PARAMS.get(mtype.name, ()):
+            expr = params[pname]
+            if expr.is_Symbol and expr.name in self.defaults:
+                params[pname] = sp.Float(self.defaults.pop(expr.name))
         self.models[name] = Model(name, mtype.name, params, line)
         check_model(self.models[name], self.defaults, {}, self.file, text)
 
@@ -256,8 +260,8 @@ class Reader(SourceCards, DialectCards):
             knob = name[:len(name) - len(base)] + (base[1:] if re.match(r"a[a-z_]", base)
                                                    else base)
             position = model.params["position"]
-            if position.is_Symbol and position.name in self.defaults:
-                self.defaults[f"{knob}_position"] = self.defaults[position.name]
+            if position.is_number:              # a knob of its own, at the model's position
+                self.defaults[f"{knob}_position"] = float(position)
                 position = sp.Symbol(f"{knob}_position")
             el.value = position
             return el

@@ -113,7 +113,23 @@ def check_values(net, values: Mapping[str, float] | None = None) -> dict[str, fl
     for el in net.elements:
         if el.value is not None and changed & el.value.free_symbols:
             check_element(el, merged, overrides, net.file)
+    _check_switch_controls(net, changed)
     return merged
+
+
+def _check_switch_controls(net, changed: set) -> None:
+    """A switch's state is chosen once, at the netlist's value of the DC source holding its
+    control (`nodal.devices.switch`): setting that source is a NetlistError, not a switch that
+    silently stays where it was."""
+    switches = [el for el in net.elements if el.kind == "S"]
+    for el in switches:
+        for src in net.elements:
+            if (src.kind == "V" and set(src.nodes) & set(el.nodes[2:]) and src.value is not None
+                    and changed & src.value.free_symbols):
+                raise NetlistError(
+                    f"{src.name.upper()} holds the control of switch {el.name.upper()}, whose "
+                    "state nodalnet chooses once from the netlist's value: change the value in "
+                    "the netlist instead", net.file, src.line, src.text)
 
 
 # -- netlist files as bytes ---------------------------------------------------------------------

@@ -394,3 +394,12 @@ def test_the_ngspice_deck_leaves_out_the_ltspice_only_cards():
     u = sine()
     assert esr(spice.simulate(net, {"v1": u}, RATE, substeps=2).voltage("out"),
                ours(net, u)) <= 1e-6
+
+
+def test_switch_thresholds_and_pot_position_are_not_silent_knobs():
+    net = parse(switch_circuit(0.7))
+    assert "sm.vt" not in net.defaults and "sm.ron" in net.defaults
+    with pytest.raises(NetlistError, match="holds the control of switch S1"):
+        check_values(net, {"vc": 0.1})
+    net = parse(pot_circuit())
+    assert "pm.position" not in net.defaults and net.defaults["rv1_position"] == 0.3

@@ -4,9 +4,9 @@ A netlist's first line is its title. `*` starts a comment line, `;` (anywhere: L
 (at the start or after a space or tab: ngspice) an inline comment; `+` continues the previous
 card; a `.control ... .endc` block is an ngspice script: its lines are skipped and the block
 stands as one `.control` card (noted by the reader, `dialects`); the reading stops at `.end`,
-and at a DOS end-of-file byte (0x1a). Three directives hidden in comments
-(`*@ input`, `*@ control`, `*@ output`) say which sources are the model's inputs and which node
-its output.
+and at a DOS end-of-file byte (0x1a). LTspice's micro sign (`10µ`) is read as `u`. Three
+directives hidden in comments (`*@ input`, `*@ control`, `*@ output`) say which sources are the
+model's inputs and which node its output.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def logical_cards(text: str, fail: Fail) -> list[Card]:
         if not stripped or stripped.startswith("*"):
             continue
         stripped = _COMMENT.split(stripped, 1)[0].rstrip()
+        stripped = stripped.replace("\u00b5", "u").replace("\u03bc", "u")    # LTspice's 10µ
         if not stripped:            # the line held only a comment
             continue
         if stripped.startswith("+"):

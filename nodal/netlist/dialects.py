@@ -20,6 +20,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from .expressions import parse_number
+
 #: dot cards that make the circuit or its starting point (the reader reads them)
 READ = {
     ".param": "parameters", ".model": "device models", ".subckt": "subcircuits",
@@ -97,6 +99,12 @@ ELEMENT_OPTIONS = {
     "L": ("ic", "rser", "rpar", "cpar"),
     "V": ("rser", "cpar"),
 }
+
+#: LTspice's part attributes on R, C, L (tolerance, ratings, manufacturer...): no effect on
+#: the simulation (noted), and the parasitics it writes as 0 when there are none (accepted at
+#: 0, refused otherwise: not modelled)
+NOTED_ELEMENT_OPTIONS = ("tol", "pwr", "v", "irms", "mfg", "pn", "type", "ipk")
+ZERO_ELEMENT_OPTIONS = ("lser", "rlshunt")
 
 KELVIN = 273.15
 
@@ -268,6 +276,14 @@ class DialectCards:
         from .data import Element
 
         allowed = ELEMENT_OPTIONS.get(el.kind, ())
+        for name in list(options):
+            if name in NOTED_ELEMENT_OPTIONS and el.kind in "RCL":
+                self.notes.append(note(self.file, el.line, f"{name.upper()}= on {el.name.upper()}",
+                                       "a part attribute with no effect on the simulation"))
+                del options[name]
+            elif (name in ZERO_ELEMENT_OPTIONS and el.kind in "CL"
+                  and parse_number(options[name]) == 0):
+                del options[name]
         for name in options:
             if name not in allowed:
                 takes = (" (it takes " + ", ".join(a.upper() + "=" for a in allowed) + ")"

@@ -403,3 +403,15 @@ def test_switch_thresholds_and_pot_position_are_not_silent_knobs():
         check_values(net, {"vc": 0.1})
     net = parse(pot_circuit())
     assert "pm.position" not in net.defaults and net.defaults["rv1_position"] == 0.3
+
+
+def test_ltspice_part_attributes_micro_sign_and_zero_parasitics():
+    text = HEAD.replace("C1 out 0 1u", "C1 out 0 10\u00b5 V=16 Irms=0 Rser=0 Lser=0 "
+                        "mfg=\"KEMET\" pn=\"C0805\" type=\"X5R\"")
+    text = text.replace("R1 in out 1k", "R1 in out 1k tol=1 pwr=0.1")
+    net = parse(text, "p.cir")
+    assert net.defaults["c1"] == pytest.approx(10e-6) and len(net.elements) == 3
+    assert sum(n.startswith("p.cir:6:") for n in net.notes) == 5      # V Irms mfg pn type
+    assert sum(n.startswith("p.cir:5:") for n in net.notes) == 2      # tol pwr
+    with pytest.raises(NetlistError, match="LSER"):
+        parse(HEAD.replace("C1 out 0 1u", "C1 out 0 1u Lser=1n"))

@@ -9,10 +9,13 @@ model computes them (checked against ngspice-39's `potentiometer`):
                                       R(wiper, n2) = r - that
 
 `position` (0..1) is a knob named after the element (`rv1_position` for `ARV1`), so `--set
-rv1_position=0.7` turns it; its default is the model's `position`. ngspice holds a resistance
-that reaches 0 (a wiper at an end) at 1e-6 ohm; here 1e-6 ohm is added to both halves at every
-position (a relative change below 1e-8 for any real potentiometer), which keeps the equations
-free of `Max` and finite at both ends.
+rv1_position=0.7` turns it; its default is the model's `position`. ngspice holds a half that
+reaches 0 (a wiper at an end, KiCad's position=1) at 1e-6 ohm; here `END_RESISTANCE` (1e-3 ohm)
+is added to both halves at every position, which keeps the equations free of `Max` and finite
+at both ends. It is larger than ngspice's because a 1e-6 ohm half next to kilohm parts makes
+the MNA matrix too ill-conditioned for `mna.check_solvable` (a KiCad booster with its volume at
+position=1 was refused as singular with 1e-5 ohm, accepted with 1e-4); for a potentiometer of
+1 kOhm or more it changes a half by less than 1e-6 of the total.
 
 Other A elements are other code models: the reader turns an `aswitch` into an `S` element
 (`nodal.devices.switch`), and names any other code model as not modelled.
@@ -26,8 +29,8 @@ from ..netlist.data import Element, Netlist
 from ..netlist.values import evaluate
 from .base import Device, ModelType, Stamp, conductance
 
-#: ngspice's smallest resistance of a potentiometer half (ohm)
-END_RESISTANCE = 1e-6
+#: what each half of a potentiometer has added (ohm): a wiper at an end is 1 mOhm, not 0
+END_RESISTANCE = 1e-3
 
 
 def halves(el: Element, net: Netlist) -> tuple[sp.Expr, sp.Expr]:

@@ -76,7 +76,7 @@ def target_states(solver, batch: int, u0: Tensor) -> Tensor:
 def held_operating_point(solver, batch: int, u0: Tensor) -> Tensor:
     """The states at the operating point with the `.ic` nodes held [B, n_states]."""
     from .dk import NumericEquations
-    from .mna import derive
+    from .mna import check_solvable, derive
     from .solver import NodalSolver
 
     net = solver.eq.netlist
@@ -84,6 +84,7 @@ def held_operating_point(solver, batch: int, u0: Tensor) -> Tensor:
     held.initial = type(net.initial)()          # no initial conditions: the plain OP
     try:
         eq = derive(held)
+        check_solvable(eq)
     except NetlistError as exc:
         raise InitialConditionError(f"the `.ic` nodes cannot be held: {exc.reason}",
                                     net.file, exc.line, exc.text) from None

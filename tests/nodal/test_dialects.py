@@ -415,3 +415,9 @@ def test_ltspice_part_attributes_micro_sign_and_zero_parasitics():
     assert sum(n.startswith("p.cir:5:") for n in net.notes) == 2      # tol pwr
     with pytest.raises(NetlistError, match="LSER"):
         parse(HEAD.replace("C1 out 0 1u", "C1 out 0 1u Lser=1n"))
+
+
+def test_an_ic_node_tied_to_a_source_through_another_source_is_named():
+    text = RC_IC.replace(" IC=1", "") + "V2 top in DC 1\nR9 top 0 1k\n.ic V(top)=2\n"
+    with pytest.raises(InitialConditionError, match="cannot be held"):
+        ours(parse(text), np.zeros(4))

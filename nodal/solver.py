@@ -153,9 +153,19 @@ class NodalSolver(StateSpaceModel):
         return self._operating_point(batch, u0)[0]
 
     def _operating_point(self, batch: int, u0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(canonical state [B, n_states], Newton's port coordinates [B, r]) at DC."""
+        """(canonical state [B, n_states], Newton's port coordinates [B, r]) where the
+        transient starts: the DC operating point, or the netlist's initial conditions (`.ic`,
+        `IC=` with `uic`) as SPICE takes them (`nodal.initial`)."""
         if u0 is None:
             u0 = torch.zeros(batch, self.n_inputs, dtype=F64)
+        if self.eq.netlist.initial:
+            from . import initial
+
+            return initial.start(self, batch, u0)
+        return self._plain_operating_point(batch, u0)
+
+    def _plain_operating_point(self, batch: int, u0: Tensor) -> tuple[Tensor, Tensor]:
+        """(canonical state [B, n_states], Newton's port coordinates [B, r]) at DC."""
         w0 = self.source_values(u0.to(F64)[:, None, :])[:, 0]
         theta = self.theta()
         dc = self.numeric.dc_matrices(theta)

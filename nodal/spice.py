@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import NodalError
 from .netlist import GROUND, Netlist
+from .netlist.dialects import LTSPICE_ONLY
 
 
 #: The reference's tolerances: far tighter than ngspice's defaults (reltol 1e-3, abstol 1e-12,
@@ -99,6 +100,8 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
             in_control = True
             continue
         if k in drop or re.match(r"^\.(tran|end)\b", low) and not low.startswith(".ends"):
+            continue
+        if low.split()[:1] and low.split()[0] in LTSPICE_ONLY:     # ngspice stops at them
             continue
         kept.append(line)
     period = 1.0 / sample_rate

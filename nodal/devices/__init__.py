@@ -9,11 +9,12 @@ device is one module with a `Device` and its entry in the registration below (an
 
 from __future__ import annotations
 
-from . import bjt, capacitor, controlled, diode, inductor, jfet, resistor, sources
+from . import (bjt, capacitor, controlled, diode, inductor, jfet, potentiometer, resistor,
+               sources, switch)
 from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Device,
                    Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
                    conductance, critical_voltage, inverse_early, junction_current, node_key,
-                   port_voltage, spice_junction)
+                   port_voltage, spice_junction, thermal_voltage)
 from .bjt import bjt as bjt_builder
 from .capacitor import capacitor as capacitor_builder
 from .controlled import vccs, vcvs
@@ -43,7 +44,7 @@ def register(device: Device) -> Device:
 
 for _device in (resistor.DEVICE, capacitor.DEVICE, inductor.DEVICE, sources.VOLTAGE,
                 sources.CURRENT, controlled.VCVS, controlled.VCCS, diode.DEVICE, bjt.DEVICE,
-                jfet.DEVICE):
+                jfet.DEVICE, potentiometer.DEVICE, switch.DEVICE):
     register(_device)
 
 
@@ -89,4 +90,5 @@ __all__ = ["BOLTZMANN", "BUILDERS", "CHARGE", "DEVICES", "EULER", "GMIN", "MODEL
            "check_unsupported", "conductance", "critical_voltage", "current_source",
            "diode_builder", "inductor_builder", "inverse_early", "jfet_builder", "jfet_channel",
            "junction_current", "letters", "model_type", "node_key", "port_voltage", "record",
-           "register", "resistor_builder", "spice_junction", "vccs", "vcvs", "voltage_source"]
+           "register", "resistor_builder", "spice_junction", "thermal_voltage", "vccs", "vcvs",
+           "voltage_source"]

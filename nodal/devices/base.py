@@ -109,14 +109,23 @@ def branch_incidence(a: str, b: str, br: Key) -> list[tuple[Key, Key, sp.Expr]]:
     return out
 
 
-def junction_current(v: sp.Expr, i_s: sp.Expr, n: sp.Expr) -> sp.Expr:
+def thermal_voltage(net: Netlist | None = None) -> float:
+    """k T / q at the circuit's temperature (`.temp`, `.options temp=`; kelvin in
+    `Netlist.temperature`), ngspice's 27 C when there is no netlist."""
+    if net is None:
+        return THERMAL_VOLTAGE
+    return BOLTZMANN * net.temperature / CHARGE
+
+
+def junction_current(v: sp.Expr, i_s: sp.Expr, n: sp.Expr,
+                     vt: float = THERMAL_VOLTAGE) -> sp.Expr:
     """The Shockley diode law: i = Is (exp(v / (n Vt)) - 1).
 
     ngspice also puts GMIN (1e-12 S) across every junction; being linear, that conductance is
     stamped into the MNA matrix for every junction port (`mna.derive`), not added here. It also
     keeps the matrix regular when a node is reached only through junctions.
     """
-    return i_s * (sp.exp(v / (n * THERMAL_VOLTAGE)) - 1)
+    return i_s * (sp.exp(v / (n * vt)) - 1)
 
 
 def critical_voltage(vte: float, i_s: float) -> float:

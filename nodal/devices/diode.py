@@ -6,7 +6,8 @@ import sympy as sp
 
 from ..netlist.data import Element, Netlist
 from ..netlist.values import evaluate
-from .base import THERMAL_VOLTAGE, Device, ModelType, Port, Stamp, conductance, junction_current
+from .base import (Device, ModelType, Port, Stamp, conductance, junction_current,
+                   thermal_voltage)
 
 
 def diode(el: Element, net: Netlist) -> Stamp:
@@ -21,9 +22,10 @@ def diode(el: Element, net: Netlist) -> Stamp:
         stamp.matrix += conductance(a, inner, 1 / mp["rs"])
         a = inner
     v = sp.Symbol(f"v_{el.name}")
-    stamp.ports.append(Port(a, k, junction=(mp["n"] * THERMAL_VOLTAGE, mp["is"])))
+    vt = thermal_voltage(net)           # at the circuit's temperature (`.temp`)
+    stamp.ports.append(Port(a, k, junction=(mp["n"] * vt, mp["is"])))
     stamp.voltages.append(v)
-    stamp.currents.append(junction_current(v, mp["is"], mp["n"]))
+    stamp.currents.append(junction_current(v, mp["is"], mp["n"], vt))
     return stamp
 
 

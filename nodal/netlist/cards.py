@@ -1,10 +1,12 @@
 """Cards: lines, `+` continuations, comments, tokens, and the `*@` directives.
 
-A netlist's first line is its title. `*` starts a comment line, `;` (anywhere) and `$` (after a
-space) an inline comment; `+` continues the previous card; `.control ... .endc` blocks are
-ngspice scripts and skipped; the reading stops at `.end`. Three directives hidden in comments
-(`*@ input`, `*@ control`, `*@ output`) say which sources are the model's inputs and which node
-its output.
+A netlist's first line is its title. `*` starts a comment line, `;` (anywhere: LTspice) and `$`
+(at the start or after a space or tab: ngspice) an inline comment; `+` continues the previous
+card; a `.control ... .endc` block is an ngspice script: its lines are skipped and the block
+stands as one `.control` card (noted by the reader, `dialects`); the reading stops at `.end`,
+and at a DOS end-of-file byte (0x1a). LTspice's micro sign (`10µ`) is read as `u`. Three
+directives hidden in comments (`*@ input`, `*@ control`, `*@ output`) say which sources are the
+model's inputs and which node its output.
 """
 
 from __future__ import annotations
@@ -19,10 +21,7 @@ from .data import GROUND, GROUND_ALIASES
 Card = tuple[int, str, str]          # (first line number, kind: title/card/directive, text)
 Fail = Callable[..., NetlistError]   # fail(message, line, text="") -> the error to raise
 
-# Dot cards that describe analyses or output, not the circuit: read and ignored.
-IGNORED_DOT_CARDS = {".tran", ".option", ".options", ".end", ".save", ".print", ".plot",
-                     ".probe", ".meas", ".measure", ".title", ".temp", ".op", ".ac", ".dc",
-                     ".global", ".width", ".four", ".ic", ".nodeset", ".csparam"}
+_COMMENT = re.compile(r";|(?:^|(?<=[\s,]))\$")    # LTspice `;`; ngspice `$` after a blank
 
 
 def tokenize(text: str) -> list[str]:
@@ -57,7 +56,7 @@ def tokenize(text: str) -> list[str]:
 def logical_cards(text: str, fail: Fail) -> list[Card]:
     """Logical cards as (first line number, kind, text): title, card, directive."""
     out: list[Card] = []
-    lines = text.splitlines()
+    lines = text.split("\x1a", 1)[0].splitlines()       # DOS end of file: nothing after it
     in_control = False
     for number, raw in enumerate(lines, start=1):
         if number == 1:
@@ -69,15 +68,17 @@ def logical_cards(text: str, fail: Fail) -> list[Card]:
             if low.startswith(".endc"):
                 in_control = False
             continue
-        if low.startswith(".control"):
+        if low.split()[:1] == [".control"]:
             in_control = True
+            out.append((number, "card", ".control"))
             continue
         if stripped.startswith("*@"):
             out.append((number, "directive", stripped[2:].strip()))
             continue
         if not stripped or stripped.startswith("*"):
             continue
-        stripped = re.split(r";|\s\$\s|\s\$$", stripped)[0].rstrip()
+        stripped = _COMMENT.split(stripped, 1)[0].rstrip()
+        stripped = stripped.replace("\u00b5", "u").replace("\u03bc", "u")    # LTspice's 10µ
         if not stripped:            # the line held only a comment
             continue
         if stripped.startswith("+"):

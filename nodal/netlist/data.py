@@ -107,6 +107,20 @@ class Model:
 
 
 @dataclass
+class InitialConditions:
+    """What the transient starts from, as SPICE gives it: `.ic V(node)=value` (volts), `IC=` on
+    a capacitor (volts) or inductor (amperes), and `uic` on `.tran` (no operating point)."""
+
+    nodes: dict[str, float] = field(default_factory=dict)
+    elements: dict[str, float] = field(default_factory=dict)
+    uic: bool = False
+    lines: dict[str, int] = field(default_factory=dict)     # "v(n)" or element name -> line
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.uic)
+
+
+@dataclass
 class Netlist:
     """A parsed netlist. `defaults` holds the value of every free symbol (SI units)."""
 
@@ -128,6 +142,8 @@ class Netlist:
     #: what the reader accepted without effect on the result (an analysis card, an unused model
     #: of an unknown type...), one line each with its file:line, shown to the user
     notes: list[str] = field(default_factory=list)
+    #: `.ic`, `IC=` and `uic` (`nodal.solver` starts from them instead of the operating point)
+    initial: InitialConditions = field(default_factory=InitialConditions)
 
     def element(self, name: str) -> Element:
         """The element named `name` (any case); a dict built once, rebuilt if elements change."""

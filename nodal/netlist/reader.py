@@ -18,15 +18,14 @@ import sympy as sp
 from .. import devices
 from ..errors import NetlistError
 from . import subcircuits
-from .cards import IGNORED_DOT_CARDS, Directives, logical_cards, tokenize
-from .data import GROUND, GROUND_ALIASES, Element, Model, Netlist, Waveform
+from .cards import Directives, logical_cards, tokenize
+from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
+from .dialects import FIXED_MODEL_PARAMS, DialectCards, note, xspice_ports
 from .expressions import Scope, parse_expression, parse_number
-from .values import check_element, check_model, evaluate
+from .values import check_element, check_model
+from .waveforms import SourceCards
 
-_WAVEFORM_ARGS = {"sin": 3, "pulse": 2, "pwl": 2}     # the fewest values each one takes
-
-
-class Reader:
+class Reader(SourceCards, DialectCards):
     def __init__(self, text: str, file: str):
         self.file = file
         self.text = text
@@ -37,6 +36,11 @@ class Reader:
         self.names: dict[str, Element] = {}
         self.subckts: dict[str, subcircuits.Subcircuit] = {}
         self.directives = Directives()
+        self.notes: list[str] = []
+        self.initial = InitialConditions()
+        self.temperature = 300.15
+        self.nominal_temperature = 300.15
+        self.foreign: dict[str, tuple[str, int, str]] = {}   # .model of a type not modelled
 
     def fail(self, message: str, line: int | None, text: str = "") -> NetlistError:
         return NetlistError(message, self.file, line, text)
@@ -91,13 +95,9 @@ class Reader:
             if kind == "card" and not text.startswith("."):
                 self.element_card(line, text, prefix="", node_map={})
         for line, kind, text in body:
-            low = text.lower()
-            if kind == "card" and low.startswith(".") and not (
-                    low.startswith((".param", ".model", ".subckt", ".ends"))):
-                word = low.split()[0]
-                if word not in IGNORED_DOT_CARDS:
-                    raise self.fail(f"nodalnet does not support the {word} card; remove it or "
-                                    f"use one of .param .model .subckt", line, text)
+            word = text.split()[0].lower() if kind == "card" and text.startswith(".") else ""
+            if word and word not in (".param", ".model", ".subckt", ".ends"):
+                self.dot_card(line, text)       # the table of `dialects`
         return self.finish(title)
 
     def param_card(self, line: int, text: str) -> None:
@@ -131,8 +131,11 @@ class Reader:
                             "silently: remove or rename one", line, text)
         mtype = devices.model_type(type_name)
         if mtype is None:
-            raise self.fail(f"model type {type_name.upper()!r} is not supported; use one of "
-                            f"{known}", line, text)
+            if name in self.foreign:
+                raise self.fail(f"`.model {name}` is defined twice (first on line "
+                                f"{self.foreign[name][1]})", line, text)
+            self.foreign[name] = (type_name, line, text)    # an error if an element uses it
+            return
         params: dict[str, sp.Expr] = {}
         rest = toks[3:]
         i = 0
@@ -140,7 +143,10 @@ class Reader:
             if i + 2 >= len(rest) or rest[i + 1] != "=":
                 raise self.fail("model parameters are name=value pairs", line, text)
             pname = rest[i].lower()
-            params[pname] = self.free_value(f"{name}.{pname}", rest[i + 2], line, text)
+            token = rest[i + 2]
+            if token.lower() in ("true", "false"):          # XSPICE booleans
+                token = "1" if token.lower() == "true" else "0"
+            params[pname] = self.free_value(f"{name}.{pname}", token, line, text)
             i += 3
         for pname, default in mtype.defaults.items():
             if pname not in params:
@@ -149,6 +155,10 @@ class Reader:
                 else:
                     self.defaults[f"{name}.{pname}"] = default
                     params[pname] = sp.Symbol(f"{name}.{pname}")
+        for pname in FIXED_MODEL_PARAMS.get(mtype.name, ()):
+            expr = params[pname]
+            if expr.is_Symbol and expr.name in self.defaults:
+                params[pname] = sp.Float(self.defaults.pop(expr.name))
         self.models[name] = Model(name, mtype.name, params, line)
         check_model(self.models[name], self.defaults, {}, self.file, text)
 
@@ -173,40 +183,107 @@ class Reader:
         if device is None:
             raise self.fail(f"unknown element {toks[0]!r}: nodalnet reads "
                             f"{devices.letters()} and X (subcircuits)", line, text)
-        if len(toks) < device.nodes + 1:
-            raise self.fail(f"{toks[0]} needs {device.nodes} nodes", line, text)
-        el = Element(name, device.letter, tuple(node(t) for t in toks[1:device.nodes + 1]),
-                     line=line, text=text)
-        rest = toks[device.nodes + 1:]
-        if device.card == "value":
-            self.value_card(el, device, rest, toks[0])
-        elif device.card == "model":
-            self.model_element(el, device, rest, toks[0])
+        options: dict[str, str] = {}
+        if device.card == "codemodel":
+            el = self.code_model_card(name, toks, node, line, text)
         else:
-            self.source(el, rest)
-        check_element(el, self.defaults, {}, self.file)
-        if name in self.names:
-            raise self.fail(f"element {name} is defined twice (first on line "
-                            f"{self.names[name].line})", line, text)
-        self.names[name] = el
-        self.elements.append(el)
+            if len(toks) < device.nodes + 1:
+                raise self.fail(f"{toks[0]} needs {device.nodes} nodes", line, text)
+            el = Element(name, device.letter, tuple(node(t) for t in toks[1:device.nodes + 1]),
+                         line=line, text=text)
+            rest = toks[device.nodes + 1:]
+            if device.card == "value":
+                options = self.value_card(el, device, rest, toks[0])
+            elif device.card == "model":
+                self.model_element(el, device, rest, toks[0])
+            else:
+                options = self.source(el, rest)
+        for new in [el, *(self.element_options(el, options) if options else [])]:
+            check_element(new, self.defaults, {}, self.file)
+            if new.name in self.names:
+                raise self.fail(f"element {new.name} is defined twice (first on line "
+                                f"{self.names[new.name].line})", line, text)
+            self.names[new.name] = new
+            self.elements.append(new)
 
     def value_card(self, el: Element, device: devices.Device, rest: list[str],
-                   written: str) -> None:
-        """`R1 a b 2.2k`, or with the value named: `R1 a b r=2.2k`."""
+                   written: str) -> dict[str, str]:
+        """`R1 a b 2.2k`, or with the value named: `R1 a b r=2.2k`; then `name=value` options
+        (`IC=`, LTspice's `Rser=`...), returned for `element_options` to take or refuse."""
         what = device.value[0] if device.value else "value"
         if not rest:
             raise self.fail(f"{written} needs a {what}", el.line, el.text)
         token = rest[0]
+        used = 1
         if token.lower() == device.letter.lower() and len(rest) >= 3 and rest[1] == "=":
             token = rest[2]
+            used = 3
         el.value = self.value(el.name, token, el.line, el.text)
+        return self.option_pairs(rest[used:], written, el.line, el.text)
+
+    def option_pairs(self, toks: list[str], written: str, line: int,
+                     text: str) -> dict[str, str]:
+        """`name=value` pairs after an element's value; anything else is a named error."""
+        options: dict[str, str] = {}
+        i = 0
+        while i < len(toks):
+            if i + 2 >= len(toks) or toks[i + 1] != "=":
+                raise self.fail(f"{written}: cannot read {toks[i]!r} after the value (nodalnet "
+                                "reads name=value options such as IC=, Rser=; nothing else "
+                                "follows a value)", line, text)
+            options[toks[i].lower()] = toks[i + 2]
+            i += 3
+        return options
+
+    def code_model_card(self, name: str, toks: list[str], node, line: int,
+                        text: str) -> Element:
+        """`A...` (XSPICE): a potentiometer, or an `aswitch` (read as an S element)."""
+        try:
+            ports, mname = xspice_ports(toks[1:])
+        except ValueError as exc:
+            raise self.fail(f"{toks[0]}: {exc}", line, text) from None
+        mname = mname.lower()
+        if mname in self.foreign:
+            raise self.fail(f"{toks[0]} uses the XSPICE code model "
+                            f"{self.foreign[mname][0]!r}, which nodalnet does not model (it "
+                            "models potentiometer and aswitch)", line, text)
+        if mname not in self.models:
+            raise self.fail(f"no `.model {mname}` is defined for {toks[0]}", line, text)
+        model = self.models[mname]
+        if model.type == "potentiometer":
+            if len(ports) != 3 or any(len(p) != 1 for p in ports):
+                raise self.fail(f"{toks[0]}: a potentiometer has three nodes, r_conn1 wiper "
+                                "r_conn2", line, text)
+            el = Element(name, "A", tuple(node(p[0]) for p in ports), model=mname, line=line,
+                         text=text)
+            base = name.rsplit(".", 1)[-1]            # ARV1 -> rv1_position (in x1: x1.rv1_)
+            knob = name[:len(name) - len(base)] + (base[1:] if re.match(r"a[a-z_]", base)
+                                                   else base)
+            position = model.params["position"]
+            if position.is_number:              # a knob of its own, at the model's position
+                self.defaults[f"{knob}_position"] = float(position)
+                position = sp.Symbol(f"{knob}_position")
+            el.value = position
+            return el
+        if model.type == "aswitch":
+            if len(ports) != 2 or len(ports[0]) not in (1, 2) or len(ports[1]) != 2:
+                raise self.fail(f"{toks[0]}: an aswitch has a control and an output port: "
+                                "`A1 ctl %gd(a b) model`", line, text)
+            control = [*ports[0], GROUND] if len(ports[0]) == 1 else list(ports[0])
+            return Element(name, "S", tuple(node(n) for n in [*ports[1], *control[:2]]),
+                           model=mname, line=line, text=text)
+        raise self.fail(f"{toks[0]}: model {mname} is {model.type.upper()}, not an XSPICE code "
+                        "model nodalnet reads (potentiometer, aswitch)", line, text)
 
     def model_element(self, el: Element, device: devices.Device, rest: list[str],
                       written: str) -> None:
         if not rest:
             raise self.fail(f"{written} needs a model name", el.line, el.text)
         mname = rest[0].lower()
+        if mname in self.foreign:
+            raise self.fail(f"model {mname} is of type {self.foreign[mname][0].upper()!r}, "
+                            f"which nodalnet does not model; {written} cannot use it",
+                            el.line, el.text)
         if mname not in self.models:
             raise self.fail(f"no `.model {mname}` is defined for {written}", el.line, el.text)
         want = [m.name for m in device.models]
@@ -215,69 +292,26 @@ class Reader:
                             f"{written} needs {'/'.join(w.upper() for w in want)}",
                             el.line, el.text)
         el.model = mname
-
-    def source(self, el: Element, rest: list[str]) -> None:
-        line, text = el.line, el.text
-        dc: sp.Expr | None = None
-        wave: Waveform | None = None
-        i = 0
-        while i < len(rest):
-            tok = rest[i].lower()
-            if tok == "dc":
-                if i + 1 >= len(rest):
-                    raise self.fail("DC needs a value", line, text)
-                dc = self.value(el.name, rest[i + 1], line, text)
-                i += 2
-            elif tok == "ac":
-                i += 2
-                while i < len(rest) and parse_number(rest[i]) is not None:
-                    i += 1
-            elif tok in _WAVEFORM_ARGS:
-                wave, i = self.waveform(tok, rest, i, line, text)
-            elif dc is None and (parse_number(rest[i]) is not None or rest[i].startswith("{")
-                                 or tok in self.params):
-                dc = self.value(el.name, rest[i], line, text)
-                i += 1
-            else:
-                raise self.fail(f"cannot read {rest[i]!r} in a source: use DC value, SIN(...), "
-                                "PULSE(...) or PWL(...)", line, text)
-        if dc is None:
-            self.defaults[el.name] = wave.value_at_zero() if wave is not None else 0.0
-            dc = sp.Symbol(el.name)
-        el.value = dc
-        el.waveform = wave
-
-    def waveform(self, kind: str, rest: list[str], i: int, line: int,
-                 text: str) -> tuple[Waveform, int]:
-        """`SIN(...)`, `PULSE(...)` or `PWL(...)` starting at rest[i]; and the index after it."""
-        if i + 1 >= len(rest) or rest[i + 1] != "(":
-            raise self.fail(f"write {kind.upper()}(...) with parentheses", line, text)
-        j = i + 2
-        args: list[float] = []
-        while j < len(rest) and rest[j] != ")":
-            val = evaluate(self.expression(rest[j], line, text), self.defaults)
-            if not math.isfinite(val):
-                raise self.fail(f"cannot evaluate {rest[j]!r} to a finite number", line, text)
-            args.append(val)
-            j += 1
-        if j >= len(rest):
-            raise self.fail(f"{kind.upper()}( is not closed", line, text)
-        need = _WAVEFORM_ARGS[kind]
-        if len(args) < need or (kind == "pwl" and len(args) % 2):
-            raise self.fail(f"{kind.upper()} needs at least {need} values"
-                            + (" in time/value pairs" if kind == "pwl" else ""), line, text)
-        wave = Waveform(kind, tuple(args))
-        problem = wave.problem()
-        if problem:
-            raise self.fail(f"{kind.upper()}(...): {problem}", line, text)
-        return wave, j + 1
+        extra = [t.lower() for t in rest[1:]]
+        if el.kind == "S" and extra in (["on"], ["off"]):
+            el.value = sp.Integer(1 if extra == ["on"] else 0)     # the initial state
+        elif extra:
+            raise self.fail(f"{written}: {' '.join(rest[1:])!r} after the model name is not "
+                            "modelled (instance parameters such as area=, off, ic= are not "
+                            "read); remove it", el.line, el.text)
 
     def finish(self, title: str) -> Netlist:
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}
         nodes = {n for e in self.elements for n in e.nodes}
         self.directives.check(sources, nodes, self.fail)
+        for mname, (type_name, line, _) in self.foreign.items():
+            self.notes.append(note(self.file, line, f".model {mname} ({type_name})",
+                                   "no element uses it, and nodalnet does not model its type"))
+        self.check_initial(nodes)
         d = self.directives
         return Netlist(title=title, file=self.file, elements=self.elements, models=self.models,
                        params=self.params, defaults=self.defaults, input=d.input,
                        controls=d.controls, output=d.output, directive_lines=d.lines,
-                       text=self.text)
+                       text=self.text, temperature=self.temperature,
+                       nominal_temperature=self.nominal_temperature, notes=self.notes,
+                       initial=self.initial)

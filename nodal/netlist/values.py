@@ -27,6 +27,8 @@ RULES = {
     # solve (1e-308 Ohm is a conductance of 1e308 S), so Newton could only fail, slowly
     "component": (lambda v: COMPONENT_RANGE[0] <= v <= COMPONENT_RANGE[1],
                   "positive, between 1e-20 and 1e20 (SI units)"),
+    "fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "flag": (lambda v: v in (0, 1), "true or false (1 or 0)"),
     "early": (lambda v: v >= 0 and not math.isnan(v),
               "positive (an Early voltage; 0 or infinite means none, as ngspice)"),
 }
@@ -117,7 +119,23 @@ def check_values(net, values: Mapping[str, float] | None = None) -> dict[str, fl
     for el in net.elements:
         if el.value is not None and changed & el.value.free_symbols:
             check_element(el, merged, overrides, net.file)
+    _check_switch_controls(net, changed)
     return merged
+
+
+def _check_switch_controls(net, changed: set) -> None:
+    """A switch's state is chosen once, at the netlist's value of the DC source holding its
+    control (`nodal.devices.switch`): setting that source is a NetlistError, not a switch that
+    silently stays where it was."""
+    switches = [el for el in net.elements if el.kind == "S"]
+    for el in switches:
+        for src in net.elements:
+            if (src.kind == "V" and set(src.nodes) & set(el.nodes[2:]) and src.value is not None
+                    and changed & src.value.free_symbols):
+                raise NetlistError(
+                    f"{src.name.upper()} holds the control of switch {el.name.upper()}, whose "
+                    "state nodalnet chooses once from the netlist's value: change the value in "
+                    "the netlist instead", net.file, src.line, src.text)
 
 
 # -- netlist files as bytes ---------------------------------------------------------------------

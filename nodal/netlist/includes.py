@@ -67,7 +67,7 @@ class Expanded:
 
     def fingerprint(self) -> str:
         """The top text and the text of every file read, in order: what a cache must hash."""
-        return "\n".join(f"*@@file {path}\n{text}" for path, text in self.files)
+        return "\n".join(f"*** file {path}\n{text}" for path, text in self.files)
 
 
 def _fail_in(file: str, chain: Chain, offset: int):

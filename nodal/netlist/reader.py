@@ -464,6 +464,14 @@ class Reader:
             raise self.fail(f"{kind.upper()}(...): {problem}", line, text)
         return wave, j + 1
 
+    def in_file_order(self, problems: list) -> list:
+        """Problems in the order their cards stand in the file (an included file's where its
+        include stands)."""
+        cards = self.expanded.cards if self.expanded is not None else []
+        order = {(getattr(ln, "file", None) or self.file, int(ln)): k
+                 for k, (ln, _, _) in enumerate(cards)}
+        return sorted(problems, key=lambda p: order.get((p[0], int(p[1])), len(order)))
+
     def finish(self, title: str) -> Netlist:
         for mname, (line, _, mtype) in self.foreign_models.items():
             if mname not in self.foreign_used:
@@ -471,7 +479,7 @@ class Reader:
                 self.notes.append(f"{where(file, line)}: model {mname} of type "
                                   f"{mtype.upper()} is not modelled; no element uses it")
         if self.problems:
-            raise UnsupportedNetlistError(self.problems, self.file)
+            raise UnsupportedNetlistError(self.in_file_order(self.problems), self.file)
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}
         nodes = {n for e in self.elements for n in e.nodes}
         self.directives.check(sources, nodes, self.fail)

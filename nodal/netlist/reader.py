@@ -71,6 +71,8 @@ class Reader:
         self.model_names: dict[str, str] = {}        # a name as written -> its key in models
         self.foreign_models: dict[str, tuple[int, str, str]] = {}   # unknown type: line, text
         self.foreign_used: set[str] = set()
+        self.model_problems: dict[str, tuple[int, str, str]] = {}   # unmodelled parameters
+        self.models_used: set[str] = set()
         self.elements: list[Element] = []
         self.names: dict[str, Element] = {}
         self.subckts: dict[str, subcircuits.Subcircuit] = {}
@@ -266,21 +268,20 @@ class Reader:
 
     def unknown_parameters(self, name: str, mtype, params: dict[str, sp.Expr], line: int,
                            text: str) -> None:
-        """A parameter the model type does not know: not modelled if it is set to anything but
-        0 (a note if 0, ngspice's default of most such parameters). A `ModelType` may list the
-        parameters it accepts without modelling in an `accepted` attribute (noise, ...)."""
+        """The parameters the model type does not know, set to anything but 0 (0 is ngspice's
+        default of most of them: no effect); reported as unsupported when an element uses the
+        model (`model_element`), a note if none does. A `ModelType` may list parameters it
+        accepts without modelling (noise...) in an `accepted` attribute."""
         known = set(mtype.defaults) | set(mtype.rules) | set(getattr(mtype, "accepted", ()))
-        for pname in [p for p in params if p not in known]:
-            value = evaluate(params[pname], self.defaults)
-            if value == 0:
-                self.notes.append(f"{where(getattr(line, 'file', None) or self.file, line)}: "
-                                  f"model {name}: {pname.upper()}=0 is not modelled (no "
-                                  "effect at 0)")
-                continue
+        unknown = [p.upper() for p in params
+                   if p not in known and evaluate(params[p], self.defaults) != 0]
+        if unknown:
             modelled = " ".join(p.upper() for p in mtype.defaults)
-            self.unsupported(line, text, f"model {name} ({mtype.name.upper()}) sets "
-                             f"{pname.upper()}, which nodalnet does not model (it models "
-                             f"{modelled}); remove it or set it to 0")
+            them = "it" if len(unknown) == 1 else "them"
+            self.model_problems[name] = (line, text, (
+                f"model {name} ({mtype.name.upper()}) sets {' '.join(unknown)}, which nodalnet "
+                f"does not model (its {mtype.name.upper()} has {modelled}); remove {them} or "
+                f"set {them} to 0"))
 
     # -- elements -------------------------------------------------------------------------
     def element_card(self, line: int, text: str, prefix: str, node_map: dict[str, str],
@@ -406,6 +407,9 @@ class Reader:
                             f"{written} needs {'/'.join(w.upper() for w in want)}",
                             el.line, el.text)
         el.model = mname
+        self.models_used.add(mname)
+        if mname in self.model_problems:
+            self.unsupported(*self.model_problems[mname])
         return True
 
     def source(self, el: Element, rest: list[str]) -> None:
@@ -478,6 +482,10 @@ class Reader:
                 file = getattr(line, "file", None) or self.file
                 self.notes.append(f"{where(file, line)}: model {mname} of type "
                                   f"{mtype.upper()} is not modelled; no element uses it")
+        for mname, (line, _, reason) in self.model_problems.items():
+            if mname not in self.models_used:
+                file = getattr(line, "file", None) or self.file
+                self.notes.append(f"{where(file, line)}: {reason} (no element uses it)")
         if self.problems:
             raise UnsupportedNetlistError(self.in_file_order(self.problems), self.file)
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}

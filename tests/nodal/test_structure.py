@@ -367,10 +367,15 @@ def test_every_unsupported_construct_is_named_in_one_error(tmp_path):
         assert f"{Path(file).name}:{int(line)}" in message
 
 
-def test_an_unused_model_of_an_unknown_type_is_a_note_not_an_error():
-    text = "* t\n*@ input v1\n*@ output a\n.model tube triode(mu=100)\nV1 a 0 1\nR1 a 0 1k\n"
+def test_an_unused_model_of_an_unknown_type_or_with_unmodelled_parameters_is_a_note():
+    text = ("* t\n*@ input v1\n*@ output a\n.model tube triode(mu=100)\n"
+            ".model spare D(IS=1n FOOBAR=3 BAZ=0)\nV1 a 0 1\nR1 a 0 1k\n")
     net = parse(text, "n.cir")
-    assert any("tube" in note and "TRIODE" in note for note in net.notes)
+    assert any("n.cir:4" in note and "TRIODE" in note for note in net.notes)
+    assert any("n.cir:5" in note and "FOOBAR" in note for note in net.notes)
+    # used, the same model is an error naming every parameter it sets that is not modelled
+    err = error_of(parse, text + "D1 a 0 spare\n", "n.cir", kind=UnsupportedNetlistError)
+    assert len(err.problems) == 1 and "sets FOOBAR," in str(err)
 
 
 def _example_card(letter: str) -> tuple[str, str]:

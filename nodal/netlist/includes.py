@@ -234,8 +234,7 @@ def deck_text(text: str, expanded: Expanded) -> str:
     for number, (path, section) in expanded.top_includes.items():
         k = number - 1
         if 0 <= k < len(lines):
-            keyword = lines[k].split()[0] if lines[k].split() else ".include"
-            quoted = '"' + path + '"'
-            lines[k] = f"{keyword} {quoted} {section}".rstrip()
+            keyword = ".lib" if section else ".include"   # LTspice's `.lib FILE`: all of it
+            lines[k] = f'{keyword} "{path}" {section}'.rstrip()
     return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 

@@ -37,7 +37,7 @@ _WAVEFORM_ARGS = {"sin": 3, "pulse": 2, "pwl": 2}     # the fewest values each o
 #: the dot cards the reader models (`.include`/`.inc`/`.lib`/`.endl` are read by `includes`).
 #: A card added elsewhere adds its word here; any dot card in neither this set nor
 #: `cards.IGNORED_DOT_CARDS` is reported by `Reader.unsupported`.
-HANDLED_DOT_CARDS = {".param", ".func", ".model", ".subckt", ".ends"}
+HANDLED_DOT_CARDS = {".param", ".func", ".model", ".subckt", ".ends", ".global"}
 
 #: what the SPICE letters without a device record are, to name them in the error
 LETTER_NAMES = {
@@ -77,6 +77,7 @@ class Reader:
         self.names: dict[str, Element] = {}
         self.subckts: dict[str, subcircuits.Subcircuit] = {}
         self.stack: list[str] = []                   # the subcircuits being expanded
+        self.globals: set[str] = set()               # `.global` node names
         self.directives = Directives()
         self.problems: list[tuple[str, int, str, str]] = []
         self.notes: list[str] = []
@@ -143,6 +144,9 @@ class Reader:
         self.expanded = includes.expand(self.text, self.file, self.folder)
         title, body = self.expanded.title, self.expanded.cards
         self.subckts, outside = subcircuits.collect(body, self.fail, self.tokens)
+        for _, kind, text in body:         # `.global` nodes keep their name in subcircuits
+            if kind == "card" and text.split()[0].lower() == ".global":
+                self.globals.update(n.lower() for n in text.split()[1:])
         self.definitions(outside, prefix="")
         for line, kind, text in body:
             if kind == "directive":
@@ -293,6 +297,8 @@ class Reader:
             tok = tok.lower()
             if tok in GROUND_ALIASES:
                 return GROUND
+            if tok in self.globals:
+                return tok
             return node_map.get(tok, prefix + tok if prefix else tok)
 
         if toks[0][0].lower() == "x":

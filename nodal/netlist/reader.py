@@ -158,9 +158,10 @@ class Reader:
         for line, kind, text in body:
             word = text.split()[0].lower() if kind == "card" else ""
             if word.startswith(".") and word not in HANDLED_DOT_CARDS | IGNORED_DOT_CARDS:
+                read = " ".join(sorted(HANDLED_DOT_CARDS | {".include", ".lib"}))
                 self.unsupported(line, text, f"the {word} card is not modelled; remove it (the "
-                                 "cards nodalnet reads: .param .func .model .subckt .include "
-                                 ".lib, and analysis cards it ignores)")
+                                 f"cards nodalnet reads: {read}, and analysis cards it "
+                                 "ignores)")
         return self.finish(title)
 
     def definitions(self, cards: list, prefix: str) -> None:

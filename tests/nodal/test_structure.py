@@ -429,3 +429,12 @@ def test_every_dot_card_is_read_ignored_or_named(word):
         assert f"dots.cir:6: the {word} card is not modelled" in str(err)
     except NodalError as err:                  # a card nodalnet reads, with a bad argument
         assert "dots.cir:6" in str(err), str(err)
+
+
+def test_ltspice_lib_of_a_whole_file_is_an_include(tmp_path):
+    top = write(tmp_path, {"t.cir": "* t\n*@ input v1\n*@ output a\n.lib parts.lib\nV1 a 0 1\n"
+                                    "R1 a b 1k\nD1 b 0 dx\n",
+                           "parts.lib": "* no sections\n.model dx D(IS=1n)\n"})
+    net = read(top)
+    assert net.models["dx"].line.file == str(tmp_path / "parts.lib")
+    assert f'.include "{(tmp_path / "parts.lib").resolve()}"' in net.text

@@ -347,8 +347,9 @@ def dataset(circuit: str = "diode_clipper", sample_rate: float = 48000.0,
     solver = nodal.load(circuit, sample_rate=sample_rate, **(values or {}))
     all_values = solver.values()
     folder = cache_dir("datasets") if cache else None
+    source = nodal.netlist.read_source(path)        # with the text of every included file
     file = None if folder is None else (
-        folder / f"{path.stem}-{cache_key(text, all_values, sample_rate, spec)}.npz")
+        folder / f"{path.stem}-{cache_key(source, all_values, sample_rate, spec)}.npz")
     if file is not None and file.exists():
         return CircuitDataset.load(file)
     audio = material(spec, sample_rate)

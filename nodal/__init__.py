@@ -16,7 +16,7 @@ from .errors import (CircuitNotFoundError, ConvergenceError, NetlistError, Nodal
                      SignalError)
 from .interface import StateSpaceModel, Trajectory
 from .mna import Equations, check_solvable, derive
-from .netlist import Netlist, parse, read, read_text
+from .netlist import Netlist, parse, read, read_source, read_text
 from .newton import NewtonOptions
 from .solver import NodalSolver
 
@@ -49,11 +49,11 @@ def equations(name_or_path: str | Path) -> Equations:
 
     path = netlist_path(name_or_path)
     text = read_text(path)
-    key = (str(path), text)
+    key = (str(path), read_source(path, text))      # the included files' text too
     builtin = circuits.path_of(str(name_or_path)) is not None
     shown = f"circuits/{path.name}" if builtin else str(path)
     if key not in _CACHE:
-        eq = derive(parse(text, shown))
+        eq = derive(parse(text, shown, folder=path.parent))
         check_solvable(eq)
         _CACHE[key] = eq
     return _CACHE[key]

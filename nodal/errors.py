@@ -12,17 +12,50 @@ class NetlistError(NodalError):
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None,
                  text: str | None = None):
+        # a line read from an included file knows its own file and the include chain
+        # (`nodal.netlist.includes.Line`); it names them rather than the top file
+        file = getattr(line, "file", None) or file
         self.file = file
         self.line = line
         self.text = text
         self.reason = message
-        where = file or "<netlist>"
-        if line is not None:
-            where += f":{line}"
-        full = f"{where}: {message}"
+        full = f"{where(file, line)}: {message}"
         if text:
             full += f"\n    {text.strip()}"
         super().__init__(full)
+
+
+def where(file: str | None, line: int | None) -> str:
+    """`file:line`, and `(included from top.cir:3)` for each include that led there."""
+    shown = file or "<netlist>"
+    if line is not None:
+        shown += f":{int(line)}"
+    for outer_file, outer_line in getattr(line, "chain", ()):
+        shown += f" (included from {outer_file}:{int(outer_line)})"
+    return shown
+
+
+class UnsupportedNetlistError(NetlistError):
+    """Every construct of a netlist that nodalnet does not model, found in one reading.
+
+    `problems` lists them as (file, line, text, reason), in the order read; the message shows
+    each at its file:line (with its include chain), so one run names everything to change.
+    """
+
+    def __init__(self, problems: list[tuple[str, int, str, str]], file: str | None = None):
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else (file, None, "", "")
+        lines = [f"{len(self.problems)} construct{'s' if len(self.problems) != 1 else ''} "
+                 "that nodalnet does not model (remove or replace each):"]
+        for p_file, p_line, p_text, reason in self.problems:
+            lines.append(f"  {where(p_file, p_line)}: {reason}")
+            if p_text:
+                lines.append(f"      {p_text.strip()}")
+        Exception.__init__(self, "\n".join(lines))
+        self.file = first[0] or file
+        self.line = first[1]
+        self.text = first[2]
+        self.reason = lines[0]
 
 
 class ConvergenceError(NodalError):

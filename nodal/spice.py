@@ -83,6 +83,9 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
     drop: set[int] = set()
     by_name = {e.name: e for e in net.elements}
     for name in signals:
+        if "." in name or getattr(by_name[name].line, "chain", ()):
+            raise NgspiceError(f"{name} is inside a subcircuit or an included file; the deck can "
+                               "only replace a source written in the netlist's top file")
         first = by_name[name].line - 1
         drop.add(first)
         k = first + 1

@@ -1,7 +1,8 @@
 """Read an ngspice-compatible SPICE netlist into plain data.
 
 The subset: R, C, L, V, I (DC, SIN, PULSE, PWL), D, Q, J, E, G (the letters of the device
-registry, `nodal.devices`), X (flattened `.subckt`), `.param` with `{expressions}`, `.model`,
+registry, `nodal.devices`), X (flattened `.subckt`, with parameters and local `.param`/`.model`),
+`.param` with `{expressions}`, `.func`, `.model`, `.include`/`.inc` and `.lib FILE SECTION`,
 value suffixes, `*` comments, `;`/`$` inline comments, `+` continuation lines, and three
 directives hidden in comments that ngspice ignores::
 
@@ -14,6 +15,7 @@ parameters and `.model` parameters become Sympy symbols with numeric defaults, s
 equations serve for any value and can be differentiated. All values are SI units.
 
 The package, by concern: `cards` (lines, continuations, comments, tokens, directives),
+`includes` (`.include`, `.lib`: every card with its file, line and include chain),
 `expressions` (the `{...}` parser), `subcircuits` (`.subckt` and `X`), `values` (the rules
 values follow, `check_values`, decoding files), `data` (`Netlist`, `Element`, `Model`,
 `Waveform`) and `reader` (putting them together).
@@ -23,21 +25,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import NetlistError
+from ..errors import NetlistError, UnsupportedNetlistError
 from .data import GROUND, GROUND_ALIASES, Element, Model, Netlist, Waveform
-from .expressions import Scope, parse_expression, parse_number
+from .expressions import Scope, UserFunction, parse_expression, parse_number
+from .includes import Line, expand
 from .values import check_element, check_model, check_values, decode, evaluate
 
-__all__ = ["GROUND", "GROUND_ALIASES", "Element", "Model", "Netlist", "NetlistError", "Scope",
-           "Waveform", "check_element", "check_model", "check_values", "decode", "evaluate",
-           "parse", "parse_expression", "parse_number", "read", "read_text"]
+__all__ = ["GROUND", "GROUND_ALIASES", "Element", "Line", "Model", "Netlist", "NetlistError",
+           "Scope", "UnsupportedNetlistError", "UserFunction", "Waveform", "check_element",
+           "check_model", "check_values", "decode", "evaluate", "expand", "parse",
+           "parse_expression", "parse_number", "read", "read_source", "read_text"]
 
 
-def parse(text: str, file: str = "<netlist>") -> Netlist:
-    """Parse netlist text. Raises `NetlistError` naming the file and line of any problem."""
+def parse(text: str, file: str = "<netlist>", folder: str | Path | None = None) -> Netlist:
+    """Parse netlist text. Raises `NetlistError` naming the file and line of any problem, and
+    `UnsupportedNetlistError` naming every construct nodalnet does not model at once.
+
+    `.include` and `.lib` paths are relative to `folder` (default: the folder of `file`)."""
     from .reader import Reader
 
-    return Reader(text, file).read()
+    return Reader(text, file, folder).read()
 
 
 def read_text(path: str | Path) -> str:
@@ -51,6 +58,15 @@ def read_text(path: str | Path) -> str:
     return decode(data, str(path))
 
 
+def read_source(path: str | Path, text: str | None = None) -> str:
+    """The text of a netlist and of every file it includes, in reading order: what a cache
+    of anything derived from the netlist must hash (an edit to an included model file is a
+    new circuit). `text`: the file's text when already read."""
+    path = Path(path)
+    text = read_text(path) if text is None else text
+    return expand(text, str(path)).fingerprint()
+
+
 def read(path: str | Path) -> Netlist:
-    """Read and parse a `.cir` file."""
+    """Read and parse a `.cir` file (and the files it includes)."""
     return parse(read_text(path), str(Path(path)))

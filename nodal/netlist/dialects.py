@@ -7,8 +7,9 @@ Every dot card is one of:
 * noted: it asks for an analysis, an output or a simulator setting that has no effect on the
   circuit nodalnet solves (`.tran 0 10m`, `.save`, `.meas`, `.backanno`, a `.control` block...):
   accepted, and one line naming it and its file:line goes to `Netlist.notes`;
-* refused: it would change the result in a way nodalnet does not model (`.step`, `.func`):
-  a `NetlistError` naming the card and what to do instead.
+* refused: it would change the result in a way nodalnet does not model (`.step`, `.if`):
+  reported with every other unsupported construct of the file in one
+  `UnsupportedNetlistError`, naming the card and what to do instead.
 
 The element-card options that LTspice writes after a value (`Rser=`, `Rpar=`, `Cpar=`, `IC=`)
 are listed here too (`ELEMENT_OPTIONS`), so the reader takes or refuses them in one place.
@@ -27,6 +28,9 @@ READ = {
     ".param": "parameters", ".model": "device models", ".subckt": "subcircuits",
     ".ends": "the end of a subcircuit", ".end": "the end of the netlist",
     ".temp": "the circuit's temperature", ".ic": "initial node voltages",
+    ".func": "user functions", ".global": "global nodes",
+    ".include": "include files", ".inc": "include files", ".lib": "library sections",
+    ".endl": "the end of a library section",
 }
 
 #: dot cards accepted without effect on the result, each with why (shown in the note)
@@ -58,7 +62,6 @@ NOTED = {
     ".title": "the title",
     ".width": "the output width of ngspice's listing",
     ".csparam": "a parameter for ngspice's control script",
-    ".global": "global nodes; nodalnet's nodes outside a subcircuit are global already",
     ".control": "an ngspice control script (up to `.endc`); nodalnet runs no scripts",
 }
 
@@ -66,12 +69,8 @@ NOTED = {
 REFUSED = {
     ".step": "LTspice's `.step` runs the circuit several times; remove it and use --set NAME="
              "VALUE for each value instead",
-    ".func": "user functions are not read; write the expression out in a {...} value",
     ".if": "conditional netlists are not read; keep the branch you mean",
     ".endc": "`.endc` without `.control`",
-    ".lib": "library files are not read; copy the models you use into the netlist",
-    ".include": "include files are not read; copy the models you use into the netlist",
-    ".inc": "include files are not read; copy the models you use into the netlist",
     ".machine": "LTspice state machines are not modelled",
     ".net": "LTspice's network analysis is not modelled",
     ".ferret": "LTspice downloads are not read",
@@ -190,11 +189,11 @@ class DialectCards:
                 self.tran_card(line, text)
             self.notes.append(note(self.file, line, word, found.why))
         elif found.action == "refused":
-            raise self.fail(f"{word}: {found.why}", line, text)
+            self.unsupported(line, text, f"{word}: {found.why}")
         elif found.action == "unknown":
-            raise self.fail(f"nodalnet does not support the {word} card; remove it (the cards "
-                            "it reads are .param .model .subckt .temp .ic, and it notes "
-                            "analysis and output cards)", line, text)
+            self.unsupported(line, text, f"the {word} card is not modelled; remove it (the "
+                             f"cards nodalnet reads: {' '.join(sorted(READ))}; it notes "
+                             "analysis and output cards)")
 
     def _number(self, token: str, line: int, text: str) -> float:
         from .values import evaluate

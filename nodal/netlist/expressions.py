@@ -26,7 +26,13 @@ defines them, checked against ngspice itself (tests/nodal/test_expressions.py):
 * `u(x)` is the unit step with u(0) = 1/2 (ngspice's B source), `uramp(x)` = x u(x),
   `sgn`/`sign` is -1, 0 or 1, `limit(x, a, b)` clamps x between a and b (LTspice's meaning;
   ngspice's `.param` `limit` is a Monte-Carlo function, not modelled).
-* Comparisons, `&&`, `||` and `!` give 1 or 0; `if(c, a, b)` is `c ? a : b`.
+* Comparisons, `&&`, `||` and `!` give 1 or 0; `if(c, a, b)` (and ngspice's `ternary_fcn`)
+  is `c ? a : b`.
+* `table(x, x1, y1, x2, y2, ...)` interpolates linearly between the points and is flat outside
+  them (LTspice's meaning; ngspice's `.param` has no `table`).
+* A netlist's own functions (`.func f(x) {x*x}`, `.param f(x)={...}`) come in the `Scope`'s
+  `functions`; a call reads the body with the arguments bound; a function calling itself is
+  named.
 
 Sub-expressions without symbols are folded in floating point with overflow, domain and
 division-by-zero checks, so `1e308*1e308`, `10**(10**10)`, `1/0` or `sqrt(-1)` are named
@@ -96,6 +102,16 @@ def parse_number(token: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class UserFunction:
+    """A netlist's own function: argument names and the body's text (lower case, no braces).
+    A call parses the body with the arguments bound to the call's values, in the caller's
+    scope, so a body may use `.param` names and call other functions (not itself)."""
+
+    args: tuple[str, ...]
+    body: str
+
+
 @dataclass
 class Scope:
     """What names mean to an expression.
@@ -108,6 +124,8 @@ class Scope:
 
     names: Mapping[str, sp.Expr] | Callable[[str], sp.Expr | None] = field(default_factory=dict)
     probes: Mapping[str, Callable[[list[str]], sp.Expr]] = field(default_factory=dict)
+    #: user functions (`.func f(x, y) {expr}`, `.param f(x)={expr}`): name -> UserFunction
+    functions: Mapping[str, UserFunction] = field(default_factory=dict)
 
     def lookup(self, name: str) -> sp.Expr | float | None:
         if callable(self.names):
@@ -310,10 +328,36 @@ FUNCTIONS: dict[str, Function] = {
                       lambda x: sp.Piecewise((x, x > 0), (sp.Integer(0), True))),
     "limit": Function(3, _limit, _sym_limit),
 }
+def _table(x, points: list) -> float | sp.Expr:
+    """ngspice's table(x, x1, y1, x2, y2, ...): linear between the points, flat outside."""
+    xs, ys = points[0::2], points[1::2]
+    if not all(_is_const(v) for v in xs):
+        raise _Fail("table(...): the x values must be numbers")
+    if any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+        raise _Fail("table(...): the x values must increase")
+    if _is_const(x) and all(_is_const(v) for v in ys):
+        if x <= xs[0]:
+            return ys[0]
+        for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True),
+                                      strict=False):
+            if x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        return ys[-1]
+    xv = _sym(x)
+    pieces = [(_sym(ys[0]), xv <= xs[0])]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True),
+                                  strict=False):
+        pieces.append((_sym(y0) + (_sym(y1) - _sym(y0)) * (xv - x0) / (x1 - x0), xv <= x1))
+    pieces.append((_sym(ys[-1]), True))
+    return sp.Piecewise(*pieces)
+
+
 # Functions whose two-argument power rules need the token for their messages.
 _POWERS = {"pow": _c_pow, "pwr": _abs_power,
            "pwrs": lambda x, y, what: _pwrs(x, y, what)}
 _CONDITIONAL = "if"
+_ALIASES = {"ternary_fcn": "if"}          # ngspice's other name for if(c, a, b)
+_VARIADIC = "table"
 
 
 def _pwrs(x, y, what):
@@ -324,15 +368,16 @@ def _pwrs(x, y, what):
 
 
 def function_names() -> list[str]:
-    return sorted([*FUNCTIONS, *_POWERS, _CONDITIONAL])
+    return sorted([*FUNCTIONS, *_POWERS, _CONDITIONAL, *_ALIASES, _VARIADIC])
 
 
 class _Parser:
-    def __init__(self, text: str, scope: Scope):
+    def __init__(self, text: str, scope: Scope, depth: int = 0, calling: tuple[str, ...] = ()):
         self.text = text
         self.scope = scope
         self.tok = _token_at(text, 0)
-        self.depth = 0
+        self.depth = depth
+        self.calling = calling          # the user functions whose bodies are being read
 
     # -- token stream (read one token ahead, so that a probe can take its raw text) -------
     def take(self) -> _Token:
@@ -546,7 +591,7 @@ class _Parser:
         if value is None:
             if keyword.iskeyword(t.text) or t.text in ("true", "false", "none"):
                 raise _Fail(f"`{t.text}` is a keyword, not a SPICE expression")
-            if t.text in FUNCTIONS or t.text in _POWERS or t.text == _CONDITIONAL:
+            if t.text in function_names() or t.text in self.scope.functions:
                 raise _Fail(f"`{t.text}` is a function: call it as {t.text}(...)")
             raise _Fail(f"`{t.text}` is not defined: no `.param` gives it a value")
         if isinstance(value, (int, float)):
@@ -557,7 +602,10 @@ class _Parser:
         name = t.text
         if name in self.scope.probes:
             return self.probe(t)
-        if name not in FUNCTIONS and name not in _POWERS and name != _CONDITIONAL:
+        name = _ALIASES.get(name, name)
+        user = self.scope.functions.get(name)
+        if user is None and name not in FUNCTIONS and name not in _POWERS and \
+                name not in (_CONDITIONAL, _VARIADIC):
             if keyword.iskeyword(name):
                 raise _Fail(f"`{name}` is a keyword, not a SPICE function")
             raise _Fail(f"`{name}` is not a known function; known: "
@@ -577,6 +625,12 @@ class _Parser:
         self.take()
         self.depth -= 1
         what = f"`{name}(...)` at column {t.start + 1}"
+        if user is not None:
+            return self.user_call(name, user, args)
+        if name == _VARIADIC:
+            if len(args) < 3 or len(args) % 2 == 0:
+                raise _Fail("`table` takes x and then x, y pairs: table(x, x1, y1, x2, y2...)")
+            return _table(args[0], args[1:])
         if name == _CONDITIONAL:
             self.arity(name, args, 3)
             return self.choose(*args)
@@ -588,6 +642,28 @@ class _Parser:
         if all(_is_const(a) for a in args):
             return _call(fn.numeric, args, what)
         return fn.symbolic(*[_sym(a) for a in args])
+
+    def user_call(self, name: str, fn: UserFunction, args: list):
+        """A `.func`: its body parsed with the arguments bound, one level deeper (a function
+        that calls itself runs into MAX_DEPTH and is named)."""
+        self.arity(name, args, len(fn.args))
+        bound = dict(zip(fn.args, args, strict=True))
+        outer = self.scope
+
+        def lookup(key: str):
+            return bound[key] if key in bound else outer.lookup(key)
+
+        inner = Scope(lookup, outer.probes, outer.functions)
+        if name in self.calling:
+            path = " -> ".join([*self.calling[self.calling.index(name):], name])
+            raise _Fail(f"function `{name}` calls itself ({path}); SPICE functions cannot "
+                        "recurse")
+        try:
+            return _Parser(fn.body, inner, self.depth + 1, (*self.calling, name)).parse()
+        except _Fail as exc:
+            if self.calling:
+                raise
+            raise _Fail(f"in the body of `.func {name}`: {exc}") from None
 
     @staticmethod
     def arity(name: str, args: list, n: int) -> None:

@@ -1,10 +1,19 @@
 """The reader: cards in, a `Netlist` out, every element read as its device record says.
 
-`.param` lines are read first (in order: a parameter may use those before it), then the
-directives, `.subckt` blocks and `.model` cards, then the elements (flattening `X` instances),
-then any dot card nodalnet does not model is named. The element letters, their node counts,
-how their cards read, their model types and the rules of their values come from the device
-registry (`nodal.devices`); nothing here switches on a letter.
+The cards come from `includes.expand` (the file with every `.include`/`.lib` read in place,
+each card knowing its file and line). `.func` and `.param` lines at the top level are read
+first (in order: a parameter may use those before it), then the directives, the `.subckt`
+blocks and the top-level `.model` cards, then the elements (flattening `X` instances with their
+parameters, local `.param`/`.model` and nested subcircuits: `Reader.instance`). The element
+letters, their node counts, how their cards read, their model types and the rules of their
+values come from the device registry (`nodal.devices`); nothing here switches on a letter.
+
+Problems come in two kinds. A card that cannot be read (a syntax error, a missing value) stops
+the reading at once: `Reader.fail`. A construct that reads fine but that nodalnet does not
+model (an element letter without a device record, a dot card it does not know, an element
+using a `.model` of an unknown type, a model parameter its device does not model) is recorded
+with `Reader.unsupported` and the reading goes on, so that one `UnsupportedNetlistError` names
+every such construct of the file, with its file:line, before anything is simulated.
 """
 
 from __future__ import annotations
@@ -16,34 +25,86 @@ import re
 import sympy as sp
 
 from .. import devices
-from ..errors import NetlistError
-from . import subcircuits
-from .cards import Directives, logical_cards, tokenize
+from ..errors import NetlistError, UnsupportedNetlistError, where
+from . import includes, subcircuits
+from .cards import Directives, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
-from .dialects import FIXED_MODEL_PARAMS, DialectCards, note, xspice_ports
-from .expressions import Scope, parse_expression, parse_number
-from .values import check_element, check_model
+from .dialects import FIXED_MODEL_PARAMS, DialectCards, xspice_ports
+from .expressions import Scope, UserFunction, parse_expression, parse_number
+from .values import check_element, check_model, evaluate
 from .waveforms import SourceCards
 
+#: the dot cards the reader reads itself (`.include`/`.inc`/`.lib`/`.endl` are read by
+#: `includes`); every other dot card goes to `dialects` (read, noted or unsupported there).
+HANDLED_DOT_CARDS = {".param", ".func", ".model", ".subckt", ".ends", ".global"}
+
+#: what the SPICE letters without a device record are, to name them in the error
+LETTER_NAMES = {
+    "A": "an XSPICE code model", "B": "a behavioural source", "F": "a current-controlled "
+    "current source", "H": "a current-controlled voltage source", "K": "a mutual inductance",
+    "M": "a MOSFET", "N": "an OSDI/Verilog-A device", "O": "a lossy transmission line",
+    "P": "a coupled multiconductor line", "S": "a voltage-controlled switch",
+    "T": "a transmission line", "U": "a uniform RC line", "W": "a current-controlled switch",
+    "Y": "a transmission line", "Z": "a MESFET",
+}
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _at(line: int) -> str:
+    """`line 5`, or `models.lib:5` for a line of an included file."""
+    file = getattr(line, "file", None)
+    return f"line {int(line)}" if file is None or not getattr(line, "chain", ()) \
+        else where(file, line)
+
+
 class Reader(SourceCards, DialectCards):
-    def __init__(self, text: str, file: str):
+    def __init__(self, text: str, file: str, folder: str | None = None):
         self.file = file
         self.text = text
+        self.folder = folder
         self.params: dict[str, sp.Expr] = {}
+        self.functions: dict[str, UserFunction] = {}
         self.defaults: dict[str, float] = {}
         self.models: dict[str, Model] = {}
+        self.model_names: dict[str, str] = {}        # a name as written -> its key in models
+        self.foreign_models: dict[str, tuple[int, str, str]] = {}   # unknown type: line, text
+        self.foreign_used: set[str] = set()
+        self.model_problems: dict[str, tuple[int, str, str]] = {}   # unmodelled parameters
+        self.models_used: set[str] = set()
         self.elements: list[Element] = []
         self.names: dict[str, Element] = {}
         self.subckts: dict[str, subcircuits.Subcircuit] = {}
+        self.stack: list[str] = []                   # the subcircuits being expanded
+        self.globals: set[str] = set()               # `.global` node names
         self.directives = Directives()
+        self.problems: list[tuple[str, int, str, str]] = []
         self.notes: list[str] = []
+        self.expanded: includes.Expanded | None = None
         self.initial = InitialConditions()
         self.temperature = 300.15
         self.nominal_temperature = 300.15
-        self.foreign: dict[str, tuple[str, int, str]] = {}   # .model of a type not modelled
 
     def fail(self, message: str, line: int | None, text: str = "") -> NetlistError:
+        """The error of a card that cannot be read; the caller raises it (reading stops)."""
         return NetlistError(message, self.file, line, text)
+
+    def unsupported(self, line: int, text: str, reason: str) -> None:
+        """Record a construct nodalnet does not model; the reading goes on.
+
+        Call it (instead of raising) wherever a card is valid SPICE but names something
+        nodalnet does not model: an element letter, a dot card, a model type, a model
+        parameter, an option... `line` is the card's line (a `includes.Line` keeps the
+        file it came from), `text` the card, `reason` what is not modelled and what to do
+        instead ("the .noise card is not modelled: remove it"). At the end of reading, every
+        recorded construct is raised together as one `UnsupportedNetlistError`, before any
+        simulation; the same (file, line, reason) is recorded once, however many subcircuit
+        instances repeat it.
+        """
+        file = getattr(line, "file", None) or self.file
+        problem = (file, line, text, reason)
+        if not any(p[0] == file and p[1] == line and p[3] == reason for p in self.problems):
+            self.problems.append(problem)
 
     def tokens(self, line: int, text: str) -> list[str]:
         try:
@@ -52,6 +113,9 @@ class Reader(SourceCards, DialectCards):
             raise self.fail(str(exc), line, text) from None
 
     # -- values ---------------------------------------------------------------------------
+    def scope(self) -> Scope:
+        return Scope(self.params, functions=self.functions)
+
     def expression(self, token: str, line: int, text: str) -> sp.Expr:
         """A value: a number with suffix, a `.param` name, or a `{expression}` (parsed by
         `expressions.parse_expression`, never evaluated as Python)."""
@@ -59,7 +123,7 @@ class Reader(SourceCards, DialectCards):
         if number is not None:
             return sp.Float(number)
         body = token[1:-1] if token.startswith("{") and token.endswith("}") else token
-        return parse_expression(body, Scope(self.params), self.file, line, text)
+        return parse_expression(body, self.scope(), self.file, line, text)
 
     def free_value(self, symbol_name: str, token: str, line: int, text: str) -> sp.Expr:
         """A literal number gets its own symbol (trainable); an expression stays an expression."""
@@ -79,62 +143,112 @@ class Reader(SourceCards, DialectCards):
 
     # -- the whole netlist ----------------------------------------------------------------
     def read(self) -> Netlist:
-        cards = logical_cards(self.text, self.fail)
-        title = cards[0][2] if cards and cards[0][1] == "title" else ""
-        body = [c for c in cards if c[1] != "title"]
+        self.expanded = includes.expand(self.text, self.file, self.folder)
+        title, body = self.expanded.title, self.expanded.cards
+        self.subckts, outside = subcircuits.collect(body, self.fail, self.tokens)
+        for _, kind, text in body:         # `.global` nodes keep their name in subcircuits
+            if kind == "card" and text.split()[0].lower() == ".global":
+                self.globals.update(n.lower() for n in text.split()[1:])
+        self.definitions(outside, prefix="")
         for line, kind, text in body:
-            if kind == "card" and text.lower().startswith(".param"):
-                self.param_card(line, text)
-        self.subckts, _, outside = subcircuits.collect(body, self.fail)
-        for line, kind, text in body:       # a .model inside a .subckt is read as global
             if kind == "directive":
                 self.directives.read(line, text, self.fail)
-            elif text.lower().startswith(".model"):
-                self.model_card(line, text)
+        self.models_of(outside, prefix="")
         for line, kind, text in outside:
             if kind == "card" and not text.startswith("."):
                 self.element_card(line, text, prefix="", node_map={})
         for line, kind, text in body:
             word = text.split()[0].lower() if kind == "card" and text.startswith(".") else ""
-            if word and word not in (".param", ".model", ".subckt", ".ends"):
+            if word and word not in HANDLED_DOT_CARDS:
                 self.dot_card(line, text)       # the table of `dialects`
         return self.finish(title)
 
-    def param_card(self, line: int, text: str) -> None:
+    def definitions(self, cards: list, prefix: str) -> None:
+        """The `.func` and `.param` cards of one scope, in order."""
+        for line, kind, text in cards:
+            word = text.split()[0].lower() if kind == "card" else ""
+            if word == ".param":
+                self.param_card(line, text, prefix)
+            elif word == ".func":
+                self.func_card(line, text)
+
+    def models_of(self, cards: list, prefix: str) -> None:
+        """The `.model` cards of one scope: `prefix` renames them (a subcircuit's own)."""
+        for line, kind, text in cards:
+            if kind == "card" and text.split()[0].lower() == ".model":
+                self.model_card(line, text, prefix)
+
+    def param_card(self, line: int, text: str, prefix: str = "") -> None:
         toks = self.tokens(line, text)[1:]
         i = 0
         while i < len(toks):
+            if i + 1 < len(toks) and toks[i + 1] == "(":         # .param f(x) = {...}
+                i = self.function(toks, i, line, text, "`.param`")
+                continue
             if i + 2 >= len(toks) or toks[i + 1] != "=":
                 raise self.fail("`.param` expects name=value pairs", line, text)
             name, token = toks[i].lower(), toks[i + 2]
-            if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name.startswith("__") or (
-                    keyword.iskeyword(name)):
-                raise self.fail(f"`.param {name}`: a parameter name is a letter or `_` "
-                                "followed by letters, digits or `_`", line, text)
-            expr = self.expression(token, line, text)
-            if expr.is_number:
-                self.defaults[name] = float(expr)
-                self.params[name] = sp.Symbol(name)
-            else:
-                self.params[name] = expr
+            self.check_name(name, "`.param`", line, text)
+            value = self.free_value(prefix + name, token, line, text)
+            self.params[name] = value
             i += 3
 
-    def model_card(self, line: int, text: str) -> None:
+    def check_name(self, name: str, what: str, line: int, text: str,
+                   kind: str = "parameter") -> None:
+        if not _NAME.fullmatch(name) or name.startswith("__") or keyword.iskeyword(name):
+            raise self.fail(f"{what} {name}: a {kind} name is a letter or `_` followed by "
+                            "letters, digits or `_`", line, text)
+
+    def func_card(self, line: int, text: str) -> None:
+        """`.func name(a, b) {expression}` (an `=` before the body is accepted too)."""
+        toks = self.tokens(line, text)[1:]
+        if len(toks) < 2 or toks[1] != "(":
+            raise self.fail("`.func` is written `.func name(args) {expression}`", line, text)
+        if self.function(toks, 0, line, text, "`.func`") != len(toks):
+            raise self.fail("`.func` defines one function per card", line, text)
+
+    def function(self, toks: list[str], i: int, line: int, text: str, what: str) -> int:
+        """The function `name(args) [=] body` at toks[i]; the index after it."""
+        name = toks[i].lower()
+        self.check_name(name, what, line, text, "function")
+        close = toks.index(")", i) if ")" in toks[i:] else -1
+        if close < 0:
+            raise self.fail(f"{what} {name}(: the argument list is not closed", line, text)
+        args = tuple(a.lower() for a in toks[i + 2:close])
+        for a in args:
+            self.check_name(a, f"{what} {name}(...):", line, text, "argument")
+        j = close + 1
+        if j < len(toks) and toks[j] == "=":
+            j += 1
+        if j >= len(toks):
+            raise self.fail(f"{what} {name}(...) needs a body: {{expression}}", line, text)
+        body = toks[j]
+        body = body[1:-1] if body.startswith("{") and body.endswith("}") else body
+        self.functions[name] = UserFunction(args, body.lower())
+        # parse once with placeholder arguments, so that a bad body is named at its card
+        trial = Scope({**self.params, **{a: sp.Symbol(f"__arg{k}") for k, a in
+                                          enumerate(args)}}, functions=self.functions)
+        parse_expression(body, trial, self.file, line, text)
+        return j + 1
+
+    def model_card(self, line: int, text: str, prefix: str = "") -> None:
         toks = [t for t in self.tokens(line, text) if t not in "()"]
         known = ", ".join(t.upper() for t in devices.MODEL_TYPES)
         if len(toks) < 3:
             raise self.fail(f"`.model` needs a name and a type ({known})", line, text)
-        name, type_name = toks[1].lower(), toks[2].lower()
-        if name in self.models:
-            raise self.fail(f"`.model {name}` is defined twice (first on line "
-                            f"{self.models[name].line}); ngspice would use one of them "
-                            "silently: remove or rename one", line, text)
+        written, type_name = toks[1].lower(), toks[2].lower()
+        name = prefix + written
+        if name in self.models or name in self.foreign_models:
+            first = self.models[name].line if name in self.models \
+                else self.foreign_models[name][0]
+            raise self.fail(f"`.model {written}` is defined twice (first on {_at(first)}); "
+                            "ngspice would use one of them silently: remove or rename one",
+                            line, text)
+        self.model_names[written] = name
         mtype = devices.model_type(type_name)
         if mtype is None:
-            if name in self.foreign:
-                raise self.fail(f"`.model {name}` is defined twice (first on line "
-                                f"{self.foreign[name][1]})", line, text)
-            self.foreign[name] = (type_name, line, text)    # an error if an element uses it
+            # used by an element: unsupported there; unused: a note (ngspice ignores it too)
+            self.foreign_models[name] = (line, text, type_name)
             return
         params: dict[str, sp.Expr] = {}
         rest = toks[3:]
@@ -148,6 +262,7 @@ class Reader(SourceCards, DialectCards):
                 token = "1" if token.lower() == "true" else "0"
             params[pname] = self.free_value(f"{name}.{pname}", token, line, text)
             i += 3
+        self.unknown_parameters(name, mtype, params, line, text)
         for pname, default in mtype.defaults.items():
             if pname not in params:
                 if math.isinf(default):
@@ -162,6 +277,23 @@ class Reader(SourceCards, DialectCards):
         self.models[name] = Model(name, mtype.name, params, line)
         check_model(self.models[name], self.defaults, {}, self.file, text)
 
+    def unknown_parameters(self, name: str, mtype, params: dict[str, sp.Expr], line: int,
+                           text: str) -> None:
+        """The parameters the model type does not know, set to anything but 0 (0 is ngspice's
+        default of most of them: no effect); reported as unsupported when an element uses the
+        model (`model_element`), a note if none does. A `ModelType` may list parameters it
+        accepts without modelling (noise...) in an `accepted` attribute."""
+        known = set(mtype.defaults) | set(mtype.rules) | set(getattr(mtype, "accepted", ()))
+        unknown = [p.upper() for p in params
+                   if p not in known and evaluate(params[p], self.defaults) != 0]
+        if unknown:
+            modelled = " ".join(p.upper() for p in mtype.defaults)
+            them = "it" if len(unknown) == 1 else "them"
+            self.model_problems[name] = (line, text, (
+                f"model {name} ({mtype.name.upper()}) sets {' '.join(unknown)}, which nodalnet "
+                f"does not model (its {mtype.name.upper()} has {modelled}); remove {them} or "
+                f"set {them} to 0"))
+
     # -- elements -------------------------------------------------------------------------
     def element_card(self, line: int, text: str, prefix: str, node_map: dict[str, str],
                      depth: int = 0) -> None:
@@ -172,20 +304,26 @@ class Reader(SourceCards, DialectCards):
             tok = tok.lower()
             if tok in GROUND_ALIASES:
                 return GROUND
+            if tok in self.globals:
+                return tok
             return node_map.get(tok, prefix + tok if prefix else tok)
 
         if toks[0][0].lower() == "x":
-            for ln, tx, inner_prefix, inner in subcircuits.expand(
-                    self.subckts, toks, name, node, line, text, depth, self.fail):
-                self.element_card(ln, tx, prefix=inner_prefix, node_map=inner, depth=depth + 1)
+            self.instance(line, text, toks, name, node, depth)
             return
         device = devices.record(toks[0][0])
         if device is None:
-            raise self.fail(f"unknown element {toks[0]!r}: nodalnet reads "
-                            f"{devices.letters()} and X (subcircuits)", line, text)
+            letter = toks[0][0].upper()
+            what = LETTER_NAMES.get(letter, "not a SPICE element letter")
+            self.unsupported(line, text, f"element {toks[0]}: {letter} ({what}) is not "
+                             f"modelled; nodalnet reads {devices.letters()} and X "
+                             "(subcircuits)")
+            return
         options: dict[str, str] = {}
         if device.card == "codemodel":
             el = self.code_model_card(name, toks, node, line, text)
+            if el is None:
+                return
         else:
             if len(toks) < device.nodes + 1:
                 raise self.fail(f"{toks[0]} needs {device.nodes} nodes", line, text)
@@ -195,16 +333,63 @@ class Reader(SourceCards, DialectCards):
             if device.card == "value":
                 options = self.value_card(el, device, rest, toks[0])
             elif device.card == "model":
-                self.model_element(el, device, rest, toks[0])
+                if not self.model_element(el, device, rest, toks[0]):
+                    return
             else:
                 options = self.source(el, rest)
         for new in [el, *(self.element_options(el, options) if options else [])]:
             check_element(new, self.defaults, {}, self.file)
             if new.name in self.names:
-                raise self.fail(f"element {new.name} is defined twice (first on line "
-                                f"{self.names[new.name].line})", line, text)
+                raise self.fail(f"element {new.name} is defined twice (first on "
+                                f"{_at(self.names[new.name].line)})", line, text)
             self.names[new.name] = new
             self.elements.append(new)
+
+    def instance(self, line: int, text: str, toks: list[str], name: str, node,
+                 depth: int) -> None:
+        """Flatten `X name nodes... SUBCKT [params]` into its elements (see `subcircuits`)."""
+        nodes, sub_name, overrides = subcircuits.instance_parts(toks, self.fail, line, text)
+        sub = self.subckts.get(sub_name)
+        if sub is None:
+            known = ", ".join(sorted(self.subckts)) or "none"
+            raise self.fail(f"no `.subckt {sub_name}` is defined (known: {known})", line, text)
+        if sub_name in self.stack:
+            chain = " -> ".join([*self.stack[self.stack.index(sub_name):], sub_name])
+            raise self.fail(f"subcircuit {sub_name} calls itself ({chain}): a subcircuit "
+                            "cannot contain an instance of itself", line, text)
+        if len(self.stack) >= subcircuits.MAX_DEPTH:
+            raise self.fail(f"subcircuits nested more than {subcircuits.MAX_DEPTH} deep",
+                            line, text)
+        if len(nodes) != len(sub.ports):
+            raise self.fail(f"subcircuit {sub_name} has {len(sub.ports)} ports "
+                            f"({' '.join(sub.ports) or 'none'}), {toks[0]} gives {len(nodes)}",
+                            line, text)
+        declared = [p for p, _ in sub.params]
+        extra = [p for p, _ in overrides if p not in declared]
+        if extra:
+            raise self.fail(f"subcircuit {sub_name} has no parameter {', '.join(extra)} (its "
+                            f"parameters: {', '.join(declared) or 'none'})", line, text)
+        given = {p: self.free_value(f"{name}.{p}", tok, line, text) for p, tok in overrides}
+        port_map = {p: node(n) for p, n in zip(sub.ports, nodes, strict=True)}
+        saved = (self.params, self.functions, self.subckts, self.model_names)
+        self.params, self.functions = dict(self.params), dict(self.functions)
+        self.model_names = dict(self.model_names)
+        self.stack.append(sub_name)
+        try:
+            for p, default in sub.params:
+                self.params[p] = given[p] if p in given else \
+                    self.free_value(f"{name}.{p}", default, sub.line, sub.text)
+            inner, body = subcircuits.collect(sub.body, self.fail, self.tokens)
+            self.subckts = {**self.subckts, **inner}
+            self.definitions(body, prefix=name + ".")
+            self.models_of(body, prefix=name + ".")
+            for ln, kind, tx in body:
+                if kind == "card" and not tx.startswith("."):
+                    self.element_card(ln, tx, prefix=name + ".", node_map=port_map,
+                                      depth=depth + 1)
+        finally:
+            self.params, self.functions, self.subckts, self.model_names = saved
+            self.stack.pop()
 
     def value_card(self, el: Element, device: devices.Device, rest: list[str],
                    written: str) -> dict[str, str]:
@@ -236,17 +421,19 @@ class Reader(SourceCards, DialectCards):
         return options
 
     def code_model_card(self, name: str, toks: list[str], node, line: int,
-                        text: str) -> Element:
+                        text: str) -> Element | None:
         """`A...` (XSPICE): a potentiometer, or an `aswitch` (read as an S element)."""
         try:
             ports, mname = xspice_ports(toks[1:])
         except ValueError as exc:
             raise self.fail(f"{toks[0]}: {exc}", line, text) from None
-        mname = mname.lower()
-        if mname in self.foreign:
-            raise self.fail(f"{toks[0]} uses the XSPICE code model "
-                            f"{self.foreign[mname][0]!r}, which nodalnet does not model (it "
-                            "models potentiometer and aswitch)", line, text)
+        mname = self.model_names.get(mname.lower(), mname.lower())
+        if mname in self.foreign_models:
+            self.foreign_used.add(mname)
+            self.unsupported(line, text, f"{toks[0]} uses the XSPICE code model "
+                             f"{self.foreign_models[mname][2]!r}, which nodalnet does not model "
+                             "(it models potentiometer and aswitch)")
+            return None
         if mname not in self.models:
             raise self.fail(f"no `.model {mname}` is defined for {toks[0]}", line, text)
         model = self.models[mname]
@@ -276,19 +463,27 @@ class Reader(SourceCards, DialectCards):
                         "model nodalnet reads (potentiometer, aswitch)", line, text)
 
     def model_element(self, el: Element, device: devices.Device, rest: list[str],
-                      written: str) -> None:
+                      written: str) -> bool:
+        """The element's `.model` (a subcircuit's own first); False if it is of a type
+        nodalnet does not model (recorded as unsupported)."""
         if not rest:
             raise self.fail(f"{written} needs a model name", el.line, el.text)
-        mname = rest[0].lower()
-        if mname in self.foreign:
-            raise self.fail(f"model {mname} is of type {self.foreign[mname][0].upper()!r}, "
-                            f"which nodalnet does not model; {written} cannot use it",
-                            el.line, el.text)
+        written_model = rest[0].lower()
+        mname = self.model_names.get(written_model, written_model)
+        if mname in self.foreign_models:
+            mline, _, mtype = self.foreign_models[mname]
+            self.foreign_used.add(mname)
+            self.unsupported(el.line, el.text, f"{written} uses model {written_model}, of "
+                             f"type {mtype.upper()} (on {_at(mline)}), which nodalnet does not "
+                             f"model; its {device.name} models are "
+                             f"{'/'.join(m.name.upper() for m in device.models)}")
+            return False
         if mname not in self.models:
-            raise self.fail(f"no `.model {mname}` is defined for {written}", el.line, el.text)
+            raise self.fail(f"no `.model {written_model}` is defined for {written}",
+                            el.line, el.text)
         want = [m.name for m in device.models]
         if self.models[mname].type not in want:
-            raise self.fail(f"model {mname} is {self.models[mname].type.upper()}, but "
+            raise self.fail(f"model {written_model} is {self.models[mname].type.upper()}, but "
                             f"{written} needs {'/'.join(w.upper() for w in want)}",
                             el.line, el.text)
         el.model = mname
@@ -299,19 +494,42 @@ class Reader(SourceCards, DialectCards):
             raise self.fail(f"{written}: {' '.join(rest[1:])!r} after the model name is not "
                             "modelled (instance parameters such as area=, off, ic= are not "
                             "read); remove it", el.line, el.text)
+        self.models_used.add(mname)
+        if mname in self.model_problems:
+            self.unsupported(*self.model_problems[mname])
+        return True
+
+    def in_file_order(self, problems: list) -> list:
+        """Problems in the order their cards stand in the file (an included file's where its
+        include stands)."""
+        cards = self.expanded.cards if self.expanded is not None else []
+        order = {(getattr(ln, "file", None) or self.file, int(ln)): k
+                 for k, (ln, _, _) in enumerate(cards)}
+        return sorted(problems, key=lambda p: order.get((p[0], int(p[1])), len(order)))
 
     def finish(self, title: str) -> Netlist:
+        for mname, (line, _, mtype) in self.foreign_models.items():
+            if mname not in self.foreign_used:
+                file = getattr(line, "file", None) or self.file
+                self.notes.append(f"{where(file, line)}: model {mname} of type "
+                                  f"{mtype.upper()} is not modelled; no element uses it")
+        for mname, (line, _, reason) in self.model_problems.items():
+            if mname not in self.models_used:
+                file = getattr(line, "file", None) or self.file
+                self.notes.append(f"{where(file, line)}: {reason} (no element uses it)")
+        if self.problems:
+            raise UnsupportedNetlistError(self.in_file_order(self.problems), self.file)
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}
         nodes = {n for e in self.elements for n in e.nodes}
         self.directives.check(sources, nodes, self.fail)
-        for mname, (type_name, line, _) in self.foreign.items():
-            self.notes.append(note(self.file, line, f".model {mname} ({type_name})",
-                                   "no element uses it, and nodalnet does not model its type"))
         self.check_initial(nodes)
         d = self.directives
+        text = self.text
+        if self.expanded is not None and self.expanded.top_includes:
+            text = includes.deck_text(self.text, self.expanded)
         return Netlist(title=title, file=self.file, elements=self.elements, models=self.models,
                        params=self.params, defaults=self.defaults, input=d.input,
                        controls=d.controls, output=d.output, directive_lines=d.lines,
-                       text=self.text, temperature=self.temperature,
+                       text=text, temperature=self.temperature,
                        nominal_temperature=self.nominal_temperature, notes=self.notes,
                        initial=self.initial)

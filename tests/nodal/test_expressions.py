@@ -136,6 +136,7 @@ def test_operator_precedence_and_suffixes(expr, expected):
 
 
 FUNCTION_CASES = [
+    ("table(1.5, 1, 10, 2, 20)", 15.0), ("ternary_fcn(0, 2, 3)", 3.0),
     ("min(3, 2)", 2.0), ("max(3, -2)", 3.0), ("abs(-3.5)", 3.5), ("sqrt(2)", math.sqrt(2)),
     ("exp(1.5)", math.exp(1.5)), ("log(10)", math.log(10)), ("ln(10)", math.log(10)),
     ("log10(200)", math.log10(200)), ("pwr(-2, 3)", 8.0), ("pow(-2, 3)", -8.0),

@@ -130,8 +130,11 @@ def verdict(word: str) -> Verdict:
 
 
 def note(file: str, line: int, what: str, why: str) -> str:
-    """One line of `Netlist.notes`: `file:line: <what> ignored: <why>`."""
-    return f"{file}:{line}: {what} ignored: {why}"
+    """One line of `Netlist.notes`: `file:line: <what> ignored: <why>` (a line of an included
+    file names that file and its include chain)."""
+    from ..errors import where
+
+    return f"{where(getattr(line, 'file', None) or file, line)}: {what} ignored: {why}"
 
 
 _XSPICE_PORT = re.compile(r"%(v|vd|i|id|g|gd|h|hd|d|vnam)$", re.IGNORECASE)

@@ -52,6 +52,11 @@ class Line(int):
     def __repr__(self) -> str:
         return f"Line({int(self)}, {self.file!r})"
 
+    def __str__(self) -> str:           # the number, as an int prints (in f-strings too)
+        return str(int(self))
+
+    __format__ = int.__format__
+
 
 @dataclass
 class Expanded:

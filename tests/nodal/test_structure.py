@@ -343,12 +343,12 @@ UNSUPPORTED = """* many things nodalnet does not model
 Vin in 0 DC 0
 R1 in out 1k
 T1 out 0 far 0 Z0=50 TD=1n
-.noise v(out) vin 10
+.step param r 1k 2k 1k
 D1 out 0 dz
 .model dz D(IS=1n FOOBAR=2)
 Q1 out in 0 qsw
 """
-PARTS = "* parts\n.model qsw sw(vt=1)\nU1 out 0 far 1u\n"
+PARTS = "* parts\n.model qsw bsim3(vt=1)\nU1 out 0 far 1u\n"
 
 
 def test_every_unsupported_construct_is_named_in_one_error(tmp_path):
@@ -359,8 +359,8 @@ def test_every_unsupported_construct_is_named_in_one_error(tmp_path):
                      ("u.cir", 11)]
     message = str(err)
     assert "5 constructs" in message
-    for needle in ("T (a transmission line)", "U (a uniform RC line)", ".noise", "FOOBAR",
-                   "model qsw, of type SW", f"(included from {top}:4)"):
+    for needle in ("T (a transmission line)", "U (a uniform RC line)", ".step", "FOOBAR",
+                   ".step", "model qsw, of type BSIM3", f"(included from {top}:4)"):
         assert needle in message, needle
     for file, line, text, reason in err.problems:
         assert text and reason

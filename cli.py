@@ -316,6 +316,8 @@ def verify(
     """Compare the solver with ngspice on the same netlist and input (ESR at sample times)."""
     import json
 
+    from rich.markup import escape
+
     from nodal import arguments
     from nodal.verify import verify as run_verify
 
@@ -330,10 +332,19 @@ def verify(
     table = Table(title=f"{circuit} against ngspice (48 kHz; reference: max step T/16)")
     for col in ("signal", "oversample", "output ESR", "state ESR", "solver s", "ngspice s"):
         table.add_column(col, justify="right" if col != "signal" else "left")
+    notes = []
     for r in rows:
-        table.add_row(r.signal, f"{r.oversample}x", f"{r.output_esr:.2e}", f"{r.state_esr:.2e}",
-                      f"{r.solver_seconds:.2f}", f"{r.ngspice_seconds:.2f}")
+        mark = ""
+        if r.note:
+            if r.note not in notes:
+                notes.append(r.note)
+            mark = f" [{notes.index(r.note) + 1}]"
+        table.add_row(r.signal + mark, f"{r.oversample}x", f"{r.output_esr:.2e}",
+                      f"{r.state_esr:.2e}", f"{r.solver_seconds:.2f}",
+                      f"{r.ngspice_seconds:.2f}")
     console.print(table)
+    for k, note in enumerate(notes, start=1):
+        console.print(f"[yellow][{k}] {escape(note)}[/]", highlight=False)
 
 
 def _seconds(name: str, value: float, most: float, least: float = 0.0) -> float:

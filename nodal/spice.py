@@ -181,7 +181,8 @@ def read_raw(path: str | Path) -> tuple[list[str], np.ndarray]:
         elif in_vars and line.strip():
             parts = line.split()
             names.append(parts[1])
-    data = np.frombuffer(blob[marker + len("Binary:\n"):], dtype=np.float64)
+    body = blob[marker + len("Binary:\n"):]
+    data = np.frombuffer(body[: len(body) // 8 * 8], dtype=np.float64)
     if data.size < n_points * n_vars:
         raise NgspiceError(f"{path}: the raw file holds {data.size // max(n_vars, 1)} of its "
                            f"{n_points} points (cut short)")
@@ -249,8 +250,8 @@ def _check_complete(file: str, data: np.ndarray, stop: float, output: str,
         reason = f"{len(data)} points, the last at t = {reached:.6g} s"
         if said:
             reason = _STOPPED.search(said[0]).group(0)
-            node = re.search(r'trouble with node "?([^"\s]+)', said[0])
-            reason += f", trouble with node {node.group(1)}" if node else ""
+            where = re.search(r"trouble with (.+)$", said[0])
+            reason += f", trouble with {where.group(1).strip()}" if where else ""
         raise IncompleteTransient(file, reached, stop, reason, options or {})
     bad = ~np.isfinite(data)
     if bad.any():

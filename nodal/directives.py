@@ -28,7 +28,17 @@ _OUTPUT_NAMES = re.compile(r"^(v?out(put)?[_\-]?\w*|vo\d*|output\d*)$")
 
 
 class DirectivesMissing(NetlistError):
-    """A netlist with no `*@ input` or `*@ output` and no option that gives it."""
+    """A netlist with no `*@ input` or `*@ output` and no option that gives it; `suggestion`
+    holds what it offers (sources, likely outputs)."""
+
+    suggestion: Suggestion | None = None
+
+    def guess(self) -> Given | None:
+        """The first source and the first likely output, or None where either is missing."""
+        s = self.suggestion
+        if s is None or not s.sources or not s.outputs:
+            return None
+        return Given(s.sources[0], s.outputs[0])
 
 
 class DirectiveOptionError(NetlistError):
@@ -165,10 +175,11 @@ class _GivenReader(Reader):
         missing = [w for w, v in (("input source", d.input), ("output node", d.output))
                    if v is None]
         if missing:
-            raise DirectivesMissing(
-                _advice(self.file, " and no ".join(missing), suggest(self.elements), given,
-                        self.command),
-                self.file)
+            offered = suggest(self.elements)
+            error = DirectivesMissing(_advice(self.file, " and no ".join(missing), offered,
+                                              given, self.command), self.file)
+            error.suggestion = offered
+            raise error
         return super().finish(title)
 
 

@@ -163,3 +163,32 @@ Rd d b 10k
     s = directives.suggest(net.elements)
     assert s.outputs == ["vout", "c"]           # d feeds a resistor to a supply: not an output
     assert s.sources == ["vin", "vb"] and s.varying == ["vin"]
+
+
+# -- bench/real_netlists.py: the trial of a folder of netlists --------------------------------
+@pytest.mark.skipif(not spice.available(), reason="needs ngspice")
+def test_real_netlist_trial_guesses_reads_its_side_file_and_names_errors(tmp_path):
+    from bench.real_netlists import netlists, read_side_file, run_one, table
+
+    (tmp_path / "export.net").write_text(EXPORT)                  # no *@: guessed
+    (tmp_path / "lowpass.sp").write_text("* rc\nV9 a 0 DC 0\nVs s 0 SIN(0 1 1k)\nR1 s x 1k\n"
+                                         "C1 x 0 100n\nR2 a x 1meg\n.end\n")
+    (tmp_path / "broken.cir").write_text("* broken\nV1 a 0 SIN(0 1 1k)\nR1 a b\n.end\n")
+    (tmp_path / "part.cir").write_text("* an include\n")
+    (tmp_path / "notes.txt").write_text("not a netlist")
+    (tmp_path / "directives.txt").write_text("# side file\nlowpass.sp input=Vs output=x\n"
+                                             "part.cir skip included by another\n")
+    assert [p.name for p in netlists(tmp_path)] == ["broken.cir", "export.net", "lowpass.sp",
+                                                    "part.cir"]
+    side = read_side_file(tmp_path)
+    assert side["part.cir"] == {"skip": "included by another"}
+    rows = {p.name: run_one(p, side.get(p.name, {}), 0.01, 1.0)
+            for p in netlists(tmp_path) if p.name != "part.cir"}
+    guessed = rows["export.net"]
+    assert guessed["status"] == "runs" and guessed["how"] == "guess"
+    assert guessed["directives"] == "input=V1 output=net3" and guessed["esr"] < 1e-3
+    assert rows["lowpass.sp"]["how"] == "side file" and rows["lowpass.sp"]["esr"] < 1e-3
+    assert rows["broken.cir"]["status"] == "error"
+    assert rows["broken.cir"]["message"].startswith("broken.cir:3:")
+    text = table(list(rows.values()))
+    assert "3 netlists: 1 error, 2 runs" in text and "(guess)" in text

@@ -114,7 +114,11 @@ def suggest(elements) -> Suggestion:
         # the far side of a coupling capacitor, with at most a load resistor after it
         if len(caps) == 1 and not rest and len(loads) <= 1:
             coupled.append(node)
-    return Suggestion(names, varying, named + coupled)
+    def onward(node: str) -> int:
+        """How many other nodes this one connects to: an output is near the end of a chain."""
+        return len({m for e in touching[node] for m in e.nodes} - {node, GROUND})
+
+    return Suggestion(names, varying, sorted(named, key=onward) + sorted(coupled, key=onward))
 
 
 def _advice(file: str, missing: str, s: Suggestion, given: Given, command: str) -> str:

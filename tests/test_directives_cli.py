@@ -192,3 +192,17 @@ def test_real_netlist_trial_guesses_reads_its_side_file_and_names_errors(tmp_pat
     assert rows["broken.cir"]["message"].startswith("broken.cir:3:")
     text = table(list(rows.values()))
     assert "3 netlists: 1 error, 2 runs" in text and "(guess)" in text
+
+
+def test_of_two_named_outputs_the_end_of_the_chain_comes_first():
+    net = netlist.parse("""* two stages
+*@ input Vin
+*@ output vo2
+Vin in 0 SIN(0 1 1k)
+R1 in vo1 1k
+C1 vo1 0 1u
+R2 vo1 vo2 1k
+C2 vo2 0 1u
+.end
+""", "stages.cir")
+    assert directives.suggest(net.elements).outputs == ["vo2", "vo1"]

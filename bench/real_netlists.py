@@ -12,7 +12,7 @@ the named error (nodalnet's own: a card it does not model, a missing include...)
 (any other exception: a bug) or `timeout`.
 
 Which source is the input and which node the output: the netlist's own `*@` lines; else a line
-for the file in FOLDER/directives.txt::
+for the file in FOLDER/directives.txt (or the file given as `--directives`)::
 
     # file            what to use (`skip REASON` for an include file that is no circuit)
     fuzz.cir          input=V2 output=out control=VLFO
@@ -37,9 +37,10 @@ SUFFIXES = (".cir", ".net", ".sp")
 SIDE_FILE = "directives.txt"
 
 
-def read_side_file(folder: Path) -> dict[str, dict]:
-    """FOLDER/directives.txt -> {file name: {"input", "output", "controls"} or {"skip"}}."""
-    path = folder / SIDE_FILE
+def read_side_file(folder: Path, path: Path | None = None) -> dict[str, dict]:
+    """FOLDER/directives.txt (or `path`) -> {file name: {"input", "output", "controls"} or
+    {"skip"}}."""
+    path = folder / SIDE_FILE if path is None else path
     entries: dict[str, dict] = {}
     if not path.is_file():
         return entries
@@ -176,10 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds per netlist before it counts as a timeout (default 300)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--directives", type=Path,
+                        help=f"the side file, where FOLDER cannot hold one [FOLDER/{SIDE_FILE}]")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"{args.folder}: not a folder")
-    side = read_side_file(args.folder)
+    if args.directives is not None and not args.directives.is_file():
+        parser.error(f"--directives {args.directives}: no such file")
+    side = read_side_file(args.folder, args.directives)
     rows = []
     for path in netlists(args.folder):
         entry = side.get(path.name, {})

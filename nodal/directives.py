@@ -145,7 +145,8 @@ class _GivenReader(Reader):
         self.given = given
         self.command = command
 
-    def finish(self, title: str) -> Netlist:
+    def finish(self, *args, **kwargs) -> Netlist:
+        """The reader's own `finish`, after the options are put into its `directives`."""
         given, d = self.given, self.directives
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}
         nodes = {n for e in self.elements for n in e.nodes}
@@ -184,7 +185,7 @@ class _GivenReader(Reader):
                                               given, self.command), self.file)
             error.suggestion = offered
             raise error
-        return super().finish(title)
+        return super().finish(*args, **kwargs)
 
 
 def parse(text: str, file: str = "<netlist>", given: Given = Given(),

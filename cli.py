@@ -367,7 +367,8 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
 
     arguments.output_folder("--out", out)
     console.rule("1/2  the white-box solver against ngspice")
-    verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False)
+    verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False,
+           input_source=None, output_node=None, control_source=[])
     console.rule("2/2  exposure bias and TBPTT on the diode clipper (quick profile)")
     # one run per core: a run's weights do not depend on how many train beside it
     _run_study("exposure-bias", "quick", out / "exposure-bias", jobs=min(4, os.cpu_count() or 1))

@@ -120,6 +120,31 @@ def _read_controls(items: list[str], rate: float, known: list[str] | None = None
     return controls
 
 
+def _directive_options():
+    """The options that stand in for a netlist's `*@` lines (simulate, verify, equations)."""
+    return dict(
+        input_source=typer.Option(
+            None, "--input-source", help="the source that follows the audio input (as "
+                                         "`*@ input`; replaces the netlist's own)"),
+        output_node=typer.Option(
+            None, "--output-node", help="the output node, or a,b for v(a) - v(b) (as "
+                                        "`*@ output`)"),
+        control_source=typer.Option(
+            [], "--control-source", help="a source a control signal may drive (as "
+                                         "`*@ control`; repeatable)"))
+
+
+_DIRECTIVES = _directive_options()
+
+
+def _equations(circuit: str, input_source: Optional[str], output_node: Optional[str],
+               control_source: List[str], command: str):
+    """The circuit's equations with the directives given as options (`nodal.directives`)."""
+    from nodal.directives import Given, equations
+
+    return equations(circuit, Given(input_source, output_node, tuple(control_source)), command)
+
+
 @app.command()
 @friendly
 def circuits() -> None:
@@ -143,12 +168,17 @@ def circuits() -> None:
 
 @app.command()
 @friendly
-def equations(circuit: str = typer.Argument(..., help="built-in name or .cir file")) -> None:
+def equations(
+    circuit: str = typer.Argument(..., help="built-in name or .cir file"),
+    input_source: Optional[str] = _DIRECTIVES["input_source"],
+    output_node: Optional[str] = _DIRECTIVES["output_node"],
+    control_source: List[str] = _DIRECTIVES["control_source"],
+) -> None:
     """Print the derived nodal equations: unknowns, states, ports, device laws, DK matrices."""
-    import nodal
     from nodal.explain import describe
 
-    console.print(describe(nodal.equations(circuit)), highlight=False, markup=False)
+    eq = _equations(circuit, input_source, output_node, control_source, "equations")
+    console.print(describe(eq), highlight=False, markup=False)
 
 
 @app.command()
@@ -176,6 +206,9 @@ def simulate(
     model: Optional[Path] = typer.Option(
         None, "--model", help="a trained run directory (nodalnet train --out): run that "
                               "network instead of the solver"),
+    input_source: Optional[str] = _DIRECTIVES["input_source"],
+    output_node: Optional[str] = _DIRECTIVES["output_node"],
+    control_source: List[str] = _DIRECTIVES["control_source"],
 ) -> None:
     """Run a circuit (or a trained model of it) on an input signal; write its output (and
     states)."""
@@ -183,6 +216,10 @@ def simulate(
 
     _check_simulate_outputs(input, output, states, gain, rate, normalize)
     if model is not None:
+        if input_source or output_node or control_source:
+            raise arguments.ArgumentError(
+                "--model: a trained network has its own input and output; --input-source, "
+                "--output-node and --control-source name a netlist's; drop them or --model")
         if set_ or oversample != 1 or backend != "fast":
             raise arguments.ArgumentError(
                 "--model: a trained network takes no --set, --oversample or --backend (they "
@@ -197,12 +234,11 @@ def simulate(
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    import nodal
     from nodal.audio import write_signal
     from nodal.files import OutputSet
     from nodal.render import render
 
-    eq = nodal.equations(circuit)
+    eq = _equations(circuit, input_source, output_node, control_source, "simulate")
     values = arguments.parameter_values("--set", set_, eq.parameters)
     signal, fs = _read_input(input, gain, rate, output)
     controls = _read_controls(control, fs, list(eq.netlist.controls))
@@ -273,18 +309,22 @@ def verify(
     oversample: int = typer.Option(8, help="also compare at this oversampling (1: skip)"),
     backend: str = typer.Option("fast", help="fast or torch"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    input_source: Optional[str] = _DIRECTIVES["input_source"],
+    output_node: Optional[str] = _DIRECTIVES["output_node"],
+    control_source: List[str] = _DIRECTIVES["control_source"],
 ) -> None:
     """Compare the solver with ngspice on the same netlist and input (ESR at sample times)."""
     import json
 
-    import nodal
+    from rich.markup import escape
+
     from nodal import arguments
     from nodal.verify import verify as run_verify
 
     _seconds("--duration", duration, 60.0)
     arguments.positive_int("--oversample", oversample)
     arguments.choice("--backend", backend, ("fast", "torch"))
-    eq = nodal.equations(circuit)
+    eq = _equations(circuit, input_source, output_node, control_source, "verify")
     rows = run_verify(eq, duration=duration, oversample=oversample, backend=backend)
     if json_out:
         console.print_json(json.dumps([r.as_dict() for r in rows]))
@@ -292,10 +332,19 @@ def verify(
     table = Table(title=f"{circuit} against ngspice (48 kHz; reference: max step T/16)")
     for col in ("signal", "oversample", "output ESR", "state ESR", "solver s", "ngspice s"):
         table.add_column(col, justify="right" if col != "signal" else "left")
+    notes = []
     for r in rows:
-        table.add_row(r.signal, f"{r.oversample}x", f"{r.output_esr:.2e}", f"{r.state_esr:.2e}",
-                      f"{r.solver_seconds:.2f}", f"{r.ngspice_seconds:.2f}")
+        mark = ""
+        if r.note:
+            if r.note not in notes:
+                notes.append(r.note)
+            mark = f" [{notes.index(r.note) + 1}]"
+        table.add_row(r.signal + mark, f"{r.oversample}x", f"{r.output_esr:.2e}",
+                      f"{r.state_esr:.2e}", f"{r.solver_seconds:.2f}",
+                      f"{r.ngspice_seconds:.2f}")
     console.print(table)
+    for k, note in enumerate(notes, start=1):
+        console.print(f"[yellow][{k}] {escape(note)}[/]", highlight=False)
 
 
 def _seconds(name: str, value: float, most: float, least: float = 0.0) -> float:
@@ -318,7 +367,8 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
 
     arguments.output_folder("--out", out)
     console.rule("1/2  the white-box solver against ngspice")
-    verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False)
+    verify("diode_clipper", duration=0.05, oversample=8, backend="fast", json_out=False,
+           input_source=None, output_node=None, control_source=[])
     console.rule("2/2  exposure bias and TBPTT on the diode clipper (quick profile)")
     # one run per core: a run's weights do not depend on how many train beside it
     _run_study("exposure-bias", "quick", out / "exposure-bias", jobs=min(4, os.cpu_count() or 1))

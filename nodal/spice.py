@@ -5,6 +5,11 @@ samples (linear interpolation, as a PWL source, but without PWL's cost quadratic
 length); the transient runs with a maximum step of a fraction of a sample and, unless told
 otherwise, tight tolerances (`REFERENCE_OPTIONS`), and the solution is read at the sample
 times from a binary raw file (float64), interpolated where ngspice placed no point there.
+
+A transient that stops short ("Timestep too small", an aborted run: ngspice still writes the
+points it reached) raises `IncompleteTransient`, never samples held past where ngspice stopped.
+`reference` retries such a run once at ngspice's default accuracy with the gear method
+(`RETRY_OPTIONS`) and says so in the result's `note`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,29 @@ REFERENCE_OPTIONS = {"reltol": 1e-7, "abstol": 1e-15, "vntol": 1e-10, "chgtol": 
                      "trtol": 1}
 #: ngspice's own defaults: no `.options` line at all.
 DEFAULT_OPTIONS: dict = {}
+#: The one retry when the tight reference stops short: ngspice's default tolerances, the gear
+#: method (stable on stiff switching) and more iterations per time point.
+RETRY_OPTIONS = {"reltol": 1e-3, "method": "gear", "itl4": 100}
+
+#: ngspice's words for a transient that did not finish (stdout or stderr, any case)
+_STOPPED = re.compile(r"timestep too small|simulation\(s\) aborted|transient solution failed",
+                      re.IGNORECASE)
 
 
 class NgspiceError(NodalError):
     """ngspice is missing, or failed on a deck."""
+
+
+class IncompleteTransient(NgspiceError):
+    """ngspice's transient stopped before its end: `reached` of `stop` seconds, `reason` its
+    message; the points it wrote are not a result."""
+
+    def __init__(self, file: str, reached: float, stop: float, reason: str, options: dict):
+        self.file, self.reached, self.stop, self.reason = file, reached, stop, reason
+        self.options = dict(options or {})
+        told = _options_text(self.options) or "ngspice's default options"
+        super().__init__(f"ngspice stopped the transient of {file} at t = {reached:.6g} s of "
+                         f"{stop:.6g} s ({reason}) with {told}; its output is not a result")
 
 
 @dataclass
@@ -43,6 +67,9 @@ class SpiceResult:
     voltages: dict[str, np.ndarray]
     branch_currents: dict[str, np.ndarray]
     seconds: float
+    #: the `.options` ngspice ran with, and what `reference` had to do to get a full run
+    options: dict | None = None
+    note: str = ""
 
     def voltage(self, a: str, b: str = GROUND) -> np.ndarray:
         va = self.voltages[a] if a != GROUND else 0.0
@@ -121,8 +148,7 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
     step = period / substeps
     stop = (length - 1) * period
     if options:
-        kept.append(".options " + " ".join(f"{k}={v:g}" if isinstance(v, (int, float))
-                                           else f"{k}={v}" for k, v in options.items()))
+        kept.append(_options_text(options))
     kept.append(f".tran {step:.17g} {stop:.17g} 0 {step:.17g}")
     control = [".control", "set filetype=binary"]
     for name, value in (values or {}).items():
@@ -131,6 +157,14 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
         control.append("reset")
     control += ["run", f"write {raw_path}", ".endc", ".end"]
     return "\n".join(kept + control) + "\n"
+
+
+def _options_text(options: dict | None) -> str:
+    """`.options a=1 b=gear` for a dict of them ("" for none)."""
+    if not options:
+        return ""
+    return ".options " + " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                  for k, v in options.items())
 
 
 def read_raw(path: str | Path) -> tuple[list[str], np.ndarray]:
@@ -153,8 +187,11 @@ def read_raw(path: str | Path) -> tuple[list[str], np.ndarray]:
         elif in_vars and line.strip():
             parts = line.split()
             names.append(parts[1])
-    data = np.frombuffer(blob[marker + len("Binary:\n"):], dtype=np.float64)
-    n_points = min(n_points, data.size // max(n_vars, 1))
+    body = blob[marker + len("Binary:\n"):]
+    data = np.frombuffer(body[: len(body) // 8 * 8], dtype=np.float64)
+    if data.size < n_points * n_vars:
+        raise NgspiceError(f"{path}: the raw file holds {data.size // max(n_vars, 1)} of its "
+                           f"{n_points} points (cut short)")
     return names, data[: n_points * n_vars].reshape(n_points, n_vars)
 
 
@@ -186,6 +223,8 @@ def simulate(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise NgspiceError(f"ngspice failed on {net.file}:\n{tail}")
         names, data = read_raw(raw)
+    stop = (length - 1) / sample_rate
+    _check_complete(net.file, data, stop, proc.stdout + proc.stderr, options)
     t = data[:, 0]
     want = np.arange(length) / sample_rate
     idx = np.clip(np.searchsorted(t, want - 1e-6 / sample_rate), 0, len(t) - 1)
@@ -203,4 +242,50 @@ def simulate(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
             currents[name[: -len("#branch")].lower()] = values_at
         else:
             voltages[name.lower()] = values_at
-    return SpiceResult(voltages, currents, seconds)
+    return SpiceResult(voltages, currents, seconds, options=dict(options or {}))
+
+
+def _check_complete(file: str, data: np.ndarray, stop: float, output: str,
+                    options: dict | None) -> None:
+    """Raise `IncompleteTransient` unless the raw data run to `stop`, finite, and ngspice did
+    not say it stopped."""
+    reached = float(data[-1, 0]) if len(data) else 0.0
+    said = [line.strip() for line in output.splitlines() if _STOPPED.search(line)]
+    short = reached < stop - max(1e-9 * stop, 1e-15)
+    if short or said:
+        reason = f"{len(data)} points, the last at t = {reached:.6g} s"
+        if said:
+            reason = _STOPPED.search(said[0]).group(0)
+            where = re.search(r"trouble with (.+)$", said[0])
+            reason += f", trouble with {where.group(1).strip()}" if where else ""
+        raise IncompleteTransient(file, reached, stop, reason, options or {})
+    bad = ~np.isfinite(data)
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        raise IncompleteTransient(file, float(data[max(row - 1, 0), 0]), stop,
+                                  f"non-finite values from t = {data[row, 0]:.6g} s",
+                                  options or {})
+
+
+def reference(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
+              substeps: float = 16, values: dict[str, float] | None = None,
+              timeout: float = 600.0) -> SpiceResult:
+    """`simulate` at the tight `REFERENCE_OPTIONS`; if ngspice stops short there, once more
+    with `RETRY_OPTIONS`, the result's `note` saying so. Raises `IncompleteTransient` (both
+    reasons) when the retry stops short too."""
+    try:
+        return simulate(net, signals, sample_rate, substeps, values, timeout,
+                        options=REFERENCE_OPTIONS)
+    except IncompleteTransient as first:
+        try:
+            result = simulate(net, signals, sample_rate, substeps, values, timeout,
+                              options=RETRY_OPTIONS)
+        except IncompleteTransient as second:
+            raise IncompleteTransient(
+                net.file, second.reached, second.stop,
+                f"{second.reason}; at the reference tolerances: {first.reason}",
+                RETRY_OPTIONS) from None
+        result.note = (f"ngspice stopped at t = {first.reached:.6g} s of {first.stop:.6g} s "
+                       f"at the reference tolerances ({first.reason}); the reference is its "
+                       f"rerun with `{_options_text(RETRY_OPTIONS)}`, less accurate")
+        return result

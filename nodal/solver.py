@@ -31,9 +31,6 @@ from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, newton_step, pre
 
 F64 = torch.float64
 BACKENDS = ("fast", "torch")
-#: the torch path gives up (strict) after this many samples in a row that failed every fallback
-#: (as SPICE stops at its first failed time point; its ladder costs seconds per sample)
-ABANDON_AFTER = 1
 
 
 def _safe(name: str) -> str:
@@ -208,18 +205,26 @@ class NodalSolver(StateSpaceModel):
         return torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
 
     def _report(self, diagnostics: Diagnostics) -> None:
-        """Raise `ConvergenceError` (strict) or warn where even the fallbacks failed: never
-        hand back NaNs silently."""
+        """Raise `ConvergenceError` (strict: at the first sample where even the fallbacks
+        failed, as SPICE stops at its first failed time point) or warn naming every such
+        sample: never hand back NaNs silently."""
         failures = diagnostics.failures
         if not failures:
             return
-        message = (f"Newton did not converge at {len(failures)} of {diagnostics.length} "
-                   f"samples (first at sample {failures[0]}), even in "
-                   f"{1 << self.newton.substep_levels} substeps and with gmin and source "
-                   "stepping; oversample, or raise the iteration limit")
         if self.strict:
-            raise ConvergenceError(message, failures)
-        warnings.warn(message, stacklevel=3)
+            raise self._failed_at(failures[0])
+        warnings.warn(f"Newton did not converge at {len(failures)} of {diagnostics.length} "
+                      f"samples (first at sample {failures[0]}), even in "
+                      f"{1 << self.newton.substep_levels} substeps and with gmin and source "
+                      "stepping; their outputs hold the previous sample's solution",
+                      stacklevel=3)
+
+    def _failed_at(self, sample: int) -> ConvergenceError:
+        return ConvergenceError(
+            f"Newton did not converge at sample {sample}, even in "
+            f"{1 << self.newton.substep_levels} substeps and with gmin and source stepping: "
+            "stopped there; check the component values, or oversample, or raise the "
+            "iteration limit", [sample])
 
     @staticmethod
     def _check_finite(y: Tensor, x: Tensor, offset: int = 0) -> None:
@@ -465,7 +470,6 @@ class NodalSolver(StateSpaceModel):
         ys, xs, iterations, levels, failed = [], [], [], [], []
         Kd = m.K.detach()
         zeros = torch.zeros(batch, dtype=torch.long)
-        run_of_failures = 0
         for n in range(length):
             if teacher is not None and every and n > 0 and n % every == 0:
                 s = self.encode(teacher[:, n - 1])
@@ -511,15 +515,8 @@ class NodalSolver(StateSpaceModel):
                 iterations.append(zeros)
             levels.append(level)
             failed.append(bad)
-            run_of_failures = run_of_failures + 1 if bool(bad.all()) else 0
-            if self.strict and run_of_failures >= ABANDON_AFTER:
-                first = n + 1 - ABANDON_AFTER
-                raise ConvergenceError(
-                    f"Newton did not converge at sample {first}" + (f" to {n}" if n > first
-                                                                    else "")
-                    + f", even in {1 << self.newton.substep_levels} substeps and with gmin and "
-                    "source stepping: stopped there; check the component values, or oversample",
-                    list(range(first, n + 1)))
+            if self.strict and bool(bad.any()):
+                raise self._failed_at(n)      # as `_report` would at the end, without the wait
             s, x_prev, w_prev = s_new, x, w[:, n]
             ys.append(y)
             xs.append(x)

@@ -32,6 +32,19 @@ def _error_line(message: str) -> None:
                       highlight=False)
 
 
+def _error_lines(message: str, keep_lines: bool) -> None:
+    """One red line; or, for an error listing several problems (every unsupported construct of
+    a netlist), its first line red and one line per problem under it."""
+    if not keep_lines:
+        _error_line(message)
+        return
+    from rich.markup import escape
+    first, *rest = message.splitlines() or [""]
+    _error_line(first)
+    for line in rest:
+        err_console.print(escape(line), highlight=False)
+
+
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """Typer's own usage errors (a missing option, "abc" for an integer) as the same one line
     as every other argument error, not a framed usage box."""
@@ -73,7 +86,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except NodalError as exc:
-            _error_line(str(exc))
+            _error_lines(str(exc), keep_lines=hasattr(exc, "problems"))
             raise typer.Exit(2) from None
         except OSError as exc:   # a disk that fills, a file taken away while we work
             where = f"{exc.filename}: " if exc.filename else ""
@@ -179,6 +192,10 @@ def equations(
 
     eq = _equations(circuit, input_source, output_node, control_source, "equations")
     console.print(describe(eq), highlight=False, markup=False)
+    if eq.netlist.notes:
+        console.print("\ncards read without effect on the result:", highlight=False)
+        for note in eq.netlist.notes:
+            console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

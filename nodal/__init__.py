@@ -43,17 +43,25 @@ def netlist_path(name_or_path: str | Path) -> Path:
 _CACHE: dict[tuple[str, str], Equations] = {}
 
 
-def equations(name_or_path: str | Path) -> Equations:
-    """The symbolic equations of a circuit (cached per file content)."""
+def equations(name_or_path: str | Path, given=None, command: str = "simulate") -> Equations:
+    """The symbolic equations of a circuit (cached per file content, included files too).
+
+    given: `nodal.directives.Given`, the command line's stand-ins for the `*@` lines; a netlist
+    that leaves its input or output unnamed raises `DirectivesMissing`, whose advice lists the
+    sources and likely outputs and shows `nodalnet COMMAND ...` with the options to add."""
     import circuits
 
+    from .directives import Given
+    from .directives import parse as parse_given
+
+    given = given or Given()
     path = netlist_path(name_or_path)
     text = read_text(path)
-    key = (str(path), read_source(path, text))      # the included files' text too
+    key = (str(path), read_source(path, text), given, command)   # the included files' text too
     builtin = circuits.path_of(str(name_or_path)) is not None
     shown = f"circuits/{path.name}" if builtin else str(path)
     if key not in _CACHE:
-        eq = derive(parse(text, shown, folder=path.parent))
+        eq = derive(parse_given(text, shown, given, command, folder=path.parent))
         check_solvable(eq)
         _CACHE[key] = eq
     return _CACHE[key]

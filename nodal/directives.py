@@ -140,8 +140,9 @@ def _advice(file: str, missing: str, s: Suggestion, given: Given, command: str) 
 class _GivenReader(Reader):
     """The netlist reader with the command line's directives put in before they are checked."""
 
-    def __init__(self, text: str, file: str, given: Given, command: str):
-        super().__init__(text, file)
+    def __init__(self, text: str, file: str, given: Given, command: str,
+                 folder: str | None = None):
+        super().__init__(text, file, folder)
         self.given = given
         self.command = command
 
@@ -189,31 +190,17 @@ class _GivenReader(Reader):
 
 
 def parse(text: str, file: str = "<netlist>", given: Given = Given(),
-          command: str = "simulate") -> Netlist:
+          command: str = "simulate", folder=None) -> Netlist:
     """`nodal.netlist.parse` with the given directives; `DirectivesMissing` (with advice, its
     command line that of `nodalnet COMMAND`) where the netlist and the options leave the input
-    or the output unnamed."""
-    return _GivenReader(text, file, given, command).read()
-
-
-_CACHE: dict = {}
+    or the output unnamed. Includes are relative to `folder` (default: the file's)."""
+    return _GivenReader(text, file, given, command,
+                        None if folder is None else str(folder)).read()
 
 
 def equations(name_or_path, given: Given = Given(), command: str = "simulate"):
-    """`nodal.equations` with directives from the command line (cached per content); a
-    netlist without them raises `DirectivesMissing` showing `nodalnet COMMAND ...`."""
-    import circuits
+    """`nodal.equations` with directives from the command line; a netlist without them raises
+    `DirectivesMissing` showing `nodalnet COMMAND ...`."""
+    from . import equations as derived
 
-    from . import check_solvable, derive, netlist_path
-    from .netlist import read_text
-
-    path = netlist_path(name_or_path)
-    text = read_text(path)
-    builtin = circuits.path_of(str(name_or_path)) is not None
-    shown = f"circuits/{path.name}" if builtin else str(path)
-    key = (str(path), text, given, command)
-    if key not in _CACHE:
-        eq = derive(parse(text, shown, given, command))
-        check_solvable(eq)
-        _CACHE[key] = eq
-    return _CACHE[key]
+    return derived(name_or_path, given=given, command=command)

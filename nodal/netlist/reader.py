@@ -182,6 +182,8 @@ class Reader:
             self.value_card(el, device, rest, toks[0])
         elif device.card == "model":
             self.model_element(el, device, rest, toks[0])
+        elif device.read is not None:       # controlled and behavioural sources: E G F H B
+            el = device.read(self, el, rest, toks[0], node)
         else:
             self.source(el, rest)
         check_element(el, self.defaults, {}, self.file)

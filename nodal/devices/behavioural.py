@@ -38,7 +38,9 @@ from dataclasses import dataclass, field, fields
 import sympy as sp
 
 from ..netlist.data import GROUND, Element, Netlist
+from ..netlist import expressions
 from ..netlist.expressions import Scope, parse_expression, parse_number
+from ..netlist.values import evaluate
 from .base import Device, Key, Port, Stamp, branch_incidence, conductance, node_key, port_voltage
 
 _TIME = sp.Symbol("time()", real=True)
@@ -127,7 +129,22 @@ class _Card:
                 raise ValueError("I() takes the name of one voltage source, I(Vx)")
             return self.probe("i", self.prefix + args[0].lower())
 
-        return Scope(names, {"v": v, "i": i})
+        return Scope(names, {"v": v, "i": i}, _B_SOURCE_FUNCTIONS)
+
+
+def _two(args: list, what: str) -> list:
+    if len(args) != 2:
+        raise ValueError(f"takes 2 arguments, got {len(args)}")
+    return args
+
+
+# ngspice's B source (and the E/G VALUE= it becomes) reads two power functions otherwise than
+# its `.param` evaluator does: there pwr(x, y) = sgn(x) |x|^y and pow(x, y) = |x|^y (ngspice
+# 39: pwr(-2, 3) = -8, pow(-2, 3) = 8, pow(-2, 2.5) = 5.657). `^` and `**` are |x|^y in both.
+_B_SOURCE_FUNCTIONS = {
+    "pwr": lambda args, what: expressions._pwrs(*_two(args, what), what),
+    "pow": lambda args, what: expressions._abs_power(*_two(args, what), what),
+}
 
 
 def _as_controlled(el: Element) -> ControlledElement:
@@ -343,7 +360,7 @@ def build(el: Element, net: Netlist) -> Stamp:
         stamp.ports.append(_control_port(el, k, el.probes[p], stamp))
         stamp.voltages.append(voltages[p])
         stamp.currents.append(sp.Integer(0))
-    law = remainder.xreplace(voltages)
+    law = _real_forms(remainder.xreplace(voltages), net.defaults)
     if el.output == "v":
         inner = f"{el.name}#v"
         stamp.internal_nodes.append(inner)
@@ -356,6 +373,27 @@ def build(el: Element, net: Netlist) -> Stamp:
     stamp.voltages.append(port_voltage(f"{el.name}_out"))
     stamp.currents.append(law)
     return stamp
+
+
+def _real_forms(law: sp.Expr, defaults: dict[str, float]) -> sp.Expr:
+    """|x| and |x|^y in forms whose Sympy derivatives are real and finite where the value is.
+
+    The parameters are Sympy symbols of no declared sign, so the derivative of Abs(x) would
+    bring re() and im() into the Jacobian: |x| becomes Piecewise((x, x >= 0), (-x, True)).
+    Sympy differentiates u^y as u^y y u'/u, which is 0/0 at u = 0 (a triode's plate current
+    at cut-off): |u|^y with y > 0 not an integer becomes u^y for u > 0, (-u)^y for u < 0 and
+    0 at u = 0, whose derivative at 0 is 0 (the limit for y > 1); y may be a parameter,
+    positive at its default."""
+    def is_abs_power(e):
+        return (e.is_Pow and isinstance(e.base, sp.Abs) and not e.exp.is_integer
+                and evaluate(e.exp, defaults) > 0)
+
+    def abs_power(e):
+        u = e.base.args[0]
+        return sp.Piecewise((u ** e.exp, u > 0), ((-u) ** e.exp, u < 0), (sp.Integer(0), True))
+
+    law = law.replace(is_abs_power, abs_power)
+    return law.replace(sp.Abs, lambda x: sp.Piecewise((x, x >= 0), (-x, True)))
 
 
 def _control_port(el: ControlledElement, k: int, probe: tuple[str, ...], stamp: Stamp) -> Port:

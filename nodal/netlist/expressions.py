@@ -104,10 +104,15 @@ class Scope:
     probes: call-like names whose arguments are raw text, not expressions (`v` for V(a),
     V(a,b); `i` for I(Vx)): name -> function(list of argument strings) -> Sympy expression.
     The function may raise ValueError with a message; it is reported at the probe's line.
+    functions: functions whose meaning differs in this context (ngspice's B source reads
+    `pwr` and `pow` otherwise than its `.param` evaluator): name -> function(arguments (floats
+    or Sympy expressions), description for messages) -> value; a ValueError is reported.
     """
 
     names: Mapping[str, sp.Expr] | Callable[[str], sp.Expr | None] = field(default_factory=dict)
     probes: Mapping[str, Callable[[list[str]], sp.Expr]] = field(default_factory=dict)
+    functions: Mapping[str, Callable[[list, str], sp.Expr | float]] = field(
+        default_factory=dict)
 
     def lookup(self, name: str) -> sp.Expr | float | None:
         if callable(self.names):
@@ -557,7 +562,9 @@ class _Parser:
         name = t.text
         if name in self.scope.probes:
             return self.probe(t)
-        if name not in FUNCTIONS and name not in _POWERS and name != _CONDITIONAL:
+        override = self.scope.functions.get(name)
+        if override is None and name not in FUNCTIONS and name not in _POWERS and \
+                name != _CONDITIONAL:
             if keyword.iskeyword(name):
                 raise _Fail(f"`{name}` is a keyword, not a SPICE function")
             raise _Fail(f"`{name}` is not a known function; known: "
@@ -577,6 +584,11 @@ class _Parser:
         self.take()
         self.depth -= 1
         what = f"`{name}(...)` at column {t.start + 1}"
+        if override is not None:
+            try:
+                return override(args, what)
+            except ValueError as exc:
+                raise _Fail(f"{what}: {exc}") from None
         if name == _CONDITIONAL:
             self.arity(name, args, 3)
             return self.choose(*args)

@@ -24,14 +24,14 @@ def equations(text: str, name: str = "test.cir") -> nodal.Equations:
     return eq
 
 
-def against_ngspice(text: str, x: np.ndarray, oversample: int = 8,
-                    backend: str = "fast") -> tuple[float, np.ndarray]:
+def against_ngspice(text: str, x: np.ndarray, oversample: int = 8, backend: str = "fast",
+                    options: dict = spice.REFERENCE_OPTIONS) -> tuple[float, np.ndarray]:
     """ESR of the solver's output against ngspice's, both at `oversample` times 48 kHz."""
     eq = equations(text)
     net = eq.netlist
     drive = resample.upsample(x, oversample)
     ref = spice.simulate(net, {net.input: drive}, FS * oversample,
-                         substeps=max(1, 16 // oversample))
+                         substeps=max(1, 16 // oversample), options=options)
     reference = resample.downsample(ref.voltage(*net.output), oversample)[: len(x)]
     y, _ = render(eq, x, FS, oversample=oversample, backend=backend)
     return esr(reference, y), reference

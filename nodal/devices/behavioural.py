@@ -383,14 +383,21 @@ def _real_forms(law: sp.Expr, defaults: dict[str, float]) -> sp.Expr:
     Sympy differentiates u^y as u^y y u'/u, which is 0/0 at u = 0 (a triode's plate current
     at cut-off): |u|^y with y > 0 not an integer becomes u^y for u > 0, (-u)^y for u < 0 and
     0 at u = 0, whose derivative at 0 is 0 (the limit for y > 1); y may be a parameter,
-    positive at its default."""
+    positive at its default. Every branch stays finite for every u (see `abs_power`)."""
     def is_abs_power(e):
         return (e.is_Pow and isinstance(e.base, sp.Abs) and not e.exp.is_integer
                 and evaluate(e.exp, defaults) > 0)
 
     def abs_power(e):
+        # torch evaluates every branch (torch.where) and back-propagates through all of them:
+        # each power's base is kept positive in the branches where it is not used, so that no
+        # branch is NaN (u^y at u < 0) and no gradient is NaN times zero
+        # (as exp(y log b): Sympy would fold b^y into the Piecewise, unprotected again)
         u = e.base.args[0]
-        return sp.Piecewise((u ** e.exp, u > 0), ((-u) ** e.exp, u < 0), (sp.Integer(0), True))
+        up = sp.Piecewise((u, u > 0), (sp.Integer(1), True))
+        um = sp.Piecewise((-u, u < 0), (sp.Integer(1), True))
+        return sp.Piecewise((sp.exp(e.exp * sp.log(up)), u > 0),
+                            (sp.exp(e.exp * sp.log(um)), u < 0), (sp.Integer(0), True))
 
     law = law.replace(is_abs_power, abs_power)
     return law.replace(sp.Abs, lambda x: sp.Piecewise((x, x >= 0), (-x, True)))

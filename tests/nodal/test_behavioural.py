@@ -319,3 +319,22 @@ def test_a_bad_controlled_source_is_a_named_error_at_its_line(words, card):
     error = parse_error(text)
     assert words.lower() in str(error).lower()
     assert error.line == 8 and error.file == "bad.cir"
+
+
+def test_a_behavioural_law_is_differentiable_in_its_parameters():
+    """Koren's kg1 and mu and a POLY coefficient: gradcheck through Newton (IFT)."""
+    import torch
+    from torch.func import functional_call
+
+    u = torch.tensor(PLUCK[:24] * 3)[None, :, None]
+    solver = nodal.NodalSolver(equations(TRIODE))
+    solver.newton.abstol = solver.newton.reltol = 1e-14
+    for name in ("kg1", "mu"):
+        solver.make_trainable(name)
+
+    def triode(kg1, mu):
+        return functional_call(solver, {"trainable.kg1": kg1 * 1e3, "trainable.mu": mu * 1e2},
+                               (u,)).y
+
+    inputs = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.06, 1.0))
+    assert torch.autograd.gradcheck(triode, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)

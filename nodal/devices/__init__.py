@@ -9,15 +9,15 @@ device is one module with a `Device` and its entry in the registration below (an
 
 from __future__ import annotations
 
-from . import (bjt, capacitor, controlled, diode, inductor, jfet, potentiometer, resistor,
-               sources, switch)
+from . import (behavioural, bjt, capacitor, controlled, diode, inductor, jfet, potentiometer,
+               resistor, sources, switch)
 from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Device,
                    Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
                    conductance, critical_voltage, inverse_early, junction_current, node_key,
                    port_voltage, spice_junction, thermal_voltage)
 from .bjt import bjt as bjt_builder
 from .capacitor import capacitor as capacitor_builder
-from .controlled import vccs, vcvs
+from .controlled import cccs, ccvs, vccs, vcvs
 from .diode import diode as diode_builder
 from .inductor import inductor as inductor_builder
 from .jfet import jfet as jfet_builder
@@ -43,8 +43,9 @@ def register(device: Device) -> Device:
 
 
 for _device in (resistor.DEVICE, capacitor.DEVICE, inductor.DEVICE, sources.VOLTAGE,
-                sources.CURRENT, controlled.VCVS, controlled.VCCS, diode.DEVICE, bjt.DEVICE,
-                jfet.DEVICE, potentiometer.DEVICE, switch.DEVICE):
+                sources.CURRENT, controlled.VCVS, controlled.VCCS, controlled.CCCS,
+                controlled.CCVS, behavioural.DEVICE, diode.DEVICE, bjt.DEVICE, jfet.DEVICE,
+                potentiometer.DEVICE, switch.DEVICE):
     register(_device)
 
 
@@ -86,8 +87,8 @@ BUILDERS = _Builders()
 
 __all__ = ["BOLTZMANN", "BUILDERS", "CHARGE", "DEVICES", "EULER", "GMIN", "MODEL_TYPES",
            "SAMPLE_PERIOD", "THERMAL_VOLTAGE", "TNOM", "Device", "Key", "ModelType", "Port",
-           "Reactive", "Stamp", "bjt_builder", "branch_incidence", "capacitor_builder",
-           "check_unsupported", "conductance", "critical_voltage", "current_source",
+           "Reactive", "Stamp", "bjt_builder", "branch_incidence", "capacitor_builder", "cccs",
+           "ccvs", "check_unsupported", "conductance", "critical_voltage", "current_source",
            "diode_builder", "inductor_builder", "inverse_early", "jfet_builder", "jfet_channel",
            "junction_current", "letters", "model_type", "node_key", "port_voltage", "record",
            "register", "resistor_builder", "spice_junction", "thermal_voltage", "vccs", "vcvs",

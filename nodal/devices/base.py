@@ -196,7 +196,9 @@ class Device:
     card reads ("value": one value, e.g. `R1 a b 2.2k` or `R1 a b r=2.2k`; "model": a `.model`
     name; "source": DC/SIN/PULSE/PWL); value: (what the value is, its rule) for "value" and
     "source" cards; models: the `.model` types it takes; build: its stamp and law; dc_pairs:
-    the node pairs (indices into the card's nodes) that conduct at DC, for the DC-path check.
+    the node pairs (indices into the card's nodes) that conduct at DC, for the DC-path check;
+    read: for card "controlled", how the rest of the card reads: read(reader, element, tokens
+    after the nodes, the name as written, node-name mapper) -> the element to keep.
     """
 
     letter: str
@@ -207,6 +209,7 @@ class Device:
     value: tuple[str, str] | None = None
     models: tuple[ModelType, ...] = ()
     dc_pairs: tuple[tuple[int, int], ...] = ()
+    read: Callable | None = None
 
     @property
     def is_source(self) -> bool:

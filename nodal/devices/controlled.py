@@ -1,39 +1,44 @@
-"""E and G: linear controlled sources (VCVS, VCCS), `E1 a b c d gain`."""
+"""E G F H: controlled sources, linear (`E1 a b c d gain`, `F1 a b Vsense gain`), SPICE2
+polynomials (`POLY(n)`) and expressions (`VALUE={...}`); read and built by `behavioural`.
+
+E: a voltage controlled by voltages (VCVS; with a large gain, the ideal op-amp); G: a current
+controlled by voltages (VCCS); F: a current controlled by the current through a voltage source
+(CCCS); H: a voltage controlled by such a current (CCVS). A current flows from n+ through the
+source to n-, as in SPICE; the controlling current I(Vx) flows from Vx's n+ through it to n-.
+"""
 
 from __future__ import annotations
 
 from ..netlist.data import Element, Netlist
-from .base import Device, Stamp, branch_incidence, node_key
+from . import behavioural
+from .base import Device, Stamp
 
 
 def vcvs(el: Element, net: Netlist) -> Stamp:
-    """E: v(a) - v(b) = gain (v(c) - v(d)); with a large gain, the ideal op-amp."""
-    a, b, c, d = el.nodes
-    br = ("branch", el.name)
-    entries = branch_incidence(a, b, br)
-    for n, s in ((c, -1), (d, 1)):
-        k = node_key(n)
-        if k:
-            entries.append((br, k, s * el.value))
-    return Stamp(matrix=entries, branches=[br])
+    """E: v(a) - v(b) = law (gain (v(c) - v(d)) in the linear form)."""
+    return behavioural.build(el, net)
 
 
 def vccs(el: Element, net: Netlist) -> Stamp:
-    """G: a current gm (v(c) - v(d)) from a through the source to b."""
-    a, b, c, d = el.nodes
-    entries = []
-    for n, s in ((a, 1), (b, -1)):
-        kn = node_key(n)
-        if not kn:
-            continue
-        for m, t in ((c, 1), (d, -1)):
-            km = node_key(m)
-            if km:
-                entries.append((kn, km, s * t * el.value))
-    return Stamp(matrix=entries)
+    """G: a current law (gm (v(c) - v(d)) in the linear form) from a through the source to b."""
+    return behavioural.build(el, net)
 
 
-VCVS = Device("E", "voltage-controlled voltage source", nodes=4, card="value", build=vcvs,
-              value=("gain", "finite"), dc_pairs=((0, 1),))
-VCCS = Device("G", "voltage-controlled current source", nodes=4, card="value", build=vccs,
-              value=("transconductance", "finite"))
+def cccs(el: Element, net: Netlist) -> Stamp:
+    """F: a current gain I(Vx) from a through the source to b."""
+    return behavioural.build(el, net)
+
+
+def ccvs(el: Element, net: Netlist) -> Stamp:
+    """H: v(a) - v(b) = transresistance I(Vx)."""
+    return behavioural.build(el, net)
+
+
+VCVS = Device("E", "voltage-controlled voltage source", nodes=2, card="controlled", build=vcvs,
+              dc_pairs=((0, 1),), read=behavioural.read)
+VCCS = Device("G", "voltage-controlled current source", nodes=2, card="controlled", build=vccs,
+              read=behavioural.read)
+CCCS = Device("F", "current-controlled current source", nodes=2, card="controlled", build=cccs,
+              read=behavioural.read)
+CCVS = Device("H", "current-controlled voltage source", nodes=2, card="controlled", build=ccvs,
+              dc_pairs=((0, 1),), read=behavioural.read)

@@ -120,12 +120,18 @@ class Scope:
     probes: call-like names whose arguments are raw text, not expressions (`v` for V(a),
     V(a,b); `i` for I(Vx)): name -> function(list of argument strings) -> Sympy expression.
     The function may raise ValueError with a message; it is reported at the probe's line.
+    functions: functions whose meaning differs in this context (ngspice's B source reads
+    `pwr` and `pow` otherwise than its `.param` evaluator): name -> function(arguments (floats
+    or Sympy expressions), description for messages) -> value; a ValueError is reported.
     """
 
     names: Mapping[str, sp.Expr] | Callable[[str], sp.Expr | None] = field(default_factory=dict)
     probes: Mapping[str, Callable[[list[str]], sp.Expr]] = field(default_factory=dict)
-    #: user functions (`.func f(x, y) {expr}`, `.param f(x)={expr}`): name -> UserFunction
-    functions: Mapping[str, UserFunction] = field(default_factory=dict)
+    #: functions of this context: user functions (`.func f(x, y) {expr}`, `.param f(x)=...`)
+    #: as `UserFunction`s, and a device's own meanings of a name (a B source's `pwr`) as
+    #: callables (args, what) -> value
+    functions: Mapping[str, UserFunction | Callable[[list, str], sp.Expr | float]] = field(
+        default_factory=dict)
 
     def lookup(self, name: str) -> sp.Expr | float | None:
         if callable(self.names):
@@ -610,23 +616,15 @@ class _Parser:
                 raise _Fail(f"`{name}` is a keyword, not a SPICE function")
             raise _Fail(f"`{name}` is not a known function; known: "
                         f"{', '.join(function_names())}")
-        self.enter()
-        self.take()         # (
-        args = []
-        if not self.at(")"):
-            args.append(self.ternary())
-            while self.at(","):
-                self.take()
-                args.append(self.ternary())
-        if not self.at(")"):
-            if self.tok.kind == "end":
-                raise _Fail(f"`{name}(` is not closed")
-            raise _Fail(f"unexpected `{self.tok.text}` in {name}(...)")
-        self.take()
-        self.depth -= 1
+        args = self.arguments(name)
         what = f"`{name}(...)` at column {t.start + 1}"
-        if user is not None:
+        if isinstance(user, UserFunction):
             return self.user_call(name, user, args)
+        if user is not None:
+            try:
+                return user(args, what)
+            except ValueError as exc:
+                raise _Fail(f"{what}: {exc}") from None
         if name == _VARIADIC:
             if len(args) < 3 or len(args) % 2 == 0:
                 raise _Fail("`table` takes x and then x, y pairs: table(x, x1, y1, x2, y2...)")
@@ -642,6 +640,24 @@ class _Parser:
         if all(_is_const(a) for a in args):
             return _call(fn.numeric, args, what)
         return fn.symbolic(*[_sym(a) for a in args])
+
+    def arguments(self, name: str) -> list:
+        """The arguments of `name(...)`, the parenthesis being the current token."""
+        self.enter()
+        self.take()         # (
+        args = []
+        if not self.at(")"):
+            args.append(self.ternary())
+            while self.at(","):
+                self.take()
+                args.append(self.ternary())
+        if not self.at(")"):
+            if self.tok.kind == "end":
+                raise _Fail(f"`{name}(` is not closed")
+            raise _Fail(f"unexpected `{self.tok.text}` in {name}(...)")
+        self.take()
+        self.depth -= 1
+        return args
 
     def user_call(self, name: str, fn: UserFunction, args: list):
         """A `.func`: its body parsed with the arguments bound, one level deeper (a function

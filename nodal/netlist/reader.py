@@ -335,6 +335,8 @@ class Reader(SourceCards, DialectCards):
             elif device.card == "model":
                 if not self.model_element(el, device, rest, toks[0]):
                     return
+            elif device.read is not None:   # controlled and behavioural sources: E G F H B
+                el = device.read(self, el, rest, toks[0], node)
             else:
                 options = self.source(el, rest)
         for new in [el, *(self.element_options(el, options) if options else [])]:

@@ -209,10 +209,11 @@ def test_a_model_parameter_nodalnet_does_not_model_is_a_named_error():
 # -- the device registry -----------------------------------------------------------------------
 
 def test_every_letter_is_one_record_with_its_node_count_and_models():
-    assert devices.letters() == "R C L V I E G D Q J A S"
+    assert devices.letters() == "R C L V I E G F H B D Q J A S"
     for letter, rec in devices.DEVICES.items():
         assert rec.letter == letter and rec.nodes in (2, 3, 4)
-        assert rec.card in ("value", "model", "source", "codemodel")
+        assert rec.card in ("value", "model", "source", "codemodel", "controlled")
+        assert (rec.card == "controlled") == (rec.read is not None)
         assert (rec.card in ("model", "codemodel")) == bool(rec.models)
         for i, j in rec.dc_pairs:
             assert 0 <= i < rec.nodes and 0 <= j < rec.nodes
@@ -224,7 +225,7 @@ def test_every_letter_is_one_record_with_its_node_count_and_models():
 def test_the_unknown_element_error_lists_the_registry_letters():
     with pytest.raises(NetlistError) as info:
         parse("* t\n*@ input vx\n*@ output x\nvx x 0 0\nZ1 x 0 1k\n", "z.cir")
-    assert "R C L V I E G D Q J A S" in str(info.value) and info.value.line == 5
+    assert "R C L V I E G F H B D Q J A S" in str(info.value) and info.value.line == 5
 
 
 def test_a_new_device_is_one_record(monkeypatch):

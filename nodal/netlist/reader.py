@@ -139,6 +139,14 @@ class Reader(SourceCards, DialectCards):
         if not (token.startswith("{") or parse_number(token) is not None):
             raise self.fail(f"bad value {token!r}: use a number with an optional suffix "
                             "(2.2k, 10n, 1meg) or a {expression}", line, text)
+        if name in self.params or name in self.defaults:
+            # SPICE keeps element names and .param names apart (`.param ck=3.4` beside a
+            # capacitor `Ck`): the element's knob gets its own name, said in a note
+            knob = f"{name}.value"
+            self.notes.append(f"{where(getattr(line, 'file', None) or self.file, line)}: "
+                              f"{name.upper()}'s value is the knob `{knob}` (`{name}` is a "
+                              ".param)")
+            return self.free_value(knob, token, line, text)
         return self.free_value(name, token, line, text)
 
     # -- the whole netlist ----------------------------------------------------------------

@@ -528,7 +528,7 @@ def kernel_source(eq: Equations) -> str:
         junction_out += [(f"vte[{k}]", port.junction[0]), (f"i_s[{k}]", port.junction[1])]
     laws = _print_function("_laws", "v, theta, i, jac", law_out, voltages + params)
     junctions = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
-    dims = dict(NW=len(eq.sources), NX=len(eq.reactive), NR=len(eq.reduced), NP=n,
+    dims = dict(NW=len(eq.sources), NX=eq.n_states, NR=len(eq.reduced), NP=n,
                 NJ=len(junction_out) // 2, NLEV=MAX_LEVELS, HOMOTOPY=HOMOTOPY_STEPS)
     header = ["import math", "import numba", "import numpy as np", "", "CACHE = False"]
     header += [f"{k} = {v}" for k, v in dims.items()]

@@ -10,8 +10,8 @@ device is one module with a `Device` and its entry in the registration below (an
 from __future__ import annotations
 
 from . import bjt, capacitor, controlled, diode, inductor, jfet, resistor, sources
-from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Device,
-                   Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
+from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Charge,
+                   Device, Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
                    conductance, critical_voltage, inverse_early, junction_current, node_key,
                    port_voltage, spice_junction)
 from .bjt import bjt as bjt_builder
@@ -83,7 +83,7 @@ class _Builders(dict):
 
 BUILDERS = _Builders()
 
-__all__ = ["BOLTZMANN", "BUILDERS", "CHARGE", "DEVICES", "EULER", "GMIN", "MODEL_TYPES",
+__all__ = ["BOLTZMANN", "BUILDERS", "CHARGE", "Charge", "DEVICES", "EULER", "GMIN", "MODEL_TYPES",
            "SAMPLE_PERIOD", "THERMAL_VOLTAGE", "TNOM", "Device", "Key", "ModelType", "Port",
            "Reactive", "Stamp", "bjt_builder", "branch_incidence", "capacitor_builder",
            "check_unsupported", "conductance", "critical_voltage", "current_source",

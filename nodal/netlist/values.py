@@ -21,6 +21,8 @@ RULES = {
     "positive": (lambda v: v > 0 and math.isfinite(v), "positive and finite"),
     "nonnegative": (lambda v: v >= 0 and math.isfinite(v), "zero or positive, and finite"),
     "finite": (math.isfinite, "a finite number"),
+    "fraction": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "unit": (lambda v: 0 <= v <= 1, "between 0 and 1"),
     "early": (lambda v: v >= 0 and not math.isnan(v),
               "positive (an Early voltage; 0 or infinite means none, as ngspice)"),
 }

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from . import bjt, capacitor, controlled, diode, inductor, jfet, resistor, sources
 from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Charge,
-                   Device, Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
-                   conductance, critical_voltage, inverse_early, junction_current, node_key,
-                   port_voltage, spice_junction)
+                   Device, Key, ModelType, Port, Reactive, Stamp, branch_incidence,
+                   check_unsupported, conductance, critical_voltage, inverse_early,
+                   junction_current, node_key, port_voltage, spice_junction)
 from .bjt import bjt as bjt_builder
 from .capacitor import capacitor as capacitor_builder
 from .controlled import vccs, vcvs

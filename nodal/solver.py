@@ -410,7 +410,8 @@ class NodalSolver(StateSpaceModel):
         q, gmin_ok = q_start, torch.ones(batch, dtype=torch.bool)
         jac_g = None
         for g in GMIN_STEPS:
-            q, it, ok, jac = self._solve(q, p, K, shunted(laws, g), junctions)
+            q, it, ok, jac = self._solve(q, p, K, shunted(laws, g, self.numeric.charge_mask),
+                                         junctions)
             jac_g = jac if jac_g is None else torch.where(gmin_ok[:, None, None], jac, jac_g)
             iterations += it * gmin_ok
             gmin_ok = gmin_ok & ok

@@ -76,8 +76,10 @@ class Charge:
     the device), discretised by the trapezoidal rule (`nodal.devices.charges`, `mna.derive`).
 
     `voltage` is the symbol of its own port voltage v(p) - v(m); `q` is a Sympy expression in
-    that symbol and/or the other port voltages of the same stamp (a BJT's diffusion charge
-    follows the transport current, a function of vbe and vbc). SI units: coulombs.
+    that symbol and/or the other port voltages of the same stamp (a charge across a junction
+    port is written in that port's voltage, the same value, so the laws share their exp();
+    a BJT's diffusion charge follows the transport current, a function of vbe and vbc).
+    SI units: coulombs.
     """
 
     name: str

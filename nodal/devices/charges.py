@@ -81,9 +81,11 @@ def _given(expr: sp.Expr, net: Netlist) -> bool:
 
 
 def minimum(a: sp.Expr, b: sp.Expr) -> sp.Expr:
-    """min(a, b) written with Abs, so that both branches of a Piecewise stay finite and their
-    derivatives are never NaN (torch.where differentiates the branch it discards too)."""
-    return (a + b - sp.Abs(a - b)) / 2
+    """min(a, b) as a Piecewise, so that both branches of the depletion law stay finite and
+    their derivatives are never NaN (torch.where differentiates the branch it discards too).
+    Not Abs: a port voltage symbol need not be declared real, and Abs of a complex symbol
+    differentiates into re() and im()."""
+    return sp.Piecewise((a, a < b), (b, True))
 
 
 def depletion(v: sp.Expr, cj0: sp.Expr, vj: sp.Expr, m: sp.Expr, fc: sp.Expr) -> sp.Expr:
@@ -104,15 +106,17 @@ def _symbol(el: Element, what: str) -> sp.Symbol:
 def diode(el: Element, net: Netlist, p: str, m: str, v: sp.Symbol,
           current: sp.Expr) -> list[Charge]:
     """D: depletion charge (CJO VJ M FC) plus diffusion charge TT i_d across the junction
-    (p, m) (after RS), `current` the junction law i_d(v) without GMIN, as ngspice's cdb."""
+    (p, m) (after RS), `current` the junction law i_d(v) without GMIN, as ngspice's cdb.
+
+    The charge is written in the junction port's voltage v (the same node pair, so the same
+    value), so that the kernel computes exp(v / (N Vt)) once for the current and the charge."""
     k = parameters(el, net, DIODE)
-    vq = _symbol(el, "q")
     q = sp.Integer(0)
     if _given(k["cjo"], net):
-        q += depletion(vq, k["cjo"], k["vj"], k["m"], k["fc"])
+        q += depletion(v, k["cjo"], k["vj"], k["m"], k["fc"])
     if _given(k["tt"], net):
-        q += k["tt"] * current.xreplace({v: vq})
-    return [Charge(f"{el.name}.q", p, m, vq, q)] if q != 0 else []
+        q += k["tt"] * current
+    return [Charge(f"{el.name}.q", p, m, _symbol(el, "q"), q)] if q != 0 else []
 
 
 def bjt(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]],
@@ -138,24 +142,22 @@ def bjt(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]
     (be_p, be_m), (bc_p, bc_m) = ports
     out = []
     qbe = sp.Integer(0)
-    vq = _symbol(el, "qbe")
     if _given(k["cje"], net):
-        qbe += depletion(vq, k["cje"], k["vje"], k["mje"], k["fc"])
+        qbe += depletion(vbe, k["cje"], k["vje"], k["mje"], k["fc"])
     if _given(k["tf"], net):
         qbe += k["tf"] * _transport(net, k, vbe, vbc, cbe, qb)
     if qbe != 0:
-        out.append(Charge(f"{el.name}.qbe", be_p, be_m, vq, qbe))
+        out.append(Charge(f"{el.name}.qbe", be_p, be_m, _symbol(el, "qbe"), qbe))
     internal_base = bc_p if npn else bc_m
     split = internal_base != base and _value(k["xcjc"], net) < 1
     cjc_inner = k["cjc"] * k["xcjc"] if split else k["cjc"]
     qbc = sp.Integer(0)
-    vq = _symbol(el, "qbc")
     if _given(k["cjc"], net):
-        qbc += depletion(vq, cjc_inner, k["vjc"], k["mjc"], k["fc"])
+        qbc += depletion(vbc, cjc_inner, k["vjc"], k["mjc"], k["fc"])
     if _given(k["tr"], net):
         qbc += k["tr"] * cbc
     if qbc != 0:
-        out.append(Charge(f"{el.name}.qbc", bc_p, bc_m, vq, qbc))
+        out.append(Charge(f"{el.name}.qbc", bc_p, bc_m, _symbol(el, "qbc"), qbc))
     if split and _given(k["cjc"], net):
         vq = _symbol(el, "qbx")
         pair = (base, collector) if npn else (collector, base)
@@ -186,15 +188,16 @@ def _transport(net: Netlist, k: dict, vbe: sp.Symbol, vbc: sp.Symbol, cbe: sp.Ex
     return sp.Piecewise((cbe * (1 + arg) / qb, vbe > 0), (cbe, True))
 
 
-def jfet(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]]
-         ) -> list[Charge]:
+def jfet(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]],
+         vgs: sp.Symbol, vgd: sp.Symbol) -> list[Charge]:
     """J: gate-source and gate-drain depletion charges (CGS, CGD, PB, FC; grading 1/2 as
-    ngspice's jfetload.c) across the (g, s) and (g, d) junction ports (reversed for PJF)."""
+    ngspice's jfetload.c) across the (g, s) and (g, d) junction ports (reversed for PJF),
+    whose polarity-normalised voltages are vgs and vgd."""
     k = parameters(el, net, JFET)
     out = []
-    for name, cap, (p, m) in (("qgs", k["cgs"], ports[0]), ("qgd", k["cgd"], ports[1])):
+    for name, cap, (p, m), v in (("qgs", k["cgs"], ports[0], vgs),
+                                 ("qgd", k["cgd"], ports[1], vgd)):
         if _given(cap, net):
-            vq = _symbol(el, name)
-            out.append(Charge(f"{el.name}.{name}", p, m, vq,
-                              depletion(vq, cap, k["pb"], sp.Rational(1, 2), k["fc"])))
+            out.append(Charge(f"{el.name}.{name}", p, m, _symbol(el, name),
+                              depletion(v, cap, k["pb"], sp.Rational(1, 2), k["fc"])))
     return out

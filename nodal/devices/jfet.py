@@ -71,7 +71,8 @@ def jfet(el: Element, net: Netlist) -> Stamp:
     else:
         ports = [Port(s, g, junction=(vt, i_s)), Port(d, g, junction=(vt, i_s))]
     stamp = Stamp(ports=ports, voltages=[vgs, vgd], currents=[cgs + i_d, cgd - i_d])
-    stamp.charges += charges.jfet(el, net, ((ports[0].p, ports[0].m), (ports[1].p, ports[1].m)))
+    stamp.charges += charges.jfet(el, net, ((ports[0].p, ports[0].m), (ports[1].p, ports[1].m)),
+                                  vgs, vgd)
     return stamp
 
 

@@ -68,14 +68,14 @@ def test_the_solver_evaluates_the_diode_charge_law():
     assert len(eq.reduced) == 1            # the charges share the diodes' port voltage
     solver = nodal.NodalSolver(eq)
     biases = torch.tensor([-3.0, -0.2, 0.0, 0.3, 0.5, 0.7], dtype=torch.float64)
-    ports = eq.port_voltages
-    v = torch.zeros(len(biases), len(ports), dtype=torch.float64)
-    k = eq.charge_ports[0]
-    v[:, k] = biases
+    k = eq.charge_ports[0]                 # D1's charge, across D1's junction (out, 0)
+    v = biases[:, None] * solver.numeric.expand.T      # every port voltage from v(out)
+    assert torch.equal(v[:, k], biases)
     i, jac = solver.numeric.laws(v, solver.theta())
+    jac = jac @ solver.numeric.expand                  # dq/dv(out), all ports' columns
     vt = nodal.devices.THERMAL_VOLTAGE
     i_s, n, tt, cj = 14.1e-9, 1.984, 5.7e-6, (25.9e-12, 0.325, 0.44, 0.5)   # the card's values
-    for b, q, c in zip(biases.tolist(), i[:, k].tolist(), jac[:, k, k].tolist(), strict=True):
+    for b, q, c in zip(biases.tolist(), i[:, k].tolist(), jac[:, k, 0].tolist(), strict=True):
         ref, _ = quad(_spice_capacitance, 0.0, b, args=cj, epsabs=1e-30,
                       points=[cj[1] * cj[3]] if b > cj[1] * cj[3] else None)
         diffusion = tt * i_s * np.expm1(b / (n * vt))

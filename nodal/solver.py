@@ -1,8 +1,9 @@
 """The white-box solver: the circuit's DK state space solved sample by sample in torch.
 
 `NodalSolver` is a `StateSpaceModel` whose internal state is the trapezoidal rule's canonical
-state x~ (one per capacitor/inductor) and whose exposed states are the capacitor voltages and
-inductor currents. It runs batched `[batch, time, inputs]` in float64, starts from the DC
+state x~ (one per capacitor/inductor, then one per nonlinear junction or diffusion charge: its
+history, `dk.py`) and whose exposed states are the capacitor voltages, inductor currents and
+charges (coulombs). It runs batched `[batch, time, inputs]` in float64, starts from the DC
 operating point as SPICE's transient analysis does, and is differentiable in every component
 value and `.param` (Newton's solution enters the graph by one differentiable step: the
 implicit function theorem).
@@ -186,7 +187,8 @@ class NodalSolver(StateSpaceModel):
     def encode(self, x: Tensor) -> Tensor:
         """Circuit states -> canonical state, for a circuit at rest (capacitor currents zero).
 
-        x~ = (2C/T) v_C for a capacitor (its current is taken as zero), x~ = i_L for an inductor.
+        x~ = (2C/T) v_C for a capacitor (its current is taken as zero), x~ = i_L for an inductor,
+        h = (2/T) q for a nonlinear charge q.
         """
         return x.to(F64) * self._state_scale(self.theta())
 

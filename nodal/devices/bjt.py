@@ -1,4 +1,5 @@
-"""Q: ngspice's Gummel-Poon BJT, with what IS BF BR NF NR VAF VAR give (level 1, no charges)."""
+"""Q: ngspice's Gummel-Poon BJT, with what IS BF BR NF NR VAF VAR give (level 1), and its
+junction and diffusion charges (`charges.bjt`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""D: ngspice's diode (IS, N, RS): the Shockley law, RS as an internal node."""
+"""D: ngspice's diode (IS, N, RS): the Shockley law, RS as an internal node; CJO VJ M FC TT
+as its junction and diffusion charge (`charges.diode`)."""
 
 from __future__ import annotations
 

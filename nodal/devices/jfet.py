@@ -1,4 +1,5 @@
-"""J: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given: the Sydney model)."""
+"""J: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given: the Sydney model); CGS
+CGD (PB FC) as gate charges (`charges.jfet`)."""
 
 from __future__ import annotations
 

@@ -273,3 +273,14 @@ def test_bjt_xcjc_and_the_substrate_charge_have_their_own_ports():
     assert names == ["q1.qbe", "q1.qbc", "q1.qsub"]
     sub = eq.charges[2]
     assert (sub.p, sub.m) == ("0", "c")
+
+
+def test_pnp_stage_charges_have_the_pnp_polarity(tmp_path):
+    """The common-emitter stage mirrored (PNP, negative supply and bias) against ngspice: the
+    charges' ports and voltages are polarity-normalised as the junctions' are."""
+    text = CE_STAGE.read_text().replace("NPN(", "PNP(").replace("DC 0.612", "DC -0.612")
+    path = tmp_path / "pnp_ce_stage.cir"
+    path.write_text(text.replace("DC 9", "DC -9"))
+    PEAKS[path] = PEAKS[CE_STAGE]
+    assert _against_ngspice(path, seconds=0.02) <= 1e-4
+    assert _against_ngspice(path, seconds=0.02, values=ZERO[CE_STAGE]) >= 1e-4

@@ -12,6 +12,22 @@ independent nonlinear port voltages, v = Q q):
 
 Every matrix follows from z = S^-1 (R_x x~ + R_u w + R_n i) by selecting rows; `S^-1` is taken
 numerically (`torch.linalg.solve`), so everything is differentiable in the component values.
+
+Nonlinear charges (`mna.Equations.charges`). The trapezoidal rule on a charge q(v) between p
+and m gives the port current i[n] = (2/T) (q[n] - q[n-1]) - i[n-1]. Writing its history as
+h[n-1] = (2/T) q[n-1] + i[n-1], the current is (2/T) q(v[n]) - h[n-1] and
+
+    h[n] = (2/T) q[n] + i[n] = 2 (2/T) q(v[n]) - h[n-1],
+
+which is a linear capacitor's companion (`Reactive`: x~[n] = 2 g v[n] - x~[n-1], g = 2C/T) with
+g v replaced by (2/T) q(v). So a charge is a nonlinear port whose law is q(v) (coulombs), whose
+column of R_n is scaled by 2/T, and a canonical state h, injected into p as a capacitor's x~
+is: its row of A is -1 on the diagonal, of B zero, of C 2 (2/T) at its port. Its exposed state
+is the charge q[n] itself (row of Fs: 1 at its port), and for a circuit at rest h = (2/T) q,
+as x~ = g v for a capacitor, with g = 2/T; so every state rescaling written for capacitors (the
+substeps at T/k, `encode`) holds for charges with g = 2/T. At DC a charge carries no current
+(its R_n column is zero) and its state is h = (2/T) q(v0). The laws do not depend on T, so
+the substeps of the fallback evaluate the same laws and only the matrices change.
 """
 
 from __future__ import annotations
@@ -102,14 +118,25 @@ class NumericEquations:
         self.junction_ports = [k for k, p in enumerate(eq.ports) if p.junction]
         f64 = torch.float64
         ports = eq.port_incidence
-        nx = len(eq.reactive)
-        self.reactive_sign = torch.tensor([r.sign for r in eq.reactive], dtype=f64)
-        self.is_inductor = torch.tensor([r.kind == "L" for r in eq.reactive], dtype=torch.bool)
+        nr, nc = len(eq.reactive), len(eq.charges)
+        nx = nr + nc
+        self.n_reactive, self.n_charges = nr, nc
+        self.reactive_sign = torch.tensor([r.sign for r in eq.reactive] + [1] * nc, dtype=f64)
+        self.is_inductor = torch.tensor([r.kind == "L" for r in eq.reactive] + [False] * nc,
+                                        dtype=torch.bool)
         rx = eq.reactive_incidence.T * np.array([r.sign for r in eq.reactive])[None, :]
+        # charges: the history h flows into p as a capacitor's x~; q(v) selected by Psel
+        rx = np.concatenate([rx.reshape(n, nr), ports[eq.charge_ports].T.reshape(n, nc)], 1)
+        psel = np.zeros((nx, self.n_ports))
+        psel[np.arange(nr, nx), eq.charge_ports] = 1.0
+        self.Psel = torch.tensor(psel, dtype=f64)
+        self.charge_mask = torch.zeros(self.n_ports, dtype=torch.bool)
+        self.charge_mask[eq.charge_ports] = True
         self.Rx = torch.tensor(rx.reshape(n, nx), dtype=f64)
         self.Ru = torch.tensor(eq.source_rhs, dtype=f64)
         self.Rn = torch.tensor(-ports.T.reshape(n, self.n_ports), dtype=f64)
-        self.Px = torch.tensor(eq.reactive_incidence.reshape(nx, n), dtype=f64)
+        px = np.concatenate([eq.reactive_incidence.reshape(nr, n), np.zeros((nc, n))], 0)
+        self.Px = torch.tensor(px.reshape(nx, n), dtype=f64)
         self.Pq = torch.tensor(ports[eq.reduced].reshape(len(eq.reduced), n), dtype=f64)
         self.Po = torch.tensor(eq.output_incidence[None, :], dtype=f64)
         self.expand = torch.tensor(eq.expand.reshape(self.n_ports, len(eq.reduced)), dtype=f64)
@@ -117,6 +144,7 @@ class NumericEquations:
         nodes = sum(k[0] == "node" for k in eq.unknowns)
         pad = np.zeros((self.n_ports, ndc))
         pad[:, :nodes] = ports[:, :nodes]
+        pad[eq.charge_ports] = 0.0         # a charge carries no current at DC
         self.Ru_dc = torch.tensor(eq.source_rhs_dc, dtype=f64)
         self.Rn_dc = torch.tensor(-pad.T.reshape(ndc, self.n_ports), dtype=f64)
         self.Pq_dc = torch.tensor(pad[eq.reduced].reshape(len(eq.reduced), ndc), dtype=f64)
@@ -139,14 +167,21 @@ class NumericEquations:
         return s.view(n, n)
 
     def reactive_g(self, theta: list[Tensor]) -> Tensor:
-        if not self.eq.reactive:
-            return torch.zeros(0, dtype=torch.float64)
-        return torch.stack(_broadcast(self._g_fn(*theta), theta[-1]))
+        """Each state's companion conductance at T = theta[-1]: 2C/T or T/2L for the
+        reactive elements, then 2/T for each charge (see the module docstring)."""
+        g = (torch.stack(_broadcast(self._g_fn(*theta), theta[-1])) if self.eq.reactive
+             else torch.zeros(0, dtype=torch.float64))
+        if not self.n_charges:
+            return g
+        return torch.cat([g, (2 / theta[-1]).expand(self.n_charges)])
 
     def matrices(self, theta: list[Tensor]) -> DKMatrices:
         """theta: the parameter values (0-dim float64 tensors) in `eq.parameters` order, then T."""
         s = self._assemble(self._matrix_fn, self._flat, self.n, theta)
-        rhs = torch.cat([self.Rx, self.Ru, self.Rn], 1)
+        rn = self.Rn
+        if self.n_charges:                  # a charge's port current is (2/T) q(v) - h
+            rn = rn * torch.where(self.charge_mask, 2 / theta[-1], torch.ones_like(rn[0]))
+        rhs = torch.cat([self.Rx, self.Ru, rn], 1)
         try:
             m = torch.linalg.solve(s, rhs)
         except RuntimeError as exc:
@@ -166,9 +201,10 @@ class NumericEquations:
         state_from_x = torch.where(self.is_inductor, torch.ones_like(g), g)
         return DKMatrices(
             G=self.Pq @ mx, H=self.Pq @ mu, K=self.Pq @ mn,
-            A=two_g * vx - torch.diag(self.reactive_sign), B=two_g * vu, C=two_g * vn,
-            D=self.Po @ mx, E=self.Po @ mu, F=self.Po @ mn,
-            Ds=scale * vx + eye_l, Es=scale * vu, Fs=scale * vn, state_from_x=state_from_x)
+            A=two_g * vx - torch.diag(self.reactive_sign), B=two_g * vu,
+            C=two_g * (vn + self.Psel), D=self.Po @ mx, E=self.Po @ mu, F=self.Po @ mn,
+            Ds=scale * vx + eye_l, Es=scale * vu, Fs=scale * vn + self.Psel,
+            state_from_x=state_from_x)
 
     def _overflow(self, theta: list[Tensor]):
         """The named error for equations that float64 cannot hold at these values."""
@@ -197,7 +233,8 @@ class NumericEquations:
         g = self.reactive_g(theta)
         xscale = torch.where(self.is_inductor, torch.ones_like(g), g)[:, None]
         return DCMatrices(H=self.Pq_dc @ mu, K=self.Pq_dc @ mn,
-                          Xw=xscale * (self.Xsel_dc @ mu), Xi=xscale * (self.Xsel_dc @ mn))
+                          Xw=xscale * (self.Xsel_dc @ mu),
+                          Xi=xscale * (self.Xsel_dc @ mn + self.Psel))
 
     # -- device laws ----------------------------------------------------------------------
     def laws(self, v: Tensor, theta: list[Tensor]) -> tuple[Tensor, Tensor]:

@@ -30,6 +30,9 @@ def describe(eq: Equations) -> str:
                        "x~[n] = 2 g v[n] - x~[n-1]")
         else:
             out.append(f"  i({r.name});  companion g = {r.g},  x~[n] = 2 g v[n] + x~[n-1]")
+    for c in eq.charges:
+        out.append(f"  q({c.name}) = q(v({c.p}) - v({c.m})), a nonlinear charge (its port below);"
+                   "  h[n] = 2 (2/T) q[n] - h[n-1]")
     out.append("")
     if eq.ports:
         out.append(f"nonlinear ports ({len(eq.ports)}; Newton solves for {len(eq.reduced)} "
@@ -50,7 +53,7 @@ def describe(eq: Equations) -> str:
     out.append("per sample n (DK method):")
     out.append("  p = G x~[n-1] + H u[n];   solve q - p - K i(v(q)) = 0 (Newton);")
     out.append("  y[n] = D x~[n-1] + E u[n] + F i;   x~[n] = A x~[n-1] + B u[n] + C i")
-    if len(eq.unknowns) <= SYMBOLIC_LIMIT and eq.reactive:
+    if len(eq.unknowns) <= SYMBOLIC_LIMIT and eq.reactive and not eq.charges:
         out.append("")
         out.append(_symbolic_dk(eq))
     return "\n".join(out)

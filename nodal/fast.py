@@ -168,7 +168,8 @@ def _newton(q, p, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, absto
     """Solve q - p - K i(Q q) = 0 in place from q; (iterations, converged).
 
     On convergence cur holds the currents at q (to first order after a last small step).
-    gshunt: a conductance added across every port (gmin stepping; 0 otherwise).
+    gshunt: a conductance added across every port but the charges' (gmin stepping; 0
+    otherwise).
     """
 @NEWTON@
     return it, conv
@@ -417,8 +418,9 @@ for _ in range(max_iter):
     _laws(v, theta, cur, jac)
     if gshunt != 0.0:
         for c in range(NP):
-            cur[c] += gshunt * v[c]
-            jac[c, c] += gshunt
+            if not IS_CHARGE[c]:        # a charge port's law is q(v): no shunt (newton.py)
+                cur[c] += gshunt * v[c]
+                jac[c, c] += gshunt
     it += 1
     # f = q - p - K i, and whether it is already at its round-off floor
     settled = True
@@ -528,7 +530,7 @@ def kernel_source(eq: Equations) -> str:
         junction_out += [(f"vte[{k}]", port.junction[0]), (f"i_s[{k}]", port.junction[1])]
     laws = _print_function("_laws", "v, theta, i, jac", law_out, voltages + params)
     junctions = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
-    dims = dict(NW=len(eq.sources), NX=len(eq.reactive), NR=len(eq.reduced), NP=n,
+    dims = dict(NW=len(eq.sources), NX=eq.n_states, NR=len(eq.reduced), NP=n,
                 NJ=len(junction_out) // 2, NLEV=MAX_LEVELS, HOMOTOPY=HOMOTOPY_STEPS)
     header = ["import math", "import numba", "import numpy as np", "", "CACHE = False"]
     header += [f"{k} = {v}" for k, v in dims.items()]
@@ -539,7 +541,9 @@ def kernel_source(eq: Equations) -> str:
     identity = eq.expand.shape == (n, n) and bool(np.array_equal(eq.expand, np.eye(n)))
     header += [f"JAC_PTR = np.array({ptr}, dtype=np.int64)",
                f"JAC_ROW = np.array({rows}, dtype=np.int64)",
-               f"EXPAND_IDENTITY = {identity}"]
+               f"EXPAND_IDENTITY = {identity}",
+               f"IS_CHARGE = np.array({[k in eq.charge_ports for k in range(n)]}, "
+               "dtype=np.bool_)"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     return "\n".join(header) + laws + "\n\n" + junctions + "\n" + _kernel_loop()

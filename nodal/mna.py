@@ -6,6 +6,11 @@ inductors shorted), with component values and parameters as Sympy symbols:
 
     S(theta) z = R_x x~ + R_u w + R_n i(v),    v = P_v z
 
+A nonlinear charge q(v) (`devices.Charge`: junction capacitances, diffusion charge) becomes a
+port like any other, whose law is q(v) itself (coulombs), listed after the stamps' own ports
+(`charge_ports`), and a state of its own after the reactive elements'; `dk.py` scales its
+column by 2/T and derives its trapezoidal history (see `dk.NumericEquations`).
+
 z: node voltages then branch currents; x~: the reactive elements' canonical states; w: the
 independent sources (input, controls, then fixed sources); i(v): the nonlinear port currents.
 Only the incidence matrices are numbers; `S` stays symbolic and is inverted numerically in
@@ -15,13 +20,13 @@ Only the incidence matrices are numbers; `S` stays symbolic and is inverted nume
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
 
 from . import devices
-from .devices import SAMPLE_PERIOD, Key, Port, Reactive, node_key
+from .devices import SAMPLE_PERIOD, Charge, Key, Port, Reactive, node_key
 from .errors import NetlistError
 from .netlist import GROUND, Element, Netlist
 
@@ -49,6 +54,8 @@ class Equations:
     expand: np.ndarray                    # [ports, len(reduced)]: v = expand @ w
     reactive_incidence: np.ndarray        # [states, unknowns]
     output_incidence: np.ndarray          # [unknowns]
+    charges: list[Charge] = field(default_factory=list)    # nonlinear charges, states after
+    charge_ports: list[int] = field(default_factory=list)  # the reactive ones; their ports
 
     @property
     def n_inputs(self) -> int:
@@ -56,11 +63,12 @@ class Equations:
 
     @property
     def n_states(self) -> int:
-        return len(self.reactive)
+        return len(self.reactive) + len(self.charges)
 
     @property
     def state_names(self) -> list[str]:
-        return [f"v({r.name})" if r.kind == "C" else f"i({r.name})" for r in self.reactive]
+        return ([f"v({r.name})" if r.kind == "C" else f"i({r.name})" for r in self.reactive]
+                + [f"q({c.name})" for c in self.charges])
 
     @property
     def input_names(self) -> list[str]:
@@ -164,6 +172,13 @@ def derive(net: Netlist) -> Equations:
     ports = [p for st in stamps.values() for p in st.ports]
     voltages = [v for st in stamps.values() for v in st.voltages]
     currents = [c for st in stamps.values() for c in st.currents]
+    # -- charges: one more port each (law q(v), no junction limiting of its own) ----------
+    charges = [c for st in stamps.values() for c in st.charges]
+    charge_ports = list(range(len(ports), len(ports) + len(charges)))
+    ports += [Port(c.p, c.m) for c in charges]
+    voltages += [c.voltage for c in charges]
+    currents += [c.q for c in charges]
+    # ------------------------------------------------------------------------------------
     port_incidence = np.zeros((len(ports), len(unknowns)))
     for k, p in enumerate(ports):
         for n, s in ((p.p, 1), (p.m, -1)):
@@ -183,7 +198,8 @@ def derive(net: Netlist) -> Equations:
         matrix=matrix, matrix_dc=matrix_dc, sources=sources, source_rhs=source_rhs,
         source_rhs_dc=source_rhs_dc, reactive=reactive, ports=ports, port_voltages=voltages,
         currents=currents, jacobian=jacobian, port_incidence=port_incidence, reduced=reduced,
-        expand=expand, reactive_incidence=reactive_incidence, output_incidence=output_incidence)
+        expand=expand, reactive_incidence=reactive_incidence, output_incidence=output_incidence,
+        charges=charges, charge_ports=charge_ports)
 
 
 def _sources(net: Netlist, stamps: dict[str, devices.Stamp], index: dict, index_dc: dict):

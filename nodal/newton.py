@@ -18,7 +18,8 @@ previous sample's solution:
 
 1. the sample in k = 2, 4, ... 2^substep_levels trapezoidal substeps (DK matrices for T/k from
    the same equations; inputs interpolated linearly within the sample, as SPICE's PWL);
-2. gmin stepping: a conductance across every port, GMIN_STEPS from 10 mS down to none;
+2. gmin stepping: a conductance across every port (but a charge's), GMIN_STEPS from 10 mS
+   down to none;
 3. source stepping: p walked from the value that makes the start an exact root to the
    sample's own p in HOMOTOPY_STEPS steps.
 
@@ -102,14 +103,18 @@ def junction_step_scale(v_old: Tensor, dv: Tensor, vte: Tensor, vcrit: Tensor) -
     return ratio.min(dim=1).values if ratio.shape[1] else torch.ones_like(v_old[:, 0])
 
 
-def shunted(laws, g: float):
-    """`laws` with a conductance g across every port (gmin stepping)."""
+def shunted(laws, g: float, charge_mask: Tensor | None = None):
+    """`laws` with a conductance g across every port (gmin stepping), except the charge ports
+    of `charge_mask` (their law is a charge q(v), not a current: `dk.py`)."""
     if g == 0.0:
         return laws
 
     def with_shunt(v):
         i, jac = laws(v)
-        return i + g * v, jac + g * torch.eye(v.shape[1], dtype=v.dtype)
+        gv = torch.full((v.shape[1],), g, dtype=v.dtype)
+        if charge_mask is not None:
+            gv = torch.where(charge_mask, torch.zeros_like(gv), gv)
+        return i + gv * v, jac + torch.diag(gv)
     return with_shunt
 
 

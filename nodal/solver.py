@@ -1,8 +1,9 @@
 """The white-box solver: the circuit's DK state space solved sample by sample in torch.
 
 `NodalSolver` is a `StateSpaceModel` whose internal state is the trapezoidal rule's canonical
-state x~ (one per capacitor/inductor) and whose exposed states are the capacitor voltages and
-inductor currents. It runs batched `[batch, time, inputs]` in float64, starts from the DC
+state x~ (one per capacitor/inductor, then one per nonlinear junction or diffusion charge: its
+history, `dk.py`) and whose exposed states are the capacitor voltages, inductor currents and
+charges (coulombs). It runs batched `[batch, time, inputs]` in float64, starts from the DC
 operating point as SPICE's transient analysis does, and is differentiable in every component
 value and `.param` (Newton's solution enters the graph by one differentiable step: the
 implicit function theorem).
@@ -196,7 +197,8 @@ class NodalSolver(StateSpaceModel):
     def encode(self, x: Tensor) -> Tensor:
         """Circuit states -> canonical state, for a circuit at rest (capacitor currents zero).
 
-        x~ = (2C/T) v_C for a capacitor (its current is taken as zero), x~ = i_L for an inductor.
+        x~ = (2C/T) v_C for a capacitor (its current is taken as zero), x~ = i_L for an inductor,
+        h = (2/T) q for a nonlinear charge q.
         """
         return x.to(F64) * self._state_scale(self.theta())
 
@@ -428,7 +430,8 @@ class NodalSolver(StateSpaceModel):
         q, gmin_ok = q_start, torch.ones(batch, dtype=torch.bool)
         jac_g = None
         for g in GMIN_STEPS:
-            q, it, ok, jac = self._solve(q, p, K, shunted(laws, g), junctions)
+            q, it, ok, jac = self._solve(q, p, K, shunted(laws, g, self.numeric.charge_mask),
+                                         junctions)
             jac_g = jac if jac_g is None else torch.where(gmin_ok[:, None, None], jac, jac_g)
             iterations += it * gmin_ok
             gmin_ok = gmin_ok & ok

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from . import (behavioural, bjt, capacitor, controlled, diode, inductor, jfet, potentiometer,
                resistor, sources, switch)
-from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Device,
-                   Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
-                   conductance, critical_voltage, inverse_early, junction_current, node_key,
-                   port_voltage, spice_junction, thermal_voltage)
+from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Charge,
+                   Device, Key, ModelType, Port, Reactive, Stamp, branch_incidence,
+                   check_unsupported, conductance, critical_voltage, inverse_early,
+                   junction_current, node_key, port_voltage, spice_junction, thermal_voltage)
 from .bjt import bjt as bjt_builder
 from .capacitor import capacitor as capacitor_builder
 from .controlled import cccs, ccvs, vccs, vcvs
@@ -85,8 +85,9 @@ class _Builders(dict):
 
 BUILDERS = _Builders()
 
-__all__ = ["BOLTZMANN", "BUILDERS", "CHARGE", "DEVICES", "EULER", "GMIN", "MODEL_TYPES",
-           "SAMPLE_PERIOD", "THERMAL_VOLTAGE", "TNOM", "Device", "Key", "ModelType", "Port",
+__all__ = ["BOLTZMANN", "BUILDERS", "CHARGE", "Charge", "DEVICES", "EULER", "GMIN",
+           "MODEL_TYPES", "SAMPLE_PERIOD", "THERMAL_VOLTAGE", "TNOM", "Device", "Key",
+           "ModelType", "Port",
            "Reactive", "Stamp", "bjt_builder", "branch_incidence", "capacitor_builder", "cccs",
            "ccvs", "check_unsupported", "conductance", "critical_voltage", "current_source",
            "diode_builder", "inductor_builder", "inverse_early", "jfet_builder", "jfet_channel",

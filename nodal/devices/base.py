@@ -71,6 +71,25 @@ class Port:
 
 
 @dataclass
+class Charge:
+    """A nonlinear charge q(v) between nodes `p` and `m` (its current dq/dt flows p -> m through
+    the device), discretised by the trapezoidal rule (`nodal.devices.charges`, `mna.derive`).
+
+    `voltage` is the symbol of its own port voltage v(p) - v(m); `q` is a Sympy expression in
+    that symbol and/or the other port voltages of the same stamp (a charge across a junction
+    port is written in that port's voltage, the same value, so the laws share their exp();
+    a BJT's diffusion charge follows the transport current, a function of vbe and vbc).
+    SI units: coulombs.
+    """
+
+    name: str
+    p: str
+    m: str
+    voltage: sp.Symbol
+    q: sp.Expr
+
+
+@dataclass
 class Stamp:
     """What one element contributes to the equations."""
 
@@ -84,6 +103,7 @@ class Stamp:
     currents: list[sp.Expr] = field(default_factory=list)   # one law per port
     voltages: list[sp.Symbol] = field(default_factory=list)  # the port voltage symbols
     internal_nodes: list[str] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)      # junction/diffusion charges
 
 
 def conductance(a: str, b: str, g: sp.Expr) -> list[tuple[Key, Key, sp.Expr]]:
@@ -174,8 +194,10 @@ def check_unsupported(el: Element, net: Netlist, unsupported: tuple[str, ...], w
     given = [p for p in unsupported if p in params and evaluate(params[p], net.defaults) != 0]
     if given:
         raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in given)}, "
-                        "which nodalnet does not model (its Q has IS BF BR NF NR VAF VAR, its J "
-                        "has VTO BETA LAMBDA IS B PB); remove them or set them to 0", el)
+                        "which nodalnet does not model (its Q has IS BF BR NF NR VAF VAR and the "
+                        "charges CJE VJE MJE CJC VJC MJC XCJC CJS VJS MJS FC TF XTF VTF ITF TR, "
+                        "its J has VTO BETA LAMBDA IS B PB CGS CGD FC); remove them or set them "
+                        "to 0", el)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Q: ngspice's Gummel-Poon BJT, with what IS BF BR NF NR VAF VAR give (level 1, no charges)."""
+"""Q: ngspice's Gummel-Poon BJT, with what IS BF BR NF NR VAF VAR give (level 1), and its
+junction and diffusion charges (`charges.bjt`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import math
 import sympy as sp
 
 from ..netlist.data import GROUND, Element, Netlist
+from . import charges
 from .base import (GMIN, THERMAL_VOLTAGE, Device, ModelType, Port, Stamp, check_unsupported,
                    conductance, inverse_early, port_voltage, spice_junction)
 
-_BJT_UNSUPPORTED = ("ikf", "ikr", "ise", "isc", "rb", "rbm", "irb", "re", "rc", "cje", "cjc",
-                    "cjs", "tf", "tr", "xtf", "itf", "iss")
+_BJT_UNSUPPORTED = ("ikf", "ikr", "ise", "isc", "rb", "rbm", "irb", "re", "rc", "iss")
 
 
 def bjt(el: Element, net: Netlist) -> Stamp:
@@ -50,14 +51,17 @@ def bjt(el: Element, net: Netlist) -> Stamp:
     else:
         ports = [Port(e, b, junction=(vtf, i_s)), Port(c, b, junction=(vtr, i_s))]
         substrate = conductance(b, GROUND, sp.Float(GMIN))
-    return Stamp(matrix=substrate, ports=ports, voltages=[vbe, vbc],
-                 currents=[i_b + i_c, -i_c])
+    stamp = Stamp(matrix=substrate, ports=ports, voltages=[vbe, vbc],
+                  currents=[i_b + i_c, -i_c])
+    stamp.charges += charges.bjt(el, net, ((ports[0].p, ports[0].m), (ports[1].p, ports[1].m)),
+                                 vbe, vbc, cbe, cbc, qb, npn, base=b, collector=c)
+    return stamp
 
 
 _DEFAULTS = {"is": 1e-16, "bf": 100.0, "br": 1.0, "nf": 1.0, "nr": 1.0, "vaf": math.inf,
              "var": math.inf}
 _RULES = {"is": "positive", "bf": "positive", "br": "positive", "nf": "positive",
-          "nr": "positive", "vaf": "early", "var": "early"}
+          "nr": "positive", "vaf": "early", "var": "early", **charges.RULES}
 NPN = ModelType("npn", _DEFAULTS, _RULES)
 PNP = ModelType("pnp", _DEFAULTS, _RULES)
 DEVICE = Device("Q", "bipolar transistor", nodes=3, card="model", build=bjt, models=(NPN, PNP),

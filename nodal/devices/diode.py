@@ -1,4 +1,5 @@
-"""D: ngspice's diode (IS, N, RS): the Shockley law, RS as an internal node."""
+"""D: ngspice's diode (IS, N, RS): the Shockley law, RS as an internal node; CJO VJ M FC TT
+as its junction and diffusion charge (`charges.diode`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sympy as sp
 
 from ..netlist.data import Element, Netlist
 from ..netlist.values import evaluate
+from . import charges
 from .base import (Device, ModelType, Port, Stamp, conductance, junction_current,
                    thermal_voltage)
 
@@ -26,10 +28,11 @@ def diode(el: Element, net: Netlist) -> Stamp:
     stamp.ports.append(Port(a, k, junction=(mp["n"] * vt, mp["is"])))
     stamp.voltages.append(v)
     stamp.currents.append(junction_current(v, mp["is"], mp["n"], vt))
+    stamp.charges += charges.diode(el, net, a, k, v, stamp.currents[-1])
     return stamp
 
 
 D = ModelType("d", {"is": 1e-14, "n": 1.0, "rs": 0.0},
-              {"is": "positive", "n": "positive", "rs": "nonnegative"})
+              {"is": "positive", "n": "positive", "rs": "nonnegative", **charges.RULES})
 DEVICE = Device("D", "diode", nodes=2, card="model", build=diode, models=(D,),
                 dc_pairs=((0, 1),))

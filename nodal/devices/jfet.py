@@ -1,14 +1,16 @@
-"""J: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given: the Sydney model)."""
+"""J: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given: the Sydney model); CGS
+CGD (PB FC) as gate charges (`charges.jfet`)."""
 
 from __future__ import annotations
 
 import sympy as sp
 
 from ..netlist.data import Element, Netlist
+from . import charges
 from .base import (THERMAL_VOLTAGE, Device, ModelType, Port, Stamp, check_unsupported,
                    port_voltage, spice_junction)
 
-_JFET_UNSUPPORTED = ("rd", "rs", "cgs", "cgd")
+_JFET_UNSUPPORTED = ("rd", "rs")
 
 
 
@@ -69,12 +71,15 @@ def jfet(el: Element, net: Netlist) -> Stamp:
         ports = [Port(g, s, junction=(vt, i_s)), Port(g, d, junction=(vt, i_s))]
     else:
         ports = [Port(s, g, junction=(vt, i_s)), Port(d, g, junction=(vt, i_s))]
-    return Stamp(ports=ports, voltages=[vgs, vgd], currents=[cgs + i_d, cgd - i_d])
+    stamp = Stamp(ports=ports, voltages=[vgs, vgd], currents=[cgs + i_d, cgd - i_d])
+    stamp.charges += charges.jfet(el, net, ((ports[0].p, ports[0].m), (ports[1].p, ports[1].m)),
+                                  vgs, vgd)
+    return stamp
 
 
 _DEFAULTS = {"vto": -2.0, "beta": 1e-4, "lambda": 0.0, "is": 1e-14, "n": 1.0}
 _RULES = {"vto": "finite", "beta": "positive", "lambda": "nonnegative", "is": "positive",
-          "n": "positive", "b": "positive", "pb": "positive"}
+          "n": "positive", "b": "positive", "pb": "positive", **charges.RULES}
 NJF = ModelType("njf", _DEFAULTS, _RULES)
 PJF = ModelType("pjf", _DEFAULTS, _RULES)
 DEVICE = Device("J", "junction field-effect transistor", nodes=3, card="model", build=jfet,

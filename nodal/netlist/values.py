@@ -29,6 +29,7 @@ RULES = {
                   "positive, between 1e-20 and 1e20 (SI units)"),
     "fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
     "flag": (lambda v: v in (0, 1), "true or false (1 or 0)"),
+    "below_one": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "early": (lambda v: v >= 0 and not math.isnan(v),
               "positive (an Early voltage; 0 or infinite means none, as ngspice)"),
 }

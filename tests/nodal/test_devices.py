@@ -200,8 +200,8 @@ def test_terminal_currents_match_ngspice_operating_points(model, card, points):
 
 
 def test_a_model_parameter_nodalnet_does_not_model_is_a_named_error():
-    with pytest.raises(NetlistError, match="CJE"):
-        device(".model QC NPN(IS=1e-14 CJE=2p)", "Q1 c b e QC")
+    with pytest.raises(NetlistError, match="ISS"):       # CJE is modelled now (charges)
+        device(".model QC NPN(IS=1e-14 ISS=2f)", "Q1 c b e QC")
     with pytest.raises(NetlistError, match="RD"):
         device(".model JR NJF(VTO=-2 RD=10)", "J1 d g s JR")
 

@@ -136,11 +136,12 @@ def spice_junction(v: sp.Expr, i_s: sp.Expr, vte: sp.Expr) -> sp.Expr:
         i = Is (exp(v / vte) - 1)                 for v >= -3 vte
         i = -Is (1 + (3 vte / (e v))^3)           below: a cubic tail, C1-continuous at -3 vte
 
-    The tail's denominator uses min(v, -3 vte), written with Abs so that the branch that
-    `torch.where` discards stays finite and its gradient is zero rather than NaN.
+    The tail's denominator uses min(v, -3 vte) (a Piecewise, not an Abs: vte holds parameter
+    symbols Sympy cannot know are real), so that the branch that `torch.where` discards stays
+    finite and its gradient is zero rather than NaN.
     """
     knee = -3 * vte
-    v_tail = (v + knee - sp.Abs(v - knee)) / 2          # min(v, knee)
+    v_tail = sp.Piecewise((v, v < knee), (knee, True))  # min(v, knee)
     tail = -i_s * (1 + (3 * vte / (EULER * v_tail)) ** 3)
     return sp.Piecewise((i_s * (sp.exp(v / vte) - 1), v >= knee), (tail, True))
 
@@ -159,14 +160,28 @@ def inverse_early(value: sp.Expr, net: Netlist) -> sp.Expr:
     return 1 / value
 
 
-def check_unsupported(el: Element, net: Netlist, unsupported: tuple[str, ...], what: str) -> None:
-    """ngspice parameters that would change the device but that nodalnet does not model."""
-    params = net.models[el.model].params
-    given = [p for p in unsupported if p in params and evaluate(params[p], net.defaults) != 0]
+def check_unsupported(el: Element, net: Netlist, unsupported: tuple[str, ...], what: str,
+                      reason: str = "which nodalnet does not model") -> None:
+    """Model parameters that would change the device but that nodalnet does not model yet:
+    each one the card sets to a nonzero value is named, with why, at the model's line."""
+    model = net.models[el.model]
+    given = [p for p in unsupported if p in model.params
+             and evaluate(model.params[p], net.defaults) != 0]
     if given:
-        raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in given)}, "
-                        "which nodalnet does not model (its Q has IS BF BR NF NR VAF VAR, its J "
-                        "has VTO BETA LAMBDA IS B PB); remove them or set them to 0", el)
+        listed = ", ".join(f"{p.upper()}={evaluate(model.params[p], net.defaults):g}"
+                           for p in given)
+        raise net.error(f"{what} model {el.model} sets {listed}, {reason}", line=model.line)
+
+
+def check_known(el: Element, net: Netlist, mtype: ModelType, what: str) -> None:
+    """A card parameter the model type does not list (in its rules) is a named error: ngspice
+    would use it (or ignore it with a warning), nodalnet cannot know which."""
+    model = net.models[el.model]
+    unknown = [p for p in model.params if p not in mtype.rules and p not in mtype.defaults]
+    if unknown:
+        raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in unknown)}, "
+                        f"which nodalnet's {mtype.name.upper()} does not model (it reads "
+                        f"{' '.join(sorted(p.upper() for p in mtype.rules))})", line=model.line)
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,9 @@ class Device:
     value: tuple[str, str] | None = None
     models: tuple[ModelType, ...] = ()
     dc_pairs: tuple[tuple[int, int], ...] = ()
+    #: instance parameters a "model" card may give after the model name, as `name=value` or
+    #: (in this order) as bare values, e.g. ("area",) for `D1 a k dmod 2`; each must be positive
+    instance: tuple[str, ...] = ()
 
     @property
     def is_source(self) -> bool:

@@ -1,4 +1,4 @@
-"""Q: ngspice's Gummel-Poon BJT, with what IS BF BR NF NR VAF VAR give (level 1, no charges)."""
+"""Q: ngspice's Gummel-Poon BJT, its static (DC) model in full, at the circuit's temperature."""
 
 from __future__ import annotations
 
@@ -7,58 +7,202 @@ import math
 import sympy as sp
 
 from ..netlist.data import GROUND, Element, Netlist
-from .base import (GMIN, THERMAL_VOLTAGE, Device, ModelType, Port, Stamp, check_unsupported,
+from ..netlist.values import evaluate
+from .base import (GMIN, Device, ModelType, Port, Stamp, check_known, check_unsupported,
                    conductance, inverse_early, port_voltage, spice_junction)
+from .temperature import beta_factor, saturation_factor, temperatures, thermal_voltage_at
 
-_BJT_UNSUPPORTED = ("ikf", "ikr", "ise", "isc", "rb", "rbm", "irb", "re", "rc", "cje", "cjc",
-                    "cjs", "tf", "tr", "xtf", "itf", "iss")
+#: The charge parameters: accepted with ngspice's defaults, a named error while nonzero until
+#: the solver has device charges.
+CHARGES = ("cje", "cjc", "cjs", "tf", "tr", "xtf", "itf", "ptf")
+CHARGE_REASON = ("which set device charges (junction capacitances, transit times) that "
+                 "nodalnet's solver does not have yet; the result would differ from ngspice's")
+
+
+def _given(mp: dict, name: str, net: Netlist) -> bool:
+    """A parameter the card gives with a nonzero, finite value (ngspice: 0 means none)."""
+    if name not in mp:
+        return False
+    value = evaluate(mp[name], net.defaults)
+    return value != 0 and math.isfinite(value)
+
+
+def _at_least(x: sp.Expr, floor: float) -> sp.Expr:
+    """max(x, floor) as a Piecewise (an Abs of a parameter expression would differentiate into
+    re() and im() of symbols Sympy cannot know are real)."""
+    return sp.Piecewise((x, x > floor), (floor, True))
+
+
+def _internal(stamp: Stamp, el: Element, node: str, suffix: str, g: sp.Expr | None) -> str:
+    """A terminal resistance (conductance g) to a new internal node, or the node itself."""
+    if g is None:
+        return node
+    inner = f"{el.name}#{suffix}"
+    stamp.internal_nodes.append(inner)
+    stamp.matrix += conductance(node, inner, g)
+    return inner
+
+
+def _resistance(mp: dict, name: str, area: sp.Expr, net: Netlist) -> sp.Expr | None:
+    """The conductance area/R of a terminal resistance R, or None where R is 0 (none)."""
+    return area / mp[name] if _given(mp, name, net) else None
+
+
+def base_resistance(cb: sp.Expr, qb: sp.Expr, mp: dict, area: sp.Expr,
+                    net: Netlist) -> sp.Expr:
+    """ngspice's base resistance rbb (ohm) at base current cb and base charge qb.
+
+    rbb = RBM/area + (RB - RBM)/area / qb, or with IRB given (the crowding model)
+
+        z   = (-1 + sqrt(1 + 144/pi^2 x)) / ((24/pi^2) sqrt(x)),  x = max(cb / (IRB area), 1e-9)
+        rbb = RBM/area + 3 (RB - RBM)/area (tan z - z) / (z tan^2 z)
+
+    (ngspice writes 144/pi^2 = 14.59025 and 24/pi^2 = 2.4317). RBM defaults to RB.
+    """
+    rb = mp["rb"] / area
+    rbm = mp.get("rbm", mp["rb"]) / area
+    if _given(mp, "irb", net):
+        x = _at_least(cb / (mp["irb"] * area), 1e-9)
+        z = (-1 + sp.sqrt(1 + 14.59025 * x)) / 2.4317 / sp.sqrt(x)
+        tz = sp.tan(z)
+        return rbm + 3 * (rb - rbm) * (tz - z) / z / tz / tz
+    return rbm + (rb - rbm) / qb
+
+
+def _nonlinear_base(mp: dict, net: Netlist) -> bool:
+    """Whether the base resistance varies with the operating point (IRB, or RBM below RB)."""
+    if not _given(mp, "rb", net):
+        return False
+    if _given(mp, "irb", net):
+        return True
+    return "rbm" in mp and evaluate(mp["rbm"], net.defaults) != evaluate(mp["rb"], net.defaults)
 
 
 def bjt(el: Element, net: Netlist) -> Stamp:
-    """Q c b e: ngspice's Gummel-Poon BJT with what IS BF BR NF NR VAF VAR give (SI units).
+    """Q c b e [area]: ngspice's Gummel-Poon BJT, static model (SI units).
 
-    In the polarity-normalised frame (vbe, vbc multiplied by +1 for NPN, -1 for PNP):
+    In the polarity-normalised frame (vbe, vbc of the internal nodes b' e' c', times +1 for
+    NPN, -1 for PNP), with vt = kT/q at the circuit temperature and `temperature.py`'s IS(T),
+    BF(T), BR(T), every current scaled by the instance's area:
 
-        cbe = J(vbe; IS, NF Vt),  cbc = J(vbc; IS, NR Vt)       (`spice_junction`)
-        qb  = 1 / (1 - vbc/VAF - vbe/VAR)                        (Early effect, IKF = IKR = 0)
-        Ic  = (cbe - cbc)/qb - cbc/BR - GMIN vbc                 into the collector
-        Ib  = cbe/BF + cbc/BR + GMIN (vbe + vbc)                 into the base
+        cbe  = J(vbe; IS, NF vt)     cben = J(vbe; ISE, NE vt)      (`spice_junction`)
+        cbc  = J(vbc; IS, NR vt)     cbcn = J(vbc; ISC, NC vt)
+        q1   = 1 / (1 - vbc/VAF - vbe/VAR)
+        q2   = cbe/IKF + cbc/IKR
+        qb   = q1 (1 + sqrt(1 + 4 q2)) / 2          (1 + 4 q2)^NKF where the card sets NKF
+        Ic   = (cbe - cbc)/qb - cbc/BR - cbcn      into the collector
+        Ib   = cbe/BF + cben + cbc/BR + cbcn        into the base
 
-    Ports are the two junctions, (b, e) and (b, c) for NPN, (e, b) and (c, b) for PNP, so
-    SPICE's pnjlim applies to both exactly as ngspice applies it to vbe and vbc. Their currents
-    are Ib + Ic (= -Ie, base to emitter) and -Ic (base to collector). ngspice also puts GMIN
-    from the substrate (ground for a 3-terminal Q) to the collector of a vertical NPN and to the
-    base of a lateral PNP: a linear conductance here.
+    (VAF, VAR, IKF, IKR, ISE, ISC at 0 or not given: no term, as ngspice.) RE and RC are
+    conductances area/R to internal nodes e', c'. RB is area/RB to b' where it is constant;
+    where it varies (IRB, or RBM below RB: `base_resistance`) the conductance area/RB is
+    stamped and a third port (b, b') carries the rest, (V(b) - V(b')) (1/rbb(cb, qb) - area/RB),
+    cb = Ib + GMIN (vbe + vbc) as ngspice has it.
+
+    The junction ports are (b', e') and (b', c') (reversed for PNP) so SPICE's pnjlim limits
+    both, with vt and IS(T) area as ngspice's BJTload does; their currents are Ib + Ic (base
+    to emitter) and -Ic (base to collector). ngspice's GMIN across both junctions is linear
+    and stamped by `mna.derive` for every junction port; its GMIN from the substrate (ground
+    for a 3-terminal Q) to c' (vertical NPN) or b' (lateral PNP) is stamped here.
     """
-    check_unsupported(el, net, _BJT_UNSUPPORTED, "BJT")
+    model = net.models[el.model]
+    check_known(el, net, NPN if model.type == "npn" else PNP, "BJT")
+    check_unsupported(el, net, CHARGES, "BJT", CHARGE_REASON)
+    check_unsupported(el, net, _NOT_MODELLED, "BJT")
     c, b, e = el.nodes
-    mp = net.models[el.model].params
-    npn = net.models[el.model].type == "npn"
-    i_s, bf, br = mp["is"], mp["bf"], mp["br"]
-    vtf, vtr = mp["nf"] * THERMAL_VOLTAGE, mp["nr"] * THERMAL_VOLTAGE
-    vbe, vbc = port_voltage(f"{el.name}_be"), port_voltage(f"{el.name}_bc")
-    cbe = spice_junction(vbe, i_s, vtf)
-    cbc = spice_junction(vbc, i_s, vtr)
-    qb = 1 / (1 - vbc * inverse_early(mp["vaf"], net) - vbe * inverse_early(mp["var"], net))
-    # ngspice's GMIN across both junctions (-GMIN vbc in Ic, GMIN (vbe + vbc) in Ib) is linear:
-    # `mna.derive` stamps it for every junction port, so it is not part of the law here.
-    i_c = (cbe - cbc) / qb - cbc / br
-    i_b = cbe / bf + cbc / br
-    if npn:
-        ports = [Port(b, e, junction=(vtf, i_s)), Port(b, c, junction=(vtr, i_s))]
-        substrate = conductance(c, GROUND, sp.Float(GMIN))
-    else:
-        ports = [Port(e, b, junction=(vtf, i_s)), Port(c, b, junction=(vtr, i_s))]
-        substrate = conductance(b, GROUND, sp.Float(GMIN))
-    return Stamp(matrix=substrate, ports=ports, voltages=[vbe, vbc],
-                 currents=[i_b + i_c, -i_c])
+    mp = model.params
+    npn = model.type == "npn"
+    area = el.params.get("area", sp.S.One)
+    t, tnom = temperatures(model, net)
+    vt = sp.Float(thermal_voltage_at(t))
+    factlog = saturation_factor(t, tnom, mp["eg"], mp["xti"])
+    bfactor = beta_factor(t, tnom, mp["xtb"])
+    csat = mp["is"] * area * factlog
+    bf, br = mp["bf"] * bfactor, mp["br"] * bfactor
 
+    stamp = Stamp()
+    c = _internal(stamp, el, c, "c", _resistance(mp, "rc", area, net))
+    e = _internal(stamp, el, e, "e", _resistance(mp, "re", area, net))
+    varying = _nonlinear_base(mp, net)
+    b_outer = b
+    if _given(mp, "rb", net) and not varying:
+        b = _internal(stamp, el, b, "b", area / mp["rb"])
+    elif varying:
+        b = f"{el.name}#b"
+        stamp.internal_nodes.append(b)
+
+    vbe, vbc = port_voltage(f"{el.name}_be"), port_voltage(f"{el.name}_bc")
+    cbe = spice_junction(vbe, csat, mp["nf"] * vt)
+    cbc = spice_junction(vbc, csat, mp["nr"] * vt)
+    cben = cbcn = sp.S.Zero
+    if _given(mp, "ise", net):
+        c2 = mp["ise"] * area * saturation_factor(t, tnom, mp["eg"], mp["xti"], mp["ne"])
+        cben = spice_junction(vbe, c2 / bfactor, mp["ne"] * vt)
+    if _given(mp, "isc", net):
+        c4 = mp["isc"] * area * saturation_factor(t, tnom, mp["eg"], mp["xti"], mp["nc"])
+        cbcn = spice_junction(vbc, c4 / bfactor, mp["nc"] * vt)
+    q1 = 1 / (1 - vbc * inverse_early(mp["vaf"], net) - vbe * inverse_early(mp["var"], net))
+    qb = q1
+    if _given(mp, "ikf", net) or _given(mp, "ikr", net):
+        q2 = sp.S.Zero
+        if _given(mp, "ikf", net):
+            q2 += cbe / (mp["ikf"] * area)
+        if _given(mp, "ikr", net):
+            q2 += cbc / (mp["ikr"] * area)
+        root = (1 + 4 * q2) ** mp["nkf"] if "nkf" in mp else sp.sqrt(1 + 4 * q2)
+        qb = q1 * (1 + root) / 2
+    i_c = (cbe - cbc) / qb - cbc / br - cbcn
+    i_b = cbe / bf + cben + cbc / br + cbcn
+    if npn:
+        stamp.ports += [Port(b, e, junction=(vt, csat)), Port(b, c, junction=(vt, csat))]
+        stamp.matrix += conductance(c, GROUND, sp.Float(GMIN))
+    else:
+        stamp.ports += [Port(e, b, junction=(vt, csat)), Port(c, b, junction=(vt, csat))]
+        stamp.matrix += conductance(b, GROUND, sp.Float(GMIN))
+    stamp.voltages += [vbe, vbc]
+    stamp.currents += [i_b + i_c, -i_c]
+    if varying:
+        v_rb = port_voltage(f"{el.name}_rb")
+        rbb = base_resistance(i_b + GMIN * (vbe + vbc), qb, mp, area, net)
+        # area/RB (rbb at no current) is stamped as a conductance and the port carries the
+        # rest: b' is then not a node reached only through laws (K ~ 1/GMIN, ill-conditioned)
+        g0 = area / mp["rb"]
+        stamp.matrix += conductance(b_outer, b, g0)
+        stamp.ports.append(Port(b_outer, b))
+        stamp.voltages.append(v_rb)
+        stamp.currents.append(v_rb * (1 / rbb - g0))
+    return stamp
+
+
+#: ngspice parameters that change the static result and that nodalnet does not model: named
+#: (with their value) when the card sets them nonzero.
+_NOT_MODELLED = ("iss", "ns", "rco", "vo", "gamma", "qco", "tlev", "tlevc", "ibe", "ibc",
+                 "tre1", "tre2", "trb1", "trb2", "trm1", "trm2", "trc1", "trc2", "tbf1", "tbf2",
+                 "tbr1", "tbr2", "tikf1", "tikf2", "tikr1", "tikr2", "tis1", "tis2", "tise1",
+                 "tise2", "tisc1", "tisc2", "tnf1", "tnf2", "tnr1", "tnr2", "tne1", "tne2",
+                 "tnc1", "tnc2", "tvaf1", "tvaf2", "tvar1", "tvar2", "tirb1", "tirb2")
 
 _DEFAULTS = {"is": 1e-16, "bf": 100.0, "br": 1.0, "nf": 1.0, "nr": 1.0, "vaf": math.inf,
-             "var": math.inf}
+             "var": math.inf, "ikf": 0.0, "ikr": 0.0, "ise": 0.0, "ne": 1.5, "isc": 0.0,
+             "nc": 2.0, "rb": 0.0, "irb": 0.0, "re": 0.0, "rc": 0.0, "eg": 1.11, "xti": 3.0,
+             "xtb": 0.0,
+             # charges (CHARGES) and their shape parameters, ngspice's defaults
+             "cje": 0.0, "vje": 0.75, "mje": 0.33, "tf": 0.0, "xtf": 0.0, "vtf": math.inf,
+             "itf": 0.0, "ptf": 0.0, "cjc": 0.0, "vjc": 0.75, "mjc": 0.33, "xcjc": 1.0,
+             "tr": 0.0, "cjs": 0.0, "vjs": 0.75, "mjs": 0.0, "fc": 0.5}
 _RULES = {"is": "positive", "bf": "positive", "br": "positive", "nf": "positive",
-          "nr": "positive", "vaf": "early", "var": "early"}
+          "nr": "positive", "vaf": "early", "var": "early", "ikf": "nonnegative",
+          "ikr": "nonnegative", "ise": "nonnegative", "ne": "positive", "isc": "nonnegative",
+          "nc": "positive", "rb": "nonnegative", "rbm": "nonnegative", "irb": "nonnegative",
+          "re": "nonnegative", "rc": "nonnegative", "nkf": "positive", "eg": "positive",
+          "xti": "finite", "xtb": "finite", "tnom": "finite",
+          "cje": "nonnegative", "vje": "positive", "mje": "grading", "tf": "nonnegative",
+          "xtf": "nonnegative", "vtf": "early", "itf": "nonnegative", "ptf": "finite",
+          "cjc": "nonnegative", "vjc": "positive", "mjc": "grading", "xcjc": "fraction",
+          "tr": "nonnegative", "cjs": "nonnegative", "vjs": "positive", "mjs": "grading",
+          "fc": "fraction", "kf": "nonnegative", "af": "positive",
+          **{p: "finite" for p in _NOT_MODELLED}}
 NPN = ModelType("npn", _DEFAULTS, _RULES)
 PNP = ModelType("pnp", _DEFAULTS, _RULES)
 DEVICE = Device("Q", "bipolar transistor", nodes=3, card="model", build=bjt, models=(NPN, PNP),
-                dc_pairs=((1, 2), (1, 0)))
+                dc_pairs=((1, 2), (1, 0)), instance=("area",))

@@ -21,7 +21,7 @@ from . import subcircuits
 from .cards import IGNORED_DOT_CARDS, Directives, logical_cards, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, Model, Netlist, Waveform
 from .expressions import Scope, parse_expression, parse_number
-from .values import check_element, check_model, evaluate
+from .values import check, check_element, check_model, evaluate
 
 _WAVEFORM_ARGS = {"sin": 3, "pulse": 2, "pwl": 2}     # the fewest values each one takes
 
@@ -37,6 +37,7 @@ class Reader:
         self.names: dict[str, Element] = {}
         self.subckts: dict[str, subcircuits.Subcircuit] = {}
         self.directives = Directives()
+        self.notes: list[str] = []
 
     def fail(self, message: str, line: int | None, text: str = "") -> NetlistError:
         return NetlistError(message, self.file, line, text)
@@ -215,6 +216,41 @@ class Reader:
                             f"{written} needs {'/'.join(w.upper() for w in want)}",
                             el.line, el.text)
         el.model = mname
+        self.instance_params(el, device, rest[1:], written)
+
+    def instance_params(self, el: Element, device: devices.Device, rest: list[str],
+                        written: str) -> None:
+        """What follows the model name: `2` or `area=2` (D, Q, J), `L=1u W=10u` (M); `OFF`
+        (ngspice's initial-guess hint) is noted, anything else is a named error."""
+        known = device.instance
+        i, position = 0, 0
+        while i < len(rest):
+            tok = rest[i]
+            if tok.lower() == "off":
+                self.notes.append(f"{self.file}:{el.line}: {written} OFF only sets ngspice's "
+                                  "first operating-point guess; nodalnet ignores it")
+                i += 1
+                continue
+            if i + 1 < len(rest) and rest[i + 1] == "=":
+                if i + 2 >= len(rest):
+                    raise self.fail(f"{tok}= needs a value", el.line, el.text)
+                name, token = tok.lower(), rest[i + 2]
+                i += 3
+            elif position < len(known):
+                name, token = known[position], tok
+                position += 1
+                i += 1
+            else:
+                name, token = None, tok
+            if name not in known:
+                what = f"{tok!r}" if name is None else f"the instance parameter {name.upper()}"
+                allowed = " ".join(k.upper() for k in known) or "none"
+                raise self.fail(f"{written}: cannot read {what} after the model name "
+                                f"(nodalnet reads the instance parameters {allowed})",
+                                el.line, el.text)
+            el.params[name] = self.value(f"{el.name}.{name}", token, el.line, el.text)
+            check(f"{el.name.upper()}'s {name.upper()}", el.params[name], "positive",
+                  self.defaults, {}, self.file, el.line, el.text)
 
     def source(self, el: Element, rest: list[str]) -> None:
         line, text = el.line, el.text
@@ -280,4 +316,4 @@ class Reader:
         return Netlist(title=title, file=self.file, elements=self.elements, models=self.models,
                        params=self.params, defaults=self.defaults, input=d.input,
                        controls=d.controls, output=d.output, directive_lines=d.lines,
-                       text=self.text)
+                       text=self.text, notes=self.notes)

@@ -102,8 +102,7 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
         tcv = mp.get("tcv", sp.S.Zero)
         bv = breakdown_voltage(mp["bv"] - tcv * (t - tnom), _pick(mp, "ibv"), csat, vt, nbv,
                                net)
-        v_brk = sp.Piecewise((v, v > -bv), (-bv, True))  # so the unused exp stays bounded
-        reverse_parts.append(-csat * sp.exp(-(bv + v_brk) / (nbv * vt)))
+        reverse_parts.append(-csat * sp.exp(-(bv + v) / (nbv * vt)))
     if _given(mp, "ikr", net):
         ikr = mp["ikr"] * area
         reverse_parts = [_reverse_knee(i, ikr) for i in reverse_parts]

@@ -9,7 +9,7 @@ device is one module with a `Device` and its entry in the registration below (an
 
 from __future__ import annotations
 
-from . import bjt, capacitor, controlled, diode, inductor, jfet, resistor, sources
+from . import bjt, capacitor, controlled, diode, inductor, jfet, mosfet, resistor, sources
 from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Device,
                    Key, ModelType, Port, Reactive, Stamp, branch_incidence, check_unsupported,
                    conductance, critical_voltage, inverse_early, junction_current, node_key,
@@ -43,7 +43,7 @@ def register(device: Device) -> Device:
 
 for _device in (resistor.DEVICE, capacitor.DEVICE, inductor.DEVICE, sources.VOLTAGE,
                 sources.CURRENT, controlled.VCVS, controlled.VCCS, diode.DEVICE, bjt.DEVICE,
-                jfet.DEVICE):
+                jfet.DEVICE, mosfet.DEVICE):
     register(_device)
 
 
@@ -58,7 +58,7 @@ def model_type(name: str) -> ModelType | None:
 
 
 def letters() -> str:
-    """The letters the reader knows, for error messages: `R C L V I E G D Q J`."""
+    """The letters the reader knows, for error messages: `R C L V I E G D Q J M`."""
     return " ".join(DEVICES)
 
 

@@ -141,6 +141,13 @@ def diode(el: Element, net: Netlist) -> Stamp:
         stamp.matrix += conductance(a, inner, area / mp["rs"])
         a = inner
     t, tnom = temperatures(model, net)
+    off_nominal = [p.upper() for p in ("bv", "isr") if _given(mp, p, net)]
+    if t != tnom and off_nominal:
+        raise net.error(f"diode model {el.model} sets {' and '.join(off_nominal)} and the "
+                        f"circuit runs at {t - 273.15:g} C, not at the model's nominal "
+                        f"{tnom - 273.15:g} C: nodalnet's breakdown and recombination "
+                        "currents do not yet follow ngspice-39 away from TNOM; run at TNOM",
+                        line=model.line)
     v = port_voltage(el.name)
     current, vte, csat = diode_current(v, net, mp, area, t, tnom)
     stamp.ports.append(Port(a, k, junction=(vte, csat)))

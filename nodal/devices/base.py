@@ -136,12 +136,11 @@ def spice_junction(v: sp.Expr, i_s: sp.Expr, vte: sp.Expr) -> sp.Expr:
         i = Is (exp(v / vte) - 1)                 for v >= -3 vte
         i = -Is (1 + (3 vte / (e v))^3)           below: a cubic tail, C1-continuous at -3 vte
 
-    The tail's denominator uses min(v, -3 vte) (a Piecewise, not an Abs: vte holds parameter
-    symbols Sympy cannot know are real), so that the branch that `torch.where` discards stays
-    finite and its gradient is zero rather than NaN.
+    The tail's denominator uses min(v, -3 vte), written with Abs so that the branch that
+    `torch.where` discards stays finite and its gradient is zero rather than NaN.
     """
     knee = -3 * vte
-    v_tail = sp.Piecewise((v, v < knee), (knee, True))  # min(v, knee)
+    v_tail = (v + knee - sp.Abs(v - knee)) / 2          # min(v, knee)
     tail = -i_s * (1 + (3 * vte / (EULER * v_tail)) ** 3)
     return sp.Piecewise((i_s * (sp.exp(v / vte) - 1), v >= knee), (tail, True))
 

@@ -28,9 +28,11 @@ def _given(mp: dict, name: str, net: Netlist) -> bool:
 
 
 def _at_least(x: sp.Expr, floor: float) -> sp.Expr:
-    """max(x, floor) as a Piecewise (an Abs of a parameter expression would differentiate into
-    re() and im() of symbols Sympy cannot know are real)."""
-    return sp.Piecewise((x, x > floor), (floor, True))
+    """max(x, floor) as (x + floor + sqrt((x - floor)^2)) / 2: finite in every branch (a
+    Piecewise would have Sympy distribute the sqrt that follows into it, leaving sqrt of a
+    negative in the branch torch.where discards and NaN gradients), and free of the re()/im()
+    an Abs of parameter symbols differentiates into."""
+    return (x + floor + sp.sqrt((x - floor) ** 2)) / 2
 
 
 def _internal(stamp: Stamp, el: Element, node: str, suffix: str, g: sp.Expr | None) -> str:

@@ -33,6 +33,11 @@ def _pick(mp: dict, name: str) -> sp.Expr:
     return mp[name]
 
 
+def _at_least(x: sp.Expr, floor: float) -> sp.Expr:
+    """max(x, floor), finite in both torch.where branches (see `bjt._at_least`)."""
+    return (x + floor + sp.sqrt((x - floor) ** 2)) / 2
+
+
 def _given(mp: dict, name: str, net: Netlist) -> bool:
     if not any(a in mp for a in _ALIASES.get(name, (name,))):
         return False
@@ -89,11 +94,14 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
         generation = ((1 - v / vj) ** 2 + sp.Float(0.005)) ** (_pick(mp, "m") / 2)
         forward += mp["isr"] * area * rec_factor * (sp.exp(v / (nr * vt)) - 1) * generation
     knee = -3 * vte
-    v_tail = sp.Piecewise((v, v < knee), (knee, True))     # finite in both torch.where branches
+    # min(v, knee) with Abs, not a Piecewise (Sympy would distribute the cube into it and
+    # leave 1/v^3 in the branch torch.where discards): knee holds parameters only, so the
+    # derivative of the Abs in v is real
+    v_tail = (v + knee - sp.Abs(v - knee)) / 2
     reverse = -csat * (1 + (3 * vte / (EULER * v_tail)) ** 3)
     if _given(mp, "ikf", net):
         ikf = _pick(mp, "ikf") * area
-        high = sp.Piecewise((forward, forward > 1e-18), (1e-18, True))
+        high = _at_least(forward, 1e-18)
         forward = sp.Piecewise((forward / (1 + sp.sqrt(high / ikf)), forward > 1e-18),
                                (forward, True))
     reverse_parts = [reverse]
@@ -115,7 +123,7 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
 
 def _reverse_knee(i: sp.Expr, ikr: sp.Expr) -> sp.Expr:
     """ngspice's reverse high-injection knee: i / (1 + sqrt(-i/IKR)) below -1e-18 A."""
-    low = sp.Piecewise((-i, -i > 1e-18), (1e-18, True))
+    low = _at_least(-i, 1e-18)
     return sp.Piecewise((i / (1 + sp.sqrt(low / ikr)), i < -1e-18), (i, True))
 
 

@@ -441,3 +441,25 @@ def test_jfet_emission_coefficient_is_noted_as_ngspice_ignores_it():
                 ".model jn njf n=2\nj1 x x 0 jn\n", "t.cir")
     nodal.derive(net)
     assert any("N" in note and "ignores" in note for note in net.notes)
+
+
+@pytest.mark.parametrize("model, card", [
+    (".model qn npn is=1e-15 rb=100 irb=1m rbm=10 ikf=10m ise=1e-13", "q1 x b 0 qn"),
+    (".model dm d ikf=1m ikr=1m bv=5 isr=1e-9 rs=1", "d1 x 0 dm"),
+    (".model mn nmos vto=1 kp=1e-4 gamma=0.5 lambda=0.01", "m1 x b 0 0 mn"),
+])
+def test_laws_and_their_gradients_are_finite_in_every_region(model, card):
+    """torch.where differentiates both branches: no branch may hold sqrt(<0), 1/0 or inf."""
+    net = parse(f"* t\n*@ input vx\n*@ output x\nvx x 0 0\nr1 x b 1k\nr2 b 0 1k\n{model}\n"
+                f"{card}\n", "t.cir")
+    eq = nodal.derive(net)
+    solver = nodal.NodalSolver(eq, trainable=tuple(n for n in eq.parameters if "." in n))
+    theta = solver.theta()
+    for volts in (-6.0, -1.0, 0.0, 0.7):
+        v = torch.full((1, len(eq.ports)), volts, dtype=torch.float64, requires_grad=True)
+        i, jac = solver.numeric.laws(v, theta)
+        (i.sum() + jac.sum()).backward()
+        assert torch.isfinite(i).all() and torch.isfinite(jac).all()
+        assert torch.isfinite(v.grad).all()
+        for name, value in zip(solver.names, theta, strict=False):
+            assert value.grad is None or torch.isfinite(value.grad), (volts, name)

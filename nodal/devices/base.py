@@ -172,11 +172,23 @@ def check_unsupported(el: Element, net: Netlist, unsupported: tuple[str, ...], w
         raise net.error(f"{what} model {el.model} sets {listed}, {reason}", line=model.line)
 
 
-def check_known(el: Element, net: Netlist, mtype: ModelType, what: str) -> None:
-    """A card parameter the model type does not list (in its rules) is a named error: ngspice
-    would use it (or ignore it with a warning), nodalnet cannot know which."""
+def check_known(el: Element, net: Netlist, mtype: ModelType, what: str,
+                ngspice_names: frozenset[str] | None = None) -> None:
+    """A card parameter the model type does not list (in its rules) is a named error. Where
+    `ngspice_names` (every model parameter ngspice's device reads) is given, a parameter not
+    among them is one ngspice ignores with a warning ("unrecognized parameter"): nodalnet
+    ignores it too and says so in the netlist's notes."""
     model = net.models[el.model]
     unknown = [p for p in model.params if p not in mtype.rules and p not in mtype.defaults]
+    if ngspice_names is not None:
+        foreign = [p for p in unknown if p not in ngspice_names]
+        if foreign:
+            note = (f"{net.file}:{model.line}: {what} model {el.model} sets "
+                    f"{', '.join(p.upper() for p in foreign)}, which ngspice does not know "
+                    "and ignores (with a warning); nodalnet ignores them too")
+            if note not in net.notes:
+                net.notes.append(note)
+        unknown = [p for p in unknown if p in ngspice_names]
     if unknown:
         raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in unknown)}, "
                         f"which nodalnet's {mtype.name.upper()} does not model (it reads "

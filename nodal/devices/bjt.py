@@ -19,6 +19,10 @@ CHARGE_REASON = ("which set device charges (junction capacitances, transit times
                  "nodalnet's solver does not have yet; the result would differ from ngspice's")
 
 
+def _with_aliases(names: tuple[str, ...]) -> tuple[str, ...]:
+    return names + tuple(a for a, n in ALIASES.items() if n in names)
+
+
 def _given(mp: dict, name: str, net: Netlist) -> bool:
     """A parameter the card gives with a nonzero, finite value (ngspice: 0 means none)."""
     if name not in mp:
@@ -108,11 +112,14 @@ def bjt(el: Element, net: Netlist) -> Stamp:
     for a 3-terminal Q) to c' (vertical NPN) or b' (lateral PNP) is stamped here.
     """
     model = net.models[el.model]
-    check_known(el, net, NPN if model.type == "npn" else PNP, "BJT")
-    check_unsupported(el, net, CHARGES, "BJT", CHARGE_REASON)
-    check_unsupported(el, net, _NOT_MODELLED, "BJT")
+    check_known(el, net, NPN if model.type == "npn" else PNP, "BJT", NGSPICE_NAMES)
+    check_unsupported(el, net, _with_aliases(CHARGES), "BJT", CHARGE_REASON)
+    check_unsupported(el, net, _with_aliases(_NOT_MODELLED), "BJT")
     c, b, e = el.nodes
-    mp = model.params
+    mp = dict(model.params)
+    for alias, name in ALIASES.items():          # ngspice's other names for a parameter
+        if alias in mp:
+            mp[name] = mp[alias]
     npn = model.type == "npn"
     area = el.params.get("area", sp.S.One)
     t, tnom = temperatures(model, net)
@@ -176,13 +183,28 @@ def bjt(el: Element, net: Netlist) -> Stamp:
     return stamp
 
 
+#: ngspice's other names for BJT model parameters (bjt.c), and the name used here
+ALIASES = {"va": "vaf", "vb": "var", "ik": "ikf", "c2": "ise", "c4": "isc", "nk": "nkf",
+           "tref": "tnom", "pe": "vje", "me": "mje", "pc": "vjc", "mc": "mjc", "csub": "cjs",
+           "ccs": "cjs", "ps": "vjs", "ms": "mjs", "trb": "trb1", "trc": "trc1", "tre": "tre1"}
+#: Parameters with no effect on ngspice's transient result (noise, safe-operating-area
+#: limits), accepted as they are.
+_INERT = ("kf", "af", "vbe_max", "vbc_max", "vce_max", "pd_max", "ic_max", "ib_max", "te_max")
+#: ngspice's other BJT parameters (bjt.c): the charges' temperature coefficients and the rest;
+#: nonzero, they are named (`_NOT_MODELLED`)
+_NGSPICE_OTHER = ("subs", "titf1", "titf2", "ttf1", "ttf2", "ttr1", "ttr2", "tmje1", "tmje2",
+                  "tmjc1", "tmjc2", "tmjs1", "tmjs2", "tns1", "tns2", "tiss1", "tiss2",
+                  "quasimod", "vg", "cn", "d", "rth0", "ctc", "cte", "cts", "tvjc", "tvje",
+                  "tvjs")
+
 #: ngspice parameters that change the static result and that nodalnet does not model: named
 #: (with their value) when the card sets them nonzero.
 _NOT_MODELLED = ("iss", "ns", "rco", "vo", "gamma", "qco", "tlev", "tlevc", "ibe", "ibc",
                  "tre1", "tre2", "trb1", "trb2", "trm1", "trm2", "trc1", "trc2", "tbf1", "tbf2",
                  "tbr1", "tbr2", "tikf1", "tikf2", "tikr1", "tikr2", "tis1", "tis2", "tise1",
                  "tise2", "tisc1", "tisc2", "tnf1", "tnf2", "tnr1", "tnr2", "tne1", "tne2",
-                 "tnc1", "tnc2", "tvaf1", "tvaf2", "tvar1", "tvar2", "tirb1", "tirb2")
+                 "tnc1", "tnc2", "tvaf1", "tvaf2", "tvar1", "tvar2", "tirb1", "tirb2",
+                 *_NGSPICE_OTHER)
 
 _DEFAULTS = {"is": 1e-16, "bf": 100.0, "br": 1.0, "nf": 1.0, "nr": 1.0, "vaf": math.inf,
              "var": math.inf, "ikf": 0.0, "ikr": 0.0, "ise": 0.0, "ne": 1.5, "isc": 0.0,
@@ -203,7 +225,9 @@ _RULES = {"is": "positive", "bf": "positive", "br": "positive", "nf": "positive"
           "cjc": "nonnegative", "vjc": "positive", "mjc": "grading", "xcjc": "fraction",
           "tr": "nonnegative", "cjs": "nonnegative", "vjs": "positive", "mjs": "grading",
           "fc": "fraction", "kf": "nonnegative", "af": "positive",
-          **{p: "finite" for p in _NOT_MODELLED}}
+          **{p: "finite" for p in _NOT_MODELLED}, **{p: "finite" for p in _INERT}}
+_RULES.update({alias: _RULES[name] for alias, name in ALIASES.items()})
+NGSPICE_NAMES = frozenset(_RULES)
 NPN = ModelType("npn", _DEFAULTS, _RULES)
 PNP = ModelType("pnp", _DEFAULTS, _RULES)
 DEVICE = Device("Q", "bipolar transistor", nodes=3, card="model", build=bjt, models=(NPN, PNP),

@@ -463,3 +463,17 @@ def test_laws_and_their_gradients_are_finite_in_every_region(model, card):
         assert torch.isfinite(v.grad).all()
         for name, value in zip(solver.names, theta, strict=False):
             assert value.grad is None or torch.isfinite(value.grad), (volts, name)
+
+
+def test_parameters_ngspice_does_not_know_are_ignored_with_a_note_as_ngspice_does():
+    """An OC44 card written for another simulator sets VT, CEB, CCB: ngspice-39 warns
+    "unrecognized parameter - ignored"; nodalnet notes it, and an alias (VA for VAF) counts."""
+    net = parse("* t\n*@ input vx\n*@ output x\nvx x 0 0\nr1 x 0 1k\n"
+                ".model qg pnp(is=1.4u bf=300 va=8 vt=25.5m ceb=410p ccb=10p)\n"
+                "q1 x x 0 qg\n", "t.cir")
+    eq = nodal.derive(net)
+    assert any("VT, CEB, CCB" in note and "ignores" in note for note in net.notes)
+    law_text = str(eq.currents)
+    assert "qg.va" in law_text and "qg.vaf" not in law_text
+    with pytest.raises(NetlistError, match="CSUB=1e-12"):          # an alias of CJS: a charge
+        _build(".model qc npn csub=1p", "q1 x x 0 qc")

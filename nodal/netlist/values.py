@@ -25,7 +25,6 @@ RULES = {
               "positive (an Early voltage; 0 or infinite means none, as ngspice)"),
     "grading": (lambda v: 0 <= v < 1, "at least 0 and below 1 (a junction grading exponent)"),
     "fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
-    "above_one": (lambda v: v >= 1 and math.isfinite(v), "1 or more, and finite"),
 }
 
 

@@ -114,6 +114,13 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
     if _given(mp, "ikr", net):
         ikr = mp["ikr"] * area
         reverse_parts = [_reverse_knee(i, ikr) for i in reverse_parts]
+    if len(reverse_parts) == 1 and not _given(mp, "ikr", net) and not _given(mp, "isr", net):
+        # No breakdown, recombination or reverse knee: the Shockley law on both sides. ngspice's
+        # cubic reverse tail below -3 n vt differs from it by under 5 % of IS (it meets it,
+        # C1, at -3 n vt, and both tend to -IS), and keeping one exponential keeps the Newton
+        # iterations of the existing diode circuits as they were.
+        return forward if not _given(mp, "ikf", net) else sp.Piecewise(
+            (forward, v >= knee), (csat * (sp.exp(v / vte) - 1), True)), n * vt, csat
     pieces = [(forward, v >= knee)]
     if len(reverse_parts) == 2:
         pieces.append((reverse_parts[0], v >= -bv))

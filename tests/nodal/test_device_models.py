@@ -417,7 +417,7 @@ def test_charge_parameters_are_one_named_error_until_the_solver_has_charges():
     (".model m1m nmos level=3 vto=1", "m1 x x 0 0 m1m", "LEVEL=3"),
     (".model m1m nmos nsub=1e16", "m1 x x 0 0 m1m", "NSUB"),
     (".model q1m npn iss=1e-15", "q1 x x 0 q1m", "ISS=1e-15, which nodalnet does not model"),
-    (".model q1m npn foo=2", "q1 x x 0 q1m", "FOO, which nodalnet's NPN does not model"),
+    (".model d1m d foo=2", "d1 x 0 d1m", "FOO, which nodalnet's D does not model"),
     (".model d1m d", "d1 x 0 d1m pj=2", "instance parameter PJ"),
     (".model d1m d", "d1 x 0 d1m area=-2", "AREA is -2"),
 ])

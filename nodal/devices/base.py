@@ -188,16 +188,40 @@ def inverse_early(value: sp.Expr, net: Netlist) -> sp.Expr:
     return 1 / value
 
 
-def check_unsupported(el: Element, net: Netlist, unsupported: tuple[str, ...], what: str) -> None:
-    """ngspice parameters that would change the device but that nodalnet does not model."""
-    params = net.models[el.model].params
-    given = [p for p in unsupported if p in params and evaluate(params[p], net.defaults) != 0]
+def check_unsupported(el: Element, net: Netlist, unsupported: tuple[str, ...], what: str,
+                      reason: str = "which nodalnet does not model") -> None:
+    """Model parameters that would change the device but that nodalnet does not model yet:
+    each one the card sets to a nonzero value is named, with why, at the model's line."""
+    model = net.models[el.model]
+    given = [p for p in unsupported if p in model.params
+             and evaluate(model.params[p], net.defaults) != 0]
     if given:
-        raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in given)}, "
-                        "which nodalnet does not model (its Q has IS BF BR NF NR VAF VAR and the "
-                        "charges CJE VJE MJE CJC VJC MJC XCJC CJS VJS MJS FC TF XTF VTF ITF TR, "
-                        "its J has VTO BETA LAMBDA IS B PB CGS CGD FC); remove them or set them "
-                        "to 0", el)
+        listed = ", ".join(f"{p.upper()}={evaluate(model.params[p], net.defaults):g}"
+                           for p in given)
+        raise net.error(f"{what} model {el.model} sets {listed}, {reason}", line=model.line)
+
+
+def check_known(el: Element, net: Netlist, mtype: ModelType, what: str,
+                ngspice_names: frozenset[str] | None = None) -> None:
+    """A card parameter the model type does not list (in its rules) is a named error. Where
+    `ngspice_names` (every model parameter ngspice's device reads) is given, a parameter not
+    among them is one ngspice ignores with a warning ("unrecognized parameter"): nodalnet
+    ignores it too and says so in the netlist's notes."""
+    model = net.models[el.model]
+    unknown = [p for p in model.params if p not in mtype.rules and p not in mtype.defaults]
+    if ngspice_names is not None:
+        foreign = [p for p in unknown if p not in ngspice_names]
+        if foreign:
+            note = (f"{net.file}:{model.line}: {what} model {el.model} sets "
+                    f"{', '.join(p.upper() for p in foreign)}, which ngspice does not know "
+                    "and ignores (with a warning); nodalnet ignores them too")
+            if note not in net.notes:
+                net.notes.append(note)
+        unknown = [p for p in unknown if p in ngspice_names]
+    if unknown:
+        raise net.error(f"{what} model {el.model} sets {', '.join(p.upper() for p in unknown)}, "
+                        f"which nodalnet's {mtype.name.upper()} does not model (it reads "
+                        f"{' '.join(sorted(p.upper() for p in mtype.rules))})", line=model.line)
 
 
 @dataclass(frozen=True)
@@ -208,6 +232,10 @@ class ModelType:
     name: str                               # d, npn, pnp, njf, pjf
     defaults: dict[str, float]
     rules: dict[str, str] = field(default_factory=dict)
+    #: a parameter neither in `defaults` nor in `rules`: "unsupported" (named with every other
+    #: unsupported construct), or "ignored" where `rules` lists every parameter ngspice's device
+    #: reads, so that any other is one ngspice itself ignores with a warning (noted)
+    unknown: str = "unsupported"
 
 
 @dataclass(frozen=True)
@@ -232,6 +260,9 @@ class Device:
     models: tuple[ModelType, ...] = ()
     dc_pairs: tuple[tuple[int, int], ...] = ()
     read: Callable | None = None
+    #: instance parameters a "model" card may give after the model name, as `name=value` or
+    #: (in this order) as bare values, e.g. ("area",) for `D1 a k dmod 2`; each must be positive
+    instance: tuple[str, ...] = ()
 
     @property
     def is_source(self) -> bool:

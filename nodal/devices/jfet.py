@@ -1,16 +1,17 @@
-"""J: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given: the Sydney model); CGS
-CGD (PB FC) as gate charges (`charges.jfet`)."""
+"""J: ngspice's JFET level 1 (VTO BETA LAMBDA IS RD RS, B PB: the Sydney model), static."""
 
 from __future__ import annotations
+
+import math
 
 import sympy as sp
 
 from ..netlist.data import Element, Netlist
+from ..netlist.values import evaluate
 from . import charges
-from .base import (THERMAL_VOLTAGE, Device, ModelType, Port, Stamp, check_unsupported,
+from .base import (Device, ModelType, Port, Stamp, check_known, check_unsupported, conductance,
                    port_voltage, spice_junction)
-
-_JFET_UNSUPPORTED = ("rd", "rs")
+from .temperature import temperatures, thermal_voltage_at
 
 
 
@@ -48,39 +49,73 @@ def jfet_channel(vgs: sp.Expr, vgd: sp.Expr, vto: sp.Expr, beta: sp.Expr, lam: s
 
 
 def jfet(el: Element, net: Netlist) -> Stamp:
-    """J d g s: ngspice's JFET level 1 (VTO BETA LAMBDA IS, and B PB if given; SI units).
+    """J d g s [area]: ngspice's JFET level 1 (SI units), at the circuit's temperature.
 
-    Gate junctions: cgs = J(vgs; IS, Vt) + GMIN vgs, cgd = J(vgd; IS, Vt) + GMIN vgd (ngspice-39's
-    JFET has no emission coefficient: an `N` on the model is ignored, as ngspice warns).
-    Channel: `jfet_channel`. Ports are the junctions (g, s) and (g, d) (reversed for PJF), so
-    pnjlim limits both as in ngspice; their currents are cgs + Id (gate to source) and
-    cgd - Id (gate to drain), Id the channel current from drain to source.
+    Gate junctions: cgs = J(vgs; IS(T) area, vt) + GMIN vgs, cgd = J(vgd; IS(T) area, vt) +
+    GMIN vgd, IS(T) = IS exp((T/Tnom - 1) EG/vt) (T/Tnom)^XTI (the power only where the card
+    gives XTI, as ngspice-39). ngspice-39's JFET has no emission coefficient: an `N` on the
+    card is ignored there (with a warning), and noted here. Channel: `jfet_channel` with
+    BETA area. RD and RS are conductances area/R to internal nodes d', s'. Ports are the
+    junctions (g, s') and (g, d') (reversed for PJF), so pnjlim limits both as in ngspice;
+    their currents are cgs + Id (gate to source) and cgd - Id (gate to drain), Id the channel
+    current from drain to source.
     """
-    check_unsupported(el, net, _JFET_UNSUPPORTED, "JFET")
+    model = net.models[el.model]
+    check_known(el, net, NJF, "JFET")
+    check_unsupported(el, net, _NOT_MODELLED, "JFET")
+    mp = model.params
+    if "n" in mp and evaluate(mp["n"], net.defaults) != 1:
+        note = (f"{net.file}:{model.line}: JFET model {el.model} sets N, which ngspice-39's "
+                "JFET ignores (with a warning): nodalnet ignores it too")
+        if note not in net.notes:
+            net.notes.append(note)
     d, g, s = el.nodes
-    mp = net.models[el.model].params
-    i_s = mp["is"]
+    area = el.params.get("area", sp.S.One)
+    stamp = Stamp()
+    for name, node, suffix in (("rd", d, "d"), ("rs", s, "s")):
+        value = mp.get(name)
+        if value is not None and evaluate(value, net.defaults) != 0:
+            inner = f"{el.name}#{suffix}"
+            stamp.internal_nodes.append(inner)
+            stamp.matrix += conductance(node, inner, area / value)
+            if suffix == "d":
+                d = inner
+            else:
+                s = inner
+    t, tnom = temperatures(model, net)
+    vt = sp.Float(thermal_voltage_at(t))
+    factor = sp.S.One
+    if t != tnom:
+        factor = sp.exp((t / tnom - 1) * mp["eg"] / vt)
+        if "xti" in mp:
+            factor *= sp.exp(mp["xti"] * math.log(t / tnom))
+    i_s = mp["is"] * area * factor
     vgs, vgd = port_voltage(f"{el.name}_gs"), port_voltage(f"{el.name}_gd")
     # + GMIN vgs and + GMIN vgd as ngspice has them: stamped linearly by `mna.derive`.
-    cgs = spice_junction(vgs, i_s, THERMAL_VOLTAGE)
-    cgd = spice_junction(vgd, i_s, THERMAL_VOLTAGE)
-    i_d = jfet_channel(vgs, vgd, mp["vto"], mp["beta"], mp["lambda"],
+    cgs = spice_junction(vgs, i_s, vt)
+    cgd = spice_junction(vgd, i_s, vt)
+    i_d = jfet_channel(vgs, vgd, mp["vto"], mp["beta"] * area, mp["lambda"],
                        mp.get("b", sp.Integer(1)), mp.get("pb", sp.Integer(1)))
-    vt = sp.Float(THERMAL_VOLTAGE)
-    if net.models[el.model].type == "njf":
-        ports = [Port(g, s, junction=(vt, i_s)), Port(g, d, junction=(vt, i_s))]
+    if model.type == "njf":
+        stamp.ports += [Port(g, s, junction=(vt, i_s)), Port(g, d, junction=(vt, i_s))]
     else:
-        ports = [Port(s, g, junction=(vt, i_s)), Port(d, g, junction=(vt, i_s))]
-    stamp = Stamp(ports=ports, voltages=[vgs, vgd], currents=[cgs + i_d, cgd - i_d])
-    stamp.charges += charges.jfet(el, net, ((ports[0].p, ports[0].m), (ports[1].p, ports[1].m)),
-                                  vgs, vgd)
+        stamp.ports += [Port(s, g, junction=(vt, i_s)), Port(d, g, junction=(vt, i_s))]
+    stamp.voltages += [vgs, vgd]
+    stamp.currents += [cgs + i_d, cgd - i_d]
+    junctions = ((stamp.ports[0].p, stamp.ports[0].m), (stamp.ports[1].p, stamp.ports[1].m))
+    stamp.charges += charges.jfet(el, net, junctions, vgs, vgd)     # CGS CGD (PB FC)
     return stamp
 
 
-_DEFAULTS = {"vto": -2.0, "beta": 1e-4, "lambda": 0.0, "is": 1e-14, "n": 1.0}
+_NOT_MODELLED = ("vtotc", "betatce", "bex", "tcv", "nlev", "gdsnoi")
+_DEFAULTS = {"vto": -2.0, "beta": 1e-4, "lambda": 0.0, "is": 1e-14, "eg": 1.11,
+             "cgs": 0.0, "cgd": 0.0, "fc": 0.5, "m": 0.5}
 _RULES = {"vto": "finite", "beta": "positive", "lambda": "nonnegative", "is": "positive",
-          "n": "positive", "b": "positive", "pb": "positive", **charges.RULES}
+          "n": "positive", "b": "positive", "pb": "positive", "rd": "nonnegative",
+          "rs": "nonnegative", "eg": "positive", "xti": "finite", "tnom": "finite",
+          "cgs": "nonnegative", "cgd": "nonnegative", "fc": "below_one", "m": "grading",
+          "kf": "nonnegative", "af": "positive", **{p: "finite" for p in _NOT_MODELLED}}
 NJF = ModelType("njf", _DEFAULTS, _RULES)
 PJF = ModelType("pjf", _DEFAULTS, _RULES)
 DEVICE = Device("J", "junction field-effect transistor", nodes=3, card="model", build=jfet,
-                models=(NJF, PJF), dc_pairs=((1, 2), (1, 0)))
+                models=(NJF, PJF), dc_pairs=((1, 2), (1, 0)), instance=("area",))

@@ -96,6 +96,8 @@ class Element:
     waveform: Waveform | None = None
     line: int = 0
     text: str = ""
+    #: instance parameters after the model name (`area`, `L`, `W`...), lower-case name -> value
+    params: dict[str, sp.Expr] = field(default_factory=dict)
 
 
 @dataclass

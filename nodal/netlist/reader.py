@@ -31,7 +31,7 @@ from .cards import Directives, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
 from .dialects import FIXED_MODEL_PARAMS, DialectCards, xspice_ports
 from .expressions import Scope, UserFunction, parse_expression, parse_number
-from .values import check_element, check_model, evaluate
+from .values import check, check_element, check_model, evaluate
 from .waveforms import SourceCards
 
 #: the dot cards the reader reads itself (`.include`/`.inc`/`.lib`/`.endl` are read by
@@ -294,13 +294,16 @@ class Reader(SourceCards, DialectCards):
         known = set(mtype.defaults) | set(mtype.rules) | set(getattr(mtype, "accepted", ()))
         unknown = [p.upper() for p in params
                    if p not in known and evaluate(params[p], self.defaults) != 0]
-        if unknown:
-            modelled = " ".join(p.upper() for p in mtype.defaults)
-            them = "it" if len(unknown) == 1 else "them"
+        if unknown and mtype.unknown == "ignored":
+            self.notes.append(f"{where(getattr(line, 'file', None) or self.file, line)}: model "
+                              f"{name} sets {' '.join(unknown)}, which ngspice's "
+                              f"{mtype.name.upper()} does not read and ignores (with a "
+                              "warning); nodalnet ignores them too")
+        elif unknown:
+            modelled = " ".join(sorted(p.upper() for p in mtype.rules or mtype.defaults))
             self.model_problems[name] = (line, text, (
                 f"model {name} ({mtype.name.upper()}) sets {' '.join(unknown)}, which nodalnet "
-                f"does not model (its {mtype.name.upper()} has {modelled}); remove {them} or "
-                f"set {them} to 0"))
+                f"does not model (its {mtype.name.upper()} reads {modelled})"))
 
     # -- elements -------------------------------------------------------------------------
     def element_card(self, line: int, text: str, prefix: str, node_map: dict[str, str],
@@ -500,14 +503,46 @@ class Reader(SourceCards, DialectCards):
         extra = [t.lower() for t in rest[1:]]
         if el.kind == "S" and extra in (["on"], ["off"]):
             el.value = sp.Integer(1 if extra == ["on"] else 0)     # the initial state
-        elif extra:
-            raise self.fail(f"{written}: {' '.join(rest[1:])!r} after the model name is not "
-                            "modelled (instance parameters such as area=, off, ic= are not "
-                            "read); remove it", el.line, el.text)
+        else:
+            self.instance_params(el, device, rest[1:], written)
         self.models_used.add(mname)
         if mname in self.model_problems:
             self.unsupported(*self.model_problems[mname])
         return True
+
+    def instance_params(self, el: Element, device: devices.Device, rest: list[str],
+                        written: str) -> None:
+        """What follows the model name: `2` or `area=2` (D, Q, J), `L=1u W=10u` (M); `OFF`
+        (ngspice's initial-guess hint) is noted, anything else is a named error."""
+        known = device.instance
+        i, position = 0, 0
+        while i < len(rest):
+            tok = rest[i]
+            if tok.lower() == "off":
+                self.notes.append(f"{where(self.file, el.line)}: {written} OFF only sets ngspice's "
+                                  "first operating-point guess; nodalnet ignores it")
+                i += 1
+                continue
+            if i + 1 < len(rest) and rest[i + 1] == "=":
+                if i + 2 >= len(rest):
+                    raise self.fail(f"{tok}= needs a value", el.line, el.text)
+                name, token = tok.lower(), rest[i + 2]
+                i += 3
+            elif position < len(known):
+                name, token = known[position], tok
+                position += 1
+                i += 1
+            else:
+                name, token = None, tok
+            if name not in known:
+                what = f"{tok!r}" if name is None else f"the instance parameter {name.upper()}"
+                allowed = " ".join(k.upper() for k in known) or "none"
+                raise self.fail(f"{written}: cannot read {what} after the model name "
+                                f"(nodalnet reads the instance parameters {allowed})",
+                                el.line, el.text)
+            el.params[name] = self.value(f"{el.name}.{name}", token, el.line, el.text)
+            check(f"{el.name.upper()}'s {name.upper()}", el.params[name], "positive",
+                  self.defaults, {}, self.file, el.line, el.text)
 
     def in_file_order(self, problems: list) -> list:
         """Problems in the order their cards stand in the file (an included file's where its

@@ -32,6 +32,7 @@ RULES = {
     "below_one": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "early": (lambda v: v >= 0 and not math.isnan(v),
               "positive (an Early voltage; 0 or infinite means none, as ngspice)"),
+    "grading": (lambda v: 0 <= v < 1, "at least 0 and below 1 (a junction grading exponent)"),
 }
 
 

@@ -202,14 +202,14 @@ def test_terminal_currents_match_ngspice_operating_points(model, card, points):
 def test_a_model_parameter_nodalnet_does_not_model_is_a_named_error():
     with pytest.raises(NetlistError, match="ISS"):       # CJE is modelled now (charges)
         device(".model QC NPN(IS=1e-14 ISS=2f)", "Q1 c b e QC")
-    with pytest.raises(NetlistError, match="RD"):
-        device(".model JR NJF(VTO=-2 RD=10)", "J1 d g s JR")
+    with pytest.raises(NetlistError, match="VTOTC"):     # RD and CGS are modelled now
+        device(".model JR NJF(VTO=-2 VTOTC=1m)", "J1 d g s JR")
 
 
 # -- the device registry -----------------------------------------------------------------------
 
 def test_every_letter_is_one_record_with_its_node_count_and_models():
-    assert devices.letters() == "R C L V I E G F H B D Q J A S"
+    assert devices.letters() == "R C L V I E G F H B D Q J M A S"
     for letter, rec in devices.DEVICES.items():
         assert rec.letter == letter and rec.nodes in (2, 3, 4)
         assert rec.card in ("value", "model", "source", "codemodel", "controlled")
@@ -217,7 +217,7 @@ def test_every_letter_is_one_record_with_its_node_count_and_models():
         assert (rec.card in ("model", "codemodel")) == bool(rec.models)
         for i, j in rec.dc_pairs:
             assert 0 <= i < rec.nodes and 0 <= j < rec.nodes
-    assert {m for m in devices.MODEL_TYPES} == {"d", "npn", "pnp", "njf", "pjf",
+    assert {m for m in devices.MODEL_TYPES} == {"d", "npn", "pnp", "njf", "pjf", "nmos", "pmos",
                                                 "potentiometer", "sw", "aswitch"}
     assert devices.model_type("NPN").defaults["bf"] == 100.0      # ngspice's default BF
 
@@ -225,7 +225,7 @@ def test_every_letter_is_one_record_with_its_node_count_and_models():
 def test_the_unknown_element_error_lists_the_registry_letters():
     with pytest.raises(NetlistError) as info:
         parse("* t\n*@ input vx\n*@ output x\nvx x 0 0\nZ1 x 0 1k\n", "z.cir")
-    assert "R C L V I E G F H B D Q J A S" in str(info.value) and info.value.line == 5
+    assert "R C L V I E G F H B D Q J M A S" in str(info.value) and info.value.line == 5
 
 
 def test_a_new_device_is_one_record(monkeypatch):

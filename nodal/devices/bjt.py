@@ -220,7 +220,7 @@ _RULES = {"is": "positive", "bf": "positive", "br": "positive", "nf": "positive"
           "nr": "positive", "vaf": "early", "var": "early", "ikf": "nonnegative",
           "ikr": "nonnegative", "ise": "nonnegative", "ne": "positive", "isc": "nonnegative",
           "nc": "positive", "rb": "nonnegative", "rbm": "nonnegative", "irb": "nonnegative",
-          "re": "nonnegative", "rc": "nonnegative", "nkf": "positive", "eg": "positive",
+          "re": "nonnegative", "rc": "nonnegative", "nkf": "positive", "eg": "nonnegative",
           "xti": "finite", "xtb": "finite", "tnom": "finite",
           "cje": "nonnegative", "vje": "positive", "mje": "grading", "tf": "nonnegative",
           "xtf": "nonnegative", "vtf": "early", "itf": "nonnegative", "ptf": "finite",

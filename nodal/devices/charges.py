@@ -64,7 +64,8 @@ def parameters(el: Element, net: Netlist, table: dict) -> dict[str, sp.Expr]:
     given = net.models[el.model].params
     out = {}
     for name, (default, aliases) in table.items():
-        found = next((given[a] for a in aliases if a in given), None)
+        # an alias the card wrote first: the canonical name may hold a filled-in default
+        found = next((given[a] for a in (*aliases[1:], aliases[0]) if a in given), None)
         out[name] = found if found is not None else (sp.oo if math.isinf(default)
                                                      else sp.Float(default))
     return out

@@ -174,7 +174,7 @@ _DEFAULTS = {"is": 1e-14, "n": 1.0, "rs": 0.0, "ibv": 1e-3, "nbv": 1.0, "nr": 2.
 _RULES = {"is": "positive", "js": "positive", "n": "positive", "rs": "nonnegative",
           "bv": "positive", "ibv": "positive", "ib": "positive", "nbv": "positive",
           "isr": "nonnegative", "nr": "positive", "ikf": "nonnegative", "ik": "nonnegative",
-          "ikr": "nonnegative", "eg": "positive", "xti": "finite", "tnom": "finite",
+          "ikr": "nonnegative", "eg": "nonnegative", "xti": "finite", "tnom": "finite",
           "tcv": "finite", "level": "positive", "cjo": "nonnegative", "cj0": "nonnegative",
           "cj": "nonnegative", "vj": "positive", "pb": "positive", "m": "grading",
           "mj": "grading", "fc": "below_one", "tt": "nonnegative", "kf": "nonnegative",

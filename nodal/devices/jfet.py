@@ -112,7 +112,7 @@ _DEFAULTS = {"vto": -2.0, "beta": 1e-4, "lambda": 0.0, "is": 1e-14, "eg": 1.11,
              "cgs": 0.0, "cgd": 0.0, "fc": 0.5, "m": 0.5}
 _RULES = {"vto": "finite", "beta": "positive", "lambda": "nonnegative", "is": "positive",
           "n": "positive", "b": "positive", "pb": "positive", "rd": "nonnegative",
-          "rs": "nonnegative", "eg": "positive", "xti": "finite", "tnom": "finite",
+          "rs": "nonnegative", "eg": "nonnegative", "xti": "finite", "tnom": "finite",
           "cgs": "nonnegative", "cgd": "nonnegative", "fc": "below_one", "m": "grading",
           "kf": "nonnegative", "af": "positive", **{p: "finite" for p in _NOT_MODELLED}}
 NJF = ModelType("njf", _DEFAULTS, _RULES)

@@ -394,18 +394,17 @@ def _build(model: str, card: str):
     return nodal.derive(net)
 
 
-def test_charge_parameters_are_one_named_error_until_the_solver_has_charges():
-    with pytest.raises(NetlistError) as info:
-        _build(".model qc npn is=1e-14 cje=2p tf=0.3n vje=0.7", "q1 x x 0 qc")
-    message = str(info.value)
-    assert "CJE=2e-12" in message and "TF=3e-10" in message and "charges" in message
-    assert info.value.line == 6 and "remove" not in message
-    _build(".model qc npn is=1e-14 cje=0 vje=0.7 mje=0.4 fc=0.5 xcjc=0.5", "q1 x x 0 qc")
-    for model, card, name in [(".model dc d cjo=1p", "d1 x 0 dc", "CJO"),
-                              (".model jc njf cgs=1p", "j1 x x 0 jc", "CGS"),
-                              (".model mc nmos cgso=1n", "m1 x x 0 0 mc", "CGSO")]:
-        with pytest.raises(NetlistError, match=name):
-            _build(model, card)
+def test_charge_parameters_are_charges_and_the_mosfet_ones_a_named_error():
+    """Junction and diffusion charges of D, Q and J are charge ports (`charges.py`); the
+    MOSFET's capacitances are not modelled yet: one named error at the card's line."""
+    eq = _build(".model qc npn is=1e-14 cje=2p tf=0.3n vje=0.7", "q1 x x 0 qc")
+    assert any(name.startswith("q(q1.") for name in eq.state_names)
+    for model, card in [(".model dc d cjo=1p", "d1 x 0 dc"),
+                        (".model jc njf cgs=1p", "j1 x x 0 jc")]:
+        assert any(name.startswith("q(") for name in _build(model, card).state_names)
+    with pytest.raises(NetlistError, match="CGSO") as info:
+        _build(".model mc nmos cgso=1n", "m1 x x 0 0 mc")
+    assert info.value.line == 6 and "remove" not in str(info.value)
 
 
 @pytest.mark.parametrize("model, card, words", [
@@ -417,7 +416,7 @@ def test_charge_parameters_are_one_named_error_until_the_solver_has_charges():
     (".model m1m nmos level=3 vto=1", "m1 x x 0 0 m1m", "LEVEL=3"),
     (".model m1m nmos nsub=1e16", "m1 x x 0 0 m1m", "NSUB"),
     (".model q1m npn iss=1e-15", "q1 x x 0 q1m", "ISS=1e-15, which nodalnet does not model"),
-    (".model d1m d foo=2", "d1 x 0 d1m", "FOO, which nodalnet's D does not model"),
+    (".model d1m d foo=2", "d1 x 0 d1m", "FOO, which nodalnet does not model"),
     (".model d1m d", "d1 x 0 d1m pj=2", "instance parameter PJ"),
     (".model d1m d", "d1 x 0 d1m area=-2", "AREA is -2"),
 ])
@@ -472,8 +471,8 @@ def test_parameters_ngspice_does_not_know_are_ignored_with_a_note_as_ngspice_doe
                 ".model qg pnp(is=1.4u bf=300 va=8 vt=25.5m ceb=410p ccb=10p)\n"
                 "q1 x x 0 qg\n", "t.cir")
     eq = nodal.derive(net)
-    assert any("VT, CEB, CCB" in note and "ignores" in note for note in net.notes)
+    assert any("VT CEB CCB" in note and "ignores" in note for note in net.notes)
     law_text = str(eq.currents)
     assert "qg.va" in law_text and "qg.vaf" not in law_text
-    with pytest.raises(NetlistError, match="CSUB=1e-12"):          # an alias of CJS: a charge
-        _build(".model qc npn csub=1p", "q1 x x 0 qc")
+    eq = _build(".model qc npn csub=1p", "q1 x x 0 qc")               # an alias of CJS
+    assert "q(q1.qsub)" in eq.state_names

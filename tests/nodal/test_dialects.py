@@ -157,7 +157,7 @@ def test_ltspice_pwl_relative_times():
     ("R2 x 0 1k tc1=0.001", "TC1"),
     ("R2 x 0 1k 5", "'5'"),
     ("C2 x 0 1u Lser=1n", "LSER"),
-    ("D2 x 0 dd area=2", "area"),
+    ("D2 x 0 dd perim=2", "PERIM"),
 ])
 def test_what_is_not_modelled_on_a_card_is_named(card, word):
     with pytest.raises(NetlistError, match=word) as info:

@@ -29,7 +29,7 @@ from ..errors import NetlistError, UnsupportedNetlistError, where
 from . import includes, subcircuits
 from .cards import Directives, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
-from .dialects import FIXED_MODEL_PARAMS, DialectCards, xspice_ports
+from .dialects import FIXED_MODEL_PARAMS, DialectCards, note, xspice_ports
 from .expressions import Scope, UserFunction, parse_expression, parse_number
 from .values import check, check_element, check_model, evaluate
 from .waveforms import SourceCards
@@ -79,6 +79,7 @@ class Reader(SourceCards, DialectCards):
         self.globals: set[str] = set()               # `.global` node names
         self.directives = Directives()
         self.problems: list[tuple[str, int, str, str]] = []
+        self.ncycles: list[tuple] = []              # sources given LTspice's Ncycles
         self.notes: list[str] = []
         self.expanded: includes.Expanded | None = None
         self.initial = InitialConditions()
@@ -552,7 +553,20 @@ class Reader(SourceCards, DialectCards):
                  for k, (ln, _, _) in enumerate(cards)}
         return sorted(problems, key=lambda p: order.get((p[0], int(p[1])), len(order)))
 
+    def check_ncycles(self) -> None:
+        """LTspice's Ncycles on a SIN/PULSE: noted where the input or a control signal drives
+        the source (its waveform is not used), unsupported elsewhere."""
+        driven = (self.directives.input, *self.directives.controls)
+        for name, line, text, kind, most in self.ncycles:
+            if name in driven:
+                self.notes.append(note(self.file, line, f"Ncycles of {name.upper()}",
+                                       "the source is driven by the input or control signal"))
+            else:
+                self.unsupported(line, text, f"{kind.upper()} with LTspice's Ncycles (value "
+                                             f"{most + 1}) is not modelled: remove it")
+
     def finish(self, title: str) -> Netlist:
+        self.check_ncycles()
         for mname, (line, _, mtype) in self.foreign_models.items():
             if mname not in self.foreign_used:
                 file = getattr(line, "file", None) or self.file

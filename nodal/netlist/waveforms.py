@@ -104,15 +104,13 @@ class SourceCards:
         most = _WAVEFORM_MOST.get(kind)
         if most is not None and len(args) > most:
             name = self.tokens(line, text)[0].lower()
-            if len(args) == most + 1 and name in (self.directives.input,
-                                                  *self.directives.controls):
-                args = args[:most]      # a signal drives this source: its waveform is not used
-                self.notes.append(note(self.file, line, f"Ncycles of {name.upper()}",
-                                       "the source is driven by the input or control signal"))
-            else:
-                raise self.fail(f"{kind.upper()} takes at most {most} values; LTspice's "
-                                f"Ncycles (value {most + 1}) is not modelled: remove it",
-                                line, text)
+            if len(args) > most + 1:
+                raise self.fail(f"{kind.upper()} takes at most {most} values (and LTspice's "
+                                f"Ncycles after them)", line, text)
+            # Ncycles: fine on a source a signal drives (its waveform is not used), else not
+            # modelled; which sources those are is known once the reading ends (`finish`)
+            args = args[:most]
+            self.ncycles.append((name, line, text, kind, most))
         wave = Waveform(kind, tuple(args))
         problem = wave.problem()
         if problem:

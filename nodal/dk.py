@@ -42,8 +42,27 @@ from torch import Tensor
 from .mna import Equations
 
 
+def _pairwise(pick):
+    """Min/Max of any number of arguments as nested two-way Piecewise (torch.where): Sympy's
+    torch printer writes torch.min/max, which refuse a float beside a tensor."""
+    def build(*args):
+        out = args[0]
+        for a in args[1:]:
+            out = sp.Piecewise((out, pick(out, a)), (a, True))
+        return out
+    return build
+
+
+def _step(x, *_):
+    """Heaviside (the derivative of Min/Max) as a Piecewise torch.where takes."""
+    return sp.Piecewise((sp.Integer(0), x < 0), (sp.Integer(1), True))
+
+
 def torch_function(exprs: list[sp.Expr], args: list[sp.Symbol]):
     """Compile Sympy expressions into one torch function of `args` returning a list."""
+    exprs = [sp.sympify(e).replace(sp.Min, _pairwise(lambda a, b: a <= b))
+             .replace(sp.Max, _pairwise(lambda a, b: a >= b))
+             .replace(sp.Heaviside, _step) for e in exprs]
     fn = sp.lambdify(args, list(exprs), modules="torch", cse=True)
     return fn
 
@@ -53,8 +72,11 @@ def _broadcast(values: list, like: Tensor) -> list[Tensor]:
     for v in values:
         if not torch.is_tensor(v):
             v = torch.full_like(like, float(v))
-        elif v.shape != like.shape:
-            v = v.expand_as(like)
+        else:
+            if v.dtype != like.dtype:       # torch.where of two constants: default dtype
+                v = v.to(like.dtype)
+            if v.shape != like.shape:
+                v = v.expand_as(like)
         out.append(v)
     return out
 

@@ -338,3 +338,20 @@ def test_a_behavioural_law_is_differentiable_in_its_parameters():
 
     inputs = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.06, 1.0))
     assert torch.autograd.gradcheck(triode, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_min_and_max_in_a_value_expression_clip_as_written(tmp_path):
+    """`max(min(...))` (an ideal op-amp's rails) in both paths: the output is the clipped
+    input, the closed form of the netlist; torch.min/max never see a float beside a tensor."""
+    import torch
+
+    text = ("* clip\n*@ input vin\n*@ output out\nVin a 0 0\nR1 a 0 1k\n"
+            "E1 out 0 value={max(min(10*V(a), 1), -1)}\nRl out 0 1k\n")
+    path = tmp_path / "clip.cir"
+    path.write_text(text)
+    solver = nodal.load(path)
+    u = torch.linspace(-0.3, 0.3, 61, dtype=torch.float64)[None, :, None]
+    expected = torch.clamp(10 * u, -1, 1)
+    for backend in ("torch", "fast"):
+        y = solver.simulate(u, backend=backend).y
+        assert torch.allclose(y, expected, atol=1e-9), backend

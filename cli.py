@@ -731,21 +731,74 @@ def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
     console.print(f"report: {path}  ({results.get('minutes', 0):.1f} min)")
 
 
+def _is_run_target(target: str) -> bool:
+    """A folder is a run to export, but a built-in circuit's name stays the circuit where a
+    folder of that name (not holding a run) happens to be in the working directory."""
+    import circuits as library
+
+    folder = Path(target)
+    if not folder.is_dir():
+        return False
+    holds_run = (folder / "run.json").exists() or (folder / "last.pt").exists()
+    return holds_run or library.path_of(target) is None
+
+
 @app.command("export")
 @friendly
 def export_model(
-    run: Path = typer.Argument(..., help="a trained run directory (nodalnet train --out)"),
+    target: str = typer.Argument(
+        ..., help="a trained run directory (nodalnet train --out), or a circuit: built-in "
+                  "name or .cir netlist"),
     format: str = typer.Option(..., "--format", "-f",
                                help="rtneural (gru, gru-sm, lstm: AIDA-X, Proteus, ChowDSP), "
-                                    "nam (lstm: Neural Amp Modeler) or c (stn: C99 source)"),
+                                    "nam (lstm: Neural Amp Modeler) or c (stn runs, or a "
+                                    "circuit: C99 source)"),
     out: Path = typer.Option(..., "--out", "-o", help="the file to write (.json, .nam, .c)"),
+    set_: List[str] = typer.Option(
+        [], "--set", help="circuit: NAME=VALUE, a component value or .param (repeatable)"),
+    rate: Optional[float] = typer.Option(
+        None, help="circuit: the sample rate the C file is built for, Hz (default 48000)"),
+    input_source: Optional[str] = _DIRECTIVES["input_source"],
+    output_node: Optional[str] = _DIRECTIVES["output_node"],
+    control_source: List[str] = _DIRECTIVES["control_source"],
 ) -> None:
     """Write a trained model as a file a plug-in loads (RTNeural JSON, .nam) or as C source;
-    it alone reproduces `simulate --model RUN` (volts in, volts out, at the run's rate)."""
-    import nets.export
+    it alone reproduces `simulate --model RUN` (volts in, volts out, at the run's rate). Or a
+    circuit as one C99 file (--format c): the solver at the --set values, init() and
+    process(), libm only (nodal/ccode.py)."""
+    from nodal import arguments
 
-    path = nets.export.export(run, format, out)
-    console.print(f"{path}: {format} model from {run}")
+    circuit_options = [name for name, given in (
+        ("--set", set_), ("--rate", rate is not None), ("--input-source", input_source),
+        ("--output-node", output_node), ("--control-source", control_source)) if given]
+    if _is_run_target(target):
+        if circuit_options:
+            raise arguments.ArgumentError(
+                f"{', '.join(circuit_options)}: options of a circuit's export; {target} is a "
+                "run directory (its values and rate are the run's own)")
+        import nets.export
+
+        path = nets.export.export(Path(target), format, out)
+        console.print(f"{path}: {format} model from {target}")
+        return
+    import circuits as library
+    from nodal import ccode
+
+    if library.path_of(target) is None and not Path(target).exists():
+        raise arguments.ArgumentError(
+            f"{target}: neither a run directory, a built-in circuit "
+            f"({', '.join(library.registry())}) nor a netlist file")
+    if format != "c":
+        raise arguments.ArgumentError(
+            f"--format {format}: a circuit exports to C only (--format c); rtneural and nam "
+            "hold trained runs: give a run directory (nodalnet train --out) to export those")
+    fs = arguments.sample_rate("--rate", 48000.0 if rate is None else rate)
+    eq = _equations(target, input_source, output_node, control_source, "export")
+    values = arguments.parameter_values("--set", set_, eq.parameters)
+    path = ccode.export(eq, out, values=values, sample_rate=fs)
+    console.print(f"{path}: C99 source of {eq.netlist.file} at {fs:g} Hz"
+                  + (f" ({', '.join(f'{k}={v:g}' for k, v in values.items())})"
+                     if values else ""))
 
 
 def main() -> None:  # pragma: no cover - console entry point

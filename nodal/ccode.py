@@ -672,10 +672,7 @@ def _c_number(value: float) -> str:
 def _c_array(name: str, values, ctype: str = "double") -> str:
     """A static const array, flat; at least one entry (C has no empty arrays)."""
     flat = list(np.asarray(values).reshape(-1)) or [0]
-    if ctype == "double":
-        items = [_c_number(v) for v in flat]
-    else:
-        items = [str(int(v)) for v in flat]
+    items = [_c_number(v) if ctype == "double" else str(int(v)) for v in flat]
     body = textwrap.fill(", ".join(items), 96, initial_indent="    ", subsequent_indent="    ")
     return f"static const {ctype} {name}[{len(flat)}] = {{\n{body}\n}};\n"
 
@@ -711,8 +708,9 @@ def _function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
         try:
             printer.doprint(e)
         except PrintMethodNotImplementedError:
-            bad = sorted({type(f).__name__ for f in sp.preorder_traversal(e)
-                          if isinstance(f, sp.Function) and not _printable(printer, f)})
+            bad = sorted({_describe(f) for f in sp.preorder_traversal(e)
+                          if isinstance(f, (sp.Function, sp.Derivative))
+                          and not _printable(printer, f)})
             raise UnsupportedCircuitError(
                 f"{where(k)} uses {', '.join(bad) or 'a function'}, which the C generator "
                 "cannot write with C99's libm; export the circuit without it, or simulate it "
@@ -727,6 +725,13 @@ def _function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
     lines += [f"(void){a.split()[-1].lstrip('*')};" for a in unused]
     body = textwrap.indent("\n".join(lines), "    ")
     return f"static void {name}({args})\n{{\n{body}\n}}\n"
+
+
+def _describe(f) -> str:
+    if isinstance(f, sp.Derivative):
+        inner = f.expr.func.__name__ if isinstance(f.expr, sp.Function) else str(f.expr)
+        return f"the derivative of {inner} (which Sympy leaves unevaluated)"
+    return type(f).__name__
 
 
 def _printable(printer, f) -> bool:

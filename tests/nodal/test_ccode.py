@@ -1,0 +1,214 @@
+"""The circuit as C (`nodalnet export CIRCUIT --format c`, `nodal/ccode.py`), built with the
+system C compiler (-std=c99 -O2 -Wall -Wextra -pedantic -Werror) into a small program and run
+on a plucked string: it must give the numba path's samples (`render`, the path `simulate`
+takes) to 1e-9 V with double samples and 1e-6 V with float ones, fallbacks included; and
+what it cannot write is a named error with nothing written."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import nodal
+from cli import app
+from nodal import ccode, signals
+from nodal.newton import NewtonOptions
+from nodal.render import input_matrix, render
+from nodal.solver import NodalSolver
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LENGTH = 4000
+RATE = 48000.0
+DOUBLE_TOLERANCE = 1e-9    # volts
+FLOAT_TOLERANCE = 1e-6     # volts: the float samples' own rounding is ~6e-8 per volt
+
+runner = CliRunner()
+needs_cc = pytest.mark.skipif(ccode.compiler() is None, reason="no C compiler (cc/gcc)")
+
+
+def _signal(length: int = LENGTH, peak: float = 1.0) -> np.ndarray:
+    """A plucked string, rounded to float32 so that both builds and numba see one input."""
+    x = signals.plucked_string(length / RATE, RATE, peak=peak)
+    return x.astype(np.float32).astype(np.float64)
+
+
+def _run_c(text: str, folder: Path, x: np.ndarray, double: bool) -> np.ndarray:
+    exe = ccode.build(text, folder, double=double)
+    y, _ = ccode.run_program(exe, x, double=double)
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    return y
+
+
+CIRCUITS = ["diode_clipper", "tube_screamer", "phase90", str(FIXTURES / "charge_clipper.cir")]
+
+
+@needs_cc
+@pytest.mark.parametrize("circuit", CIRCUITS, ids=lambda c: Path(c).stem)
+def test_the_c_build_gives_the_numba_paths_samples(circuit, tmp_path):
+    eq = nodal.equations(circuit)
+    x = _signal()
+    reference, _ = render(eq, x, RATE)              # the numba kernel, as simulate runs it
+    assert np.max(np.abs(reference)) > 0.1          # a signal through the nonlinearity
+    text = ccode.source(eq, sample_rate=RATE)
+    for double, tolerance in ((True, DOUBLE_TOLERANCE), (False, FLOAT_TOLERANCE)):
+        y = _run_c(text, tmp_path, x, double)
+        assert np.max(np.abs(y - reference)) <= tolerance, (double, np.abs(y - reference).max())
+
+
+@needs_cc
+def test_the_cli_writes_the_circuit_at_the_set_values(tmp_path):
+    out = tmp_path / "pedal.c"
+    result = runner.invoke(app, ["export", "tube_screamer", "--format", "c", "--out", str(out),
+                                 "--set", "drive=0.2"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    # the header says what the file is: circuit, values, rate, how to call it
+    head = text[: text.index("*/")]
+    for words in ("tube_screamer.cir", "drive=0.2", "48000 Hz", "nodalnet_init(&st, 48000)",
+                  "nodalnet_process(&st, in, out, n)"):
+        assert words in head
+    includes = {line for line in text.splitlines() if line.startswith("#include")}
+    assert includes == {"#include <math.h>", "#include <string.h>"}     # libm, nothing else
+    eq = nodal.equations("tube_screamer")
+    x = _signal(2000)
+    y = _run_c(text, tmp_path, x, double=True)
+    at_value, _ = render(eq, x, RATE, values={"drive": 0.2})
+    at_default, _ = render(eq, x, RATE)
+    assert np.max(np.abs(y - at_value)) <= DOUBLE_TOLERANCE
+    assert np.max(np.abs(y - at_default)) > 1e-3       # the value did enter the file
+
+
+@needs_cc
+@pytest.mark.parametrize("circuit", ["tube_screamer", "phase90"])
+def test_the_fallback_ladder_gives_the_numba_paths_samples(circuit, tmp_path):
+    """With 3 Newton iterations a sample, steps of +-5 V send samples down the whole ladder
+    (substeps, gmin and source stepping, and failures that keep the last solution)."""
+    eq = nodal.equations(circuit)
+    options = NewtonOptions(max_iter=3)
+    x = np.zeros(3000)
+    x[100:1000], x[1000:1500] = 5.0, -5.0
+    solver = NodalSolver(eq, RATE, newton=options, strict=False)
+    with pytest.warns(UserWarning, match="did not converge"):
+        traj = solver.simulate(torch.from_numpy(input_matrix(eq, x, RATE))[None])
+    levels = set(np.unique(traj.diagnostics.level).tolist())
+    assert len(levels - {0}) >= 2 and traj.diagnostics.failed.any()
+    y = _run_c(ccode.source(eq, sample_rate=RATE, options=options), tmp_path, x, double=True)
+    assert np.max(np.abs(y - traj.y[0, :, 0].numpy())) <= DOUBLE_TOLERANCE
+
+
+HARNESS = r'''
+#include "circuit.c"
+#include <stdio.h>
+
+int main(void)
+{
+    nodalnet_state st;
+    float in[4] = {0.0f, 0.1f, 0.2f, 0.3f}, out[4];
+    if (nodalnet_init(&st, 44100.0) != NODALNET_ERR_RATE) return 1;
+    if (nodalnet_process(&st, in, out, 4) != NODALNET_ERR_NOT_READY) return 2;
+    if (nodalnet_init(&st, NODALNET_SAMPLE_RATE) != NODALNET_OK) return 3;
+    if (nodalnet_process(&st, in, out, 4) != 0) return 4;
+    if (nodalnet_set_control(&st, 0, 1.0) != NODALNET_ERR_CONTROL) return 5;
+    printf("%.9g\n", (double)out[3]);
+    return 0;
+}
+'''
+
+
+@needs_cc
+def test_init_refuses_another_sample_rate(tmp_path):
+    eq = nodal.equations("diode_clipper")
+    (tmp_path / "circuit.c").write_text(ccode.source(eq, sample_rate=RATE))
+    (tmp_path / "harness.c").write_text(HARNESS)
+    exe = tmp_path / "harness"
+    subprocess.run([ccode.compiler(), "-std=c99", "-O2", "-Wall", "-Werror", "-o", str(exe),
+                    str(tmp_path / "harness.c"), "-lm"], check=True)
+    done = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert done.returncode == 0, done.returncode
+    assert float(done.stdout) != 0.0
+
+
+@needs_cc
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_a_cpp_plugin_links_the_file_compiled_as_c(tmp_path):
+    eq = nodal.equations("diode_clipper")
+    (tmp_path / "circuit.c").write_text(ccode.source(eq, sample_rate=RATE))
+    (tmp_path / "plugin.cpp").write_text(
+        '#define NODALNET_DECLARATIONS_ONLY\n#include "circuit.c"\n'
+        "int main() { nodalnet_state st; float in[2] = {0.5f, 0.5f}, out[2];\n"
+        "  if (nodalnet_init(&st, NODALNET_SAMPLE_RATE) != NODALNET_OK) return 1;\n"
+        "  return nodalnet_process(&st, in, out, 2) == 0 && out[1] > 0.0f ? 0 : 2; }\n")
+    subprocess.run([ccode.compiler(), "-std=c99", "-O2", "-c", "-o", str(tmp_path / "c.o"),
+                    str(tmp_path / "circuit.c")], check=True)
+    subprocess.run(["c++", "-O2", "-Wall", "-Werror", "-o", str(tmp_path / "plugin"),
+                    str(tmp_path / "plugin.cpp"), str(tmp_path / "c.o"), "-lm"], check=True)
+    assert subprocess.run([str(tmp_path / "plugin")]).returncode == 0
+
+
+# -- what the generator does not write ---------------------------------------------------------
+def _netlist(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "circuit.cir"
+    path.write_text("* a test circuit\n*@ input Vin\n*@ output out\nVin in 0 DC 0\n" + body
+                    + ".end\n")
+    return path
+
+
+def _refused(args, *words) -> None:
+    result = runner.invoke(app, ["export", *map(str, args)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "error:" in result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+UNSUPPORTED = {
+    # floor()'s derivative is left unevaluated by Sympy: no C for the Newton Jacobian
+    "behavioural law": ("R1 in x 1k\nB1 x 0 I={1m*floor(V(x)) + 1m*V(x)}\nR2 x out 1k\n"
+                        "Ro out 0 10k\n", ["B1", "circuit.cir:6", "floor"]),
+    "time-dependent source": ("R1 in out 1k\nD1 out 0 DX\n.model DX D(IS=1e-14)\n"
+                              "Vb b 0 PULSE(0 1 1m 1u 1u 1m 2m)\nRb b out 10k\n",
+                              ["VB", "circuit.cir:8", "PULSE"]),
+    "initial conditions": ("R1 in out 1k\nC1 out 0 1u\nD1 out 0 DX\n.model DX D(IS=1e-14)\n"
+                           ".ic V(out)=0.3\n", ["initial conditions", "circuit.cir:9"]),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSUPPORTED))
+def test_a_construct_the_generator_does_not_write_is_named(case, tmp_path):
+    body, words = UNSUPPORTED[case]
+    path = _netlist(tmp_path, body)
+    with pytest.raises(ccode.UnsupportedCircuitError):
+        ccode.export(path, tmp_path / "pedal.c")
+    _refused([path, "--format", "c", "--out", tmp_path / "pedal.c"], *words)
+    assert not (tmp_path / "pedal.c").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["circuit.cir"]
+
+
+def test_an_output_that_cannot_be_written_is_named(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ccode.OutputPathError, match="cannot write"):
+        ccode.export("diode_clipper", blocker / "pedal.c")
+    _refused(["diode_clipper", "--format", "c", "--out", blocker / "pedal.c"], "cannot write")
+    _refused(["diode_clipper", "--format", "c", "--out", tmp_path], "is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_the_cli_names_what_a_circuit_cannot_take(tmp_path):
+    out = tmp_path / "x.c"
+    _refused(["diode_clipper", "--format", "rtneural", "--out", out], "--format c",
+             "run directory")
+    _refused(["no_such_circuit", "--format", "c", "--out", out], "no_such_circuit",
+             "run directory", "diode_clipper")
+    _refused(["diode_clipper", "--format", "c", "--out", out, "--set", "zz=1"], "zz")
+    _refused(["diode_clipper", "--format", "c", "--out", out, "--rate", "0"], "--rate")
+    (tmp_path / "run").mkdir()
+    _refused([tmp_path / "run", "--format", "c", "--out", out, "--set", "r1=1k"], "--set",
+             "run directory")
+    assert not out.exists()

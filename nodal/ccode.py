@@ -151,6 +151,24 @@ int nodalnet_release_control(nodalnet_state *st, int index);
 #define STALL @STALL@
 '''
 
+_IPOW = r'''
+/* a ** b for an integer b, by squaring (as numba raises a float to an integer power) */
+static double ipow(double a, int b)
+{
+    double r = 1.0;
+    int neg = b < 0;
+    if (neg)
+        b = -b;
+    while (b) {
+        if (b & 1)
+            r *= a;
+        b >>= 1;
+        a *= a;
+    }
+    return neg ? 1.0 / r : r;
+}
+'''
+
 # The per-sample loop: `fast.py`'s kernel, written in C for one signal.
 _LOOP = r'''
 /* out = J^-1 b by Gaussian elimination with partial pivoting (J, b are overwritten) */
@@ -201,11 +219,16 @@ static void expand_ports(const double *q, double *out)
     int c, a;
     for (c = 0; c < NP; c++) {
         double acc = 0.0;
+        if (EXPAND_IDENTITY) {
+            out[c] = q[c];
+            continue;
+        }
         for (a = 0; a < NR; a++)
             acc += EXPAND[c * NR1 + a] * q[a];
         out[c] = acc;
     }
 }
+
 
 /* row `row` of Mx x~ + Mw w + Mi i: one line of the DK update */
 static double affine(const double *Mx, const double *Mw, const double *Mi, int row,
@@ -222,7 +245,8 @@ static double affine(const double *Mx, const double *Mw, const double *Mi, int r
     return acc;
 }
 
-/* J = I - K (di/dv) Q */
+/* J = I - K (di/dv) Q, over the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:
+   JAC_PTR[c + 1]]: the rows of column c) and Q's (EXP_ROW likewise), as the numba kernel */
 static void newton_matrix(const double *KN, const double *jac, double *J)
 {
     double KJ[NR1 * NP1];
@@ -230,18 +254,19 @@ static void newton_matrix(const double *KN, const double *jac, double *J)
     for (a = 0; a < NR; a++) {
         for (c = 0; c < NP; c++) {
             double acc = 0.0;
-            for (k = 0; k < NP; k++)
-                if (jac[k * NP1 + c] != 0.0)
-                    acc += KN[a * NP1 + k] * jac[k * NP1 + c];
+            for (k = JAC_PTR[c]; k < JAC_PTR[c + 1]; k++)
+                acc += KN[a * NP1 + JAC_ROW[k]] * jac[JAC_ROW[k] * NP1 + c];
             KJ[a * NP1 + c] = acc;
         }
     }
     for (a = 0; a < NR; a++) {
         for (c = 0; c < NR; c++) {
             double acc = a == c ? 1.0 : 0.0;
-            for (k = 0; k < NP; k++)
-                if (EXPAND[k * NR1 + c] != 0.0)
-                    acc -= KJ[a * NP1 + k] * EXPAND[k * NR1 + c];
+            if (EXPAND_IDENTITY)
+                acc -= KJ[a * NP1 + c];
+            else
+                for (k = EXP_PTR[c]; k < EXP_PTR[c + 1]; k++)
+                    acc -= KJ[a * NP1 + EXP_ROW[k]] * EXPAND[EXP_ROW[k] * NR1 + c];
             J[a * NR1 + c] = acc;
         }
     }
@@ -659,6 +684,12 @@ class _CPrinter(C99CodePrinter):
     def _print_im(self, expr):
         return "0.0"
 
+    def _print_Pow(self, expr):
+        base, exp = expr.args
+        if exp.is_Integer and exp not in (0, 1, -1) and abs(int(exp)) <= 64:
+            return f"ipow({self._print(base)}, {int(exp)})"
+        return super()._print_Pow(expr)
+
 
 def _c_number(value: float) -> str:
     """A double literal that reads back to exactly `value`."""
@@ -885,6 +916,25 @@ def arrays(eq: Equations, values: dict[str, float] | None = None,
         values=solver.values())
 
 
+def _sparsity(eq: Equations, expand: np.ndarray) -> list[str]:
+    """The structural nonzeros of the Jacobian (per column, from the symbolic one) and of Q
+    (per column), and whether Q is the identity: `newton_matrix` walks only those."""
+    n, r = len(eq.ports), len(eq.reduced)
+    ptr, rows = [0], []
+    for c in range(n):
+        rows += [a for a in range(n) if eq.jacobian[a, c] != 0]
+        ptr.append(len(rows))
+    q = np.asarray(expand, dtype=np.float64).reshape(n, r)
+    eptr, erows = [0], []
+    for c in range(r):
+        erows += [e for e in range(n) if q[e, c] != 0.0]
+        eptr.append(len(erows))
+    identity = n == r and bool(np.array_equal(q, np.eye(n)))
+    return [_c_array("JAC_PTR", ptr, "int"), _c_array("JAC_ROW", rows, "int"),
+            _c_array("EXP_PTR", eptr, "int"), _c_array("EXP_ROW", erows, "int"),
+            f"#define EXPAND_IDENTITY {int(identity)}\n"]
+
+
 def _check_supported(eq: Equations) -> None:
     init = eq.netlist.initial
     if init.nodes or init.elements or init.uic:
@@ -930,8 +980,11 @@ def source(eq: Equations, values: dict[str, float] | None = None,
              _c_array("GX", a.gx), _c_array("STATE_SCALE", a.state_scale),
              _c_array("IS_IND", a.is_ind, "int"), _c_array("IS_CHARGE", a.is_charge, "int"),
              _c_array("JPORTS", a.jports, "int"),
+             *_sparsity(eq, a.expand),
              _c_array("GMIN_STEPS", [float(g) for g in GMIN_STEPS])]
     header = _header(eq, a, sample_rate, source_notes, name)
+    if "ipow(" in laws:
+        laws = _IPOW.lstrip("\n") + "\n" + laws
     return (header + preamble + "\n" + "".join(data) + "\n" + laws + "\n" + sources
             + _LOOP)
 
@@ -1102,6 +1155,7 @@ def build(c_text: str, folder: str | Path, double: bool = False, flags: tuple = 
         raise CompilerError("no C compiler found (cc, gcc or $CC): install one to build the "
                             "exported C file")
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "circuit.c").write_text(c_text)
     (folder / "driver.c").write_text(DRIVER)
     exe = folder / ("circuit_double" if double else "circuit")
@@ -1157,7 +1211,10 @@ def bench_c(name: str, seconds: float = 10.0, sample_rate: float = 48000.0,
     eq = nodal.equations(name)
     audio = signals.plucked_string(seconds, sample_rate, peak=1.0)
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build(source(eq, sample_rate=sample_rate), tmp)
-        _, best = run_program(exe, audio, repeats=max(1, repeats))
+        try:
+            exe = build(source(eq, sample_rate=sample_rate), tmp)
+            _, best = run_program(exe, audio, repeats=max(1, repeats))
+        except CompilerError as exc:
+            return CBench(None, None, Path(cc).name, f"C build failed: {exc}")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     return CBench(real_time_factor(seconds, best), best, (version.splitlines() or [cc])[0])

@@ -73,6 +73,7 @@ class BenchResult:
     speedup_vs_spice_default: float
     speedup_vs_spice_matched: float   # the fair one: ngspice at about our ESR or better
     notes: list[str] = field(default_factory=list)
+    c_rtf: float | None = None        # the exported C file, cc -O2 (`ccode.bench_c`); None: not run
 
 
 def _inputs(solver, seconds: float, sample_rate: float) -> np.ndarray:
@@ -129,6 +130,11 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
     solver.newton.predictor = "previous"      # the start before the tangent predictor
     iterations_previous = solver.simulate(u, backend="fast").diagnostics.mean_iterations
     solver.newton.predictor = predictor
+
+    from .ccode import bench_c
+    log(f"[{name}] C build: export, cc -O2, best of {repeats}")
+    c_build = bench_c(name, seconds=seconds, sample_rate=sample_rate, repeats=repeats)
+    notes += [c_build.note] if c_build.note else []
 
     n_torch = max(1, int(round(torch_seconds * sample_rate)))
     log(f"[{name}] torch path (forward with autograd): {n_torch} samples at batch 1 and 64")
@@ -212,7 +218,7 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
         speedup_vs_spice=fast_rtf / spice_rtf,
         speedup_vs_spice_coarse=fast_rtf / spice_coarse_rtf,
         speedup_vs_spice_default=fast_rtf / spice_default_rtf,
-        speedup_vs_spice_matched=fast_rtf / spice_matched_rtf, notes=notes)
+        speedup_vs_spice_matched=fast_rtf / spice_matched_rtf, notes=notes, c_rtf=c_build.rtf)
 
 
 def run(names: list[str] | None = None, seconds: float = 10.0, log=print,
@@ -234,6 +240,10 @@ def table(results: list[BenchResult]):
         t.add_column(r.circuit, justify="right")
     rows = [
         ("fast path RTF", lambda r: f"{r.fast_rtf:.0f}"),
+        ("C build RTF (export --format c, cc -O2)",
+         lambda r: "not measured" if r.c_rtf is None else f"{r.c_rtf:.0f}"),
+        ("  ... C / fast path",
+         lambda r: "-" if r.c_rtf is None else f"{r.c_rtf / r.fast_rtf:.2f}x"),
         ("Newton iterations / sample", lambda r: f"{r.iterations:.2f}"),
         ("  ... started from the last sample's q", lambda r: f"{r.iterations_previous:.2f}"),
         ("samples solved by the fallback ladder", lambda r: f"{r.fallback_samples}"),

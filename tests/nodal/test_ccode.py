@@ -6,6 +6,7 @@ what it cannot write is a named error with nothing written."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -212,3 +213,29 @@ def test_the_cli_names_what_a_circuit_cannot_take(tmp_path):
     _refused([tmp_path / "run", "--format", "c", "--out", out, "--set", "r1=1k"], "--set",
              "run directory")
     assert not out.exists()
+
+
+# -- the bench row -------------------------------------------------------------------------------
+@needs_cc
+def test_bench_c_times_the_built_file():
+    result = ccode.bench_c("diode_clipper", seconds=0.05, repeats=1)
+    assert result.note == "" and result.seconds > 0 and result.rtf > 0
+    assert result.rtf == pytest.approx(0.05 / result.seconds)
+
+
+def test_without_a_compiler_the_bench_row_says_so(monkeypatch):
+    from rich.console import Console
+
+    from nodal import bench
+
+    monkeypatch.setattr(ccode, "compiler", lambda: None)
+    result = ccode.bench_c("diode_clipper", seconds=0.05)
+    assert result.rtf is None and "no C compiler" in result.note
+    required = {f.name: ("x" if f.type == "str" else 1.0) for f in dataclasses.fields(
+        bench.BenchResult) if f.default is dataclasses.MISSING and f.default_factory is
+        dataclasses.MISSING}
+    row = bench.BenchResult(**{**required, "notes": [result.note], "c_rtf": result.rtf})
+    console = Console(width=200, record=True)
+    console.print(bench.table([row]))
+    text = console.export_text()
+    assert "C build RTF" in text and "not measured" in text and "no C compiler" in text

@@ -1218,3 +1218,25 @@ def bench_c(name: str, seconds: float = 10.0, sample_rate: float = 48000.0,
             return CBench(None, None, Path(cc).name, f"C build failed: {exc}")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     return CBench(real_time_factor(seconds, best), best, (version.splitlines() or [cc])[0])
+
+
+def difference(circuit: str | Path, samples: int = 4800, sample_rate: float = 48000.0,
+               double: bool = True) -> float:
+    """max |C build - numba path| (volts) on `samples` of 1 V plucked string (rounded to
+    float32, so both see one input): the figure of the README's table.
+
+        python -c "from nodal import ccode; print(ccode.difference('phase90', double=False))"
+    """
+    import nodal
+
+    from . import signals
+    from .render import render
+
+    eq = nodal.equations(circuit)
+    x = signals.plucked_string(samples / sample_rate, sample_rate, peak=1.0)
+    x = x.astype(np.float32).astype(np.float64)
+    reference, _ = render(eq, x, sample_rate)
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build(source(eq, sample_rate=sample_rate), tmp, double=double)
+        y, _ = run_program(exe, x, double=double)
+    return float(np.max(np.abs(y - reference)))

@@ -46,7 +46,8 @@ def _run_c(text: str, folder: Path, x: np.ndarray, double: bool) -> np.ndarray:
     return y
 
 
-CIRCUITS = ["diode_clipper", "tube_screamer", "phase90", str(FIXTURES / "charge_clipper.cir")]
+CIRCUITS = ["diode_clipper", "tube_screamer", "phase90", "rc_lowpass",
+            str(FIXTURES / "charge_clipper.cir")]
 
 
 @needs_cc
@@ -55,7 +56,7 @@ def test_the_c_build_gives_the_numba_paths_samples(circuit, tmp_path):
     eq = nodal.equations(circuit)
     x = _signal()
     reference, _ = render(eq, x, RATE)              # the numba kernel, as simulate runs it
-    assert np.max(np.abs(reference)) > 0.1          # a signal through the nonlinearity
+    assert np.max(np.abs(reference)) > 0.1          # a signal through the circuit
     text = ccode.source(eq, sample_rate=RATE)
     for double, tolerance in ((True, DOUBLE_TOLERANCE), (False, FLOAT_TOLERANCE)):
         y = _run_c(text, tmp_path, x, double)

@@ -24,10 +24,12 @@ Only libm is needed. `-DNODALNET_SAMPLE_DOUBLE` makes the sample type double. In
 file with `NODALNET_DECLARATIONS_ONLY` defined gives just the types and prototypes (for a C++
 plug-in that compiles the file as C beside it).
 
-Not supported (each an `UnsupportedCircuitError` naming it, and nothing written): initial
-conditions (`.ic`, `IC=`, `uic`), a source other than the audio input whose waveform is
-PULSE or PWL (DC and SIN are generated in C), and a device law with a function C99's libm has
-no counterpart for. `.param` knobs are numbers in the file: export again to change one.
+Initial conditions (`.ic`, `IC=`, `uic`) give a start that is computed here (`nodal.initial`)
+and written into the file as numbers; without them `nodalnet_init` finds the DC operating
+point itself. Not supported (each an `UnsupportedCircuitError` naming it, and nothing
+written): a source other than the audio input whose waveform is PULSE or PWL (DC and SIN are
+generated in C), and a device law with a function C99's libm has no counterpart for. `.param`
+knobs are numbers in the file: export again to change one.
 
 `bench_c` compiles the file with -O2 and times it on a signal (`nodalnet bench`'s C row).
 """
@@ -573,7 +575,15 @@ static int operating_point(nodalnet_state *st, const double *w0)
         q[a] = 0.0;
     }
     memset(st->cur, 0, sizeof st->cur);
-    if (NR > 0) {
+    if (FIXED_START) {
+        /* the netlist's initial conditions: the start nodalnet computed for them */
+        for (a = 0; a < NR; a++)
+            q[a] = START_Q[a];
+        if (NR > 0) {
+            expand_ports(q, v);
+            laws(v, st->cur, st->jac);
+        }
+    } else if (NR > 0) {
         ok = newton(q, p, DC_K, st->vte, st->vcrit, 0.0, 200, st->cur, st->jac);
         if (!ok) {
             int l;
@@ -597,6 +607,8 @@ static int operating_point(nodalnet_state *st, const double *w0)
             acc += DC_XW[a * NW1 + k] * w0[k];
         for (c = 0; c < NP; c++)
             acc += DC_XI[a * NP1 + c] * st->cur[c];
+        if (FIXED_START)
+            acc = START_S[a];
         st->s[a] = acc;
         st->xprev[a] = acc / STATE_SCALE[a];
     }
@@ -882,6 +894,9 @@ class CircuitArrays:
     jports: list[int]
     is_charge: list[bool]
     values: dict[str, float] = field(default_factory=dict)
+    #: the start the netlist's initial conditions give (`nodal.initial`), canonical state and
+    #: Newton's port coordinates; None: the DC operating point, found by the C code at init
+    start: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def arrays(eq: Equations, values: dict[str, float] | None = None,
@@ -907,13 +922,21 @@ def arrays(eq: Equations, values: dict[str, float] | None = None,
         dc = numeric.dc_matrices(theta)
         g = numeric.reactive_g(theta).numpy().astype(np.float64)
     is_ind = numeric.is_inductor.numpy().astype(bool)
+    start = None
+    init = eq.netlist.initial
+    if init.nodes or init.elements or init.uic:
+        from .initial import start as initial_start
+
+        with torch.no_grad():
+            s0, q0 = initial_start(solver, 1, torch.zeros(1, eq.n_inputs, dtype=torch.float64))
+        start = (s0[0].numpy().astype(np.float64), q0[0].numpy().astype(np.float64))
     return CircuitArrays(
         theta=np.array([float(t) for t in theta]), levels=levels,
         dc={"H": dc.H.numpy(), "K": dc.K.numpy(), "Xw": dc.Xw.numpy(), "Xi": dc.Xi.numpy()},
         gx=g, is_ind=is_ind, state_scale=np.where(is_ind, 1.0, g),
         expand=numeric.expand.numpy(), jports=list(numeric.junction_ports),
         is_charge=[k in eq.charge_ports for k in range(len(eq.ports))],
-        values=solver.values())
+        values=solver.values(), start=start)
 
 
 def _sparsity(eq: Equations, expand: np.ndarray) -> list[str]:
@@ -935,20 +958,10 @@ def _sparsity(eq: Equations, expand: np.ndarray) -> list[str]:
             f"#define EXPAND_IDENTITY {int(identity)}\n"]
 
 
-def _check_supported(eq: Equations) -> None:
-    init = eq.netlist.initial
-    if init.nodes or init.elements or init.uic:
-        lines = sorted(init.lines.values()) or [None]
-        raise UnsupportedCircuitError(
-            f"{eq.netlist.file}:{lines[0]}: initial conditions (.ic, IC=, uic) are not written "
-            "by the C generator, which starts at the DC operating point; remove them to export")
-
-
 def source(eq: Equations, values: dict[str, float] | None = None,
            sample_rate: float = 48000.0, options: NewtonOptions | None = None,
            name: str | None = None) -> str:
     """The C99 text of the circuit (see the module docstring)."""
-    _check_supported(eq)
     options = options or NewtonOptions()
     laws = _laws(eq)
     sources, source_notes = _sources(eq, dict(values or {}))
@@ -981,7 +994,10 @@ def source(eq: Equations, values: dict[str, float] | None = None,
              _c_array("IS_IND", a.is_ind, "int"), _c_array("IS_CHARGE", a.is_charge, "int"),
              _c_array("JPORTS", a.jports, "int"),
              *_sparsity(eq, a.expand),
-             _c_array("GMIN_STEPS", [float(g) for g in GMIN_STEPS])]
+             _c_array("GMIN_STEPS", [float(g) for g in GMIN_STEPS]),
+             f"#define FIXED_START {int(a.start is not None)}\n",
+             _c_array("START_S", a.start[0] if a.start is not None else []),
+             _c_array("START_Q", a.start[1] if a.start is not None else [])]
     header = _header(eq, a, sample_rate, source_notes, name)
     if "ipow(" in laws:
         laws = _IPOW.lstrip("\n") + "\n" + laws
@@ -1006,6 +1022,10 @@ def _header(eq: Equations, a: CircuitArrays, sample_rate: float, source_notes: l
         f"States: {', '.join(eq.state_names) or 'none'}; {len(eq.ports)} nonlinear ports, "
         f"{len(a.jports)} junctions.",
         *textwrap.wrap("Values (SI units): " + values, 92, subsequent_indent="  "),
+        "Start: " + ("the netlist's initial conditions (.ic, IC=, uic), as computed by nodalnet"
+                     if a.start is not None else
+                     "the DC operating point (audio input at 0 V, sources at t = 0), found by "
+                     "nodalnet_init") + ".",
         "Sources:",
         *[f"  {n}" for n in source_notes],
         "",

@@ -104,6 +104,29 @@ def test_the_fallback_ladder_gives_the_numba_paths_samples(circuit, tmp_path):
     assert np.max(np.abs(y - traj.y[0, :, 0].numpy())) <= DOUBLE_TOLERANCE
 
 
+INITIAL = {
+    ".ic": "R1 in out 1k\nC1 out 0 1u\nD1 out 0 DX\n.model DX D(IS=1e-14)\n.ic V(out)=0.3\n",
+    "IC= with uic": "R1 in out 1k\nC1 out 0 1u IC=0.4\nD1 out 0 DX\n.model DX D(IS=1e-14)\n"
+                    ".tran 1u 10m uic\n",
+}
+
+
+@needs_cc
+@pytest.mark.parametrize("case", list(INITIAL))
+def test_initial_conditions_start_the_c_build_where_they_start_numba(case, tmp_path):
+    eq = nodal.equations(_netlist(tmp_path, INITIAL[case]))
+    x = _signal(1000)
+    reference, _ = render(eq, x, RATE)
+    at_rest, _ = render(nodal.equations(_netlist(tmp_path, "R1 in out 1k\nC1 out 0 1u\n"
+                                                 "D1 out 0 DX\n.model DX D(IS=1e-14)\n")),
+                        x, RATE)
+    assert abs(reference[0] - at_rest[0]) > 0.1         # the start is not the rest
+    text = ccode.source(eq, sample_rate=RATE)
+    assert "initial conditions" in text[: text.index("*/")]
+    y = _run_c(text, tmp_path, x, double=True)
+    assert np.max(np.abs(y - reference)) <= DOUBLE_TOLERANCE
+
+
 HARNESS = r'''
 #include "circuit.c"
 #include <stdio.h>
@@ -176,8 +199,6 @@ UNSUPPORTED = {
     "time-dependent source": ("R1 in out 1k\nD1 out 0 DX\n.model DX D(IS=1e-14)\n"
                               "Vb b 0 PULSE(0 1 1m 1u 1u 1m 2m)\nRb b out 10k\n",
                               ["VB", "circuit.cir:8", "PULSE"]),
-    "initial conditions": ("R1 in out 1k\nC1 out 0 1u\nD1 out 0 DX\n.model DX D(IS=1e-14)\n"
-                           ".ic V(out)=0.3\n", ["initial conditions", "circuit.cir:9"]),
 }
 
 

@@ -261,3 +261,46 @@ def test_without_a_compiler_the_bench_row_says_so(monkeypatch):
     console.print(bench.table([row]))
     text = console.export_text()
     assert "C build RTF" in text and "not measured" in text and "no C compiler" in text
+
+
+HOLD = r'''
+#include "circuit.c"
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    static float in[1000], out[1000];
+    nodalnet_state st;
+    FILE *f = fopen(argv[1], "rb");
+    int n = (int)fread(in, sizeof(float), 1000, f);
+    (void)argc;
+    if (nodalnet_init(&st, NODALNET_SAMPLE_RATE) != NODALNET_OK) return 1;
+    if (nodalnet_process(&st, in, out, 1) != 0) return 2;       /* the LFO's own, t = 0 */
+    if (nodalnet_set_control(&st, 0, -1.0) != NODALNET_OK) return 3;
+    if (nodalnet_process(&st, in + 1, out + 1, n - 1) != 0) return 4;
+    fwrite(out, sizeof(float), (size_t)n, stdout);
+    return 0;
+}
+'''
+
+
+@needs_cc
+def test_a_held_control_is_the_control_signal_numba_is_given(tmp_path):
+    eq = nodal.equations("phase90")
+    x = _signal(1000)
+    (tmp_path / "circuit.c").write_text(ccode.source(eq, sample_rate=RATE))
+    (tmp_path / "hold.c").write_text(HOLD)
+    exe = tmp_path / "hold"
+    subprocess.run([ccode.compiler(), "-std=c99", "-O2", "-o", str(exe),
+                    str(tmp_path / "hold.c"), "-lm"], check=True)
+    x.astype(np.float32).tofile(tmp_path / "in.raw")
+    done = subprocess.run([str(exe), str(tmp_path / "in.raw")], capture_output=True)
+    assert done.returncode == 0
+    y = np.frombuffer(done.stdout, dtype=np.float32).astype(np.float64)
+    # the first sample (and the operating point) at the LFO's value at t = 0, then held
+    held = np.full(len(x), -1.0)
+    held[0] = eq.sources[1].waveform.value_at_zero()
+    reference, _ = render(eq, x, RATE, controls={"vlfo": held})
+    following, _ = render(eq, x, RATE)
+    assert np.max(np.abs(y - reference)) <= FLOAT_TOLERANCE
+    assert np.max(np.abs(y - following)) > 1e-3

@@ -93,11 +93,15 @@ class Equations:
         return m
 
 
-def _dc_path_check(net: Netlist) -> None:
+def _dc_path_check(net: Netlist) -> list[str]:
     """Every node needs a DC path to ground, or the operating point is undefined.
 
     Union-find over the node pairs that each element's device record says conduct at DC
-    (`Device.dc_pairs`): near-linear in the number of elements.
+    (`Device.dc_pairs`): near-linear in the number of elements. A node without one that only
+    capacitors and the sensing side of devices reach (an op-amp input fed through a capacitor)
+    is where ngspice's gmin stepping settles it: at 0 V, as GMIN (1e-12 S) to ground would.
+    Those nodes are returned (`derive` ties them to ground through GMIN, with a note); a
+    floating node that a current source drives (its voltage would be I / GMIN) is an error.
     """
     parent: dict[str, str] = {}
 
@@ -115,12 +119,44 @@ def _dc_path_check(net: Netlist) -> None:
             if a != b:
                 parent[a] = b
     ground = find(GROUND)
+    floating: dict[str, None] = {}
     for el in net.elements:
-        for n in el.nodes:
-            if find(n) != ground:
+        device = devices.record(el.kind)
+        for k, n in enumerate(el.nodes):
+            if find(n) == ground:
+                continue
+            if _drives_current(device, k):
                 raise net.error(
                     f"node {n!r} has no DC path to ground (only capacitors or current sources "
-                    "reach it); add a resistor to ground, e.g. 1G, as SPICE would need too", el)
+                    f"reach it) and {el.name.upper()} drives a current into it; add a resistor "
+                    "to ground, e.g. 1G, as SPICE would need too", el)
+            floating.setdefault(n, None)
+    return list(floating)
+
+
+def _drives_current(device: devices.Device, terminal: int) -> bool:
+    """Whether `terminal` of `device` pushes a current set by something else (I, G, F): an
+    output terminal (the first two) of a source or controlled source that does not conduct at
+    DC. The controlling nodes of a linear E/G card (the third and fourth) only sense."""
+    if device.card not in ("source", "controlled") or terminal > 1:
+        return False
+    return not any(terminal in pair for pair in device.dc_pairs)
+
+
+def _gmin_to_ground(net: Netlist, floating: list[str]) -> list[tuple[Key, Key, sp.Expr]]:
+    """GMIN from each DC-floating node to ground, and one note naming them."""
+    if not floating:
+        return []
+    shown = ", ".join(floating[:8]) + (f" and {len(floating) - 8} more" if len(floating) > 8
+                                       else "")
+    note = (
+        f"{net.file}: no DC path to ground from node(s) {shown} (only capacitors or sensing "
+        f"inputs reach them): each is tied to ground through GMIN ({devices.GMIN:g} S), so the "
+        "operating point puts them at 0 V as ngspice's gmin stepping does; add a resistor to "
+        "ground (e.g. 1G) or a bias network if that is not what the circuit means")
+    if note not in net.notes:               # derive may run more than once on one netlist
+        net.notes.append(note)
+    return [e for n in floating for e in devices.conductance(n, GROUND, sp.Float(devices.GMIN))]
 
 
 def derive(net: Netlist) -> Equations:
@@ -131,7 +167,7 @@ def derive(net: Netlist) -> Equations:
         if device is None:
             raise net.error(f"element kind {el.kind} is read but has no model yet", el)
         stamps[el.name] = device.build(el, net)
-    _dc_path_check(net)
+    tied = _gmin_to_ground(net, _dc_path_check(net) or [])
 
     nodes = dict.fromkeys(net.nodes)
     for st in stamps.values():
@@ -155,6 +191,8 @@ def derive(net: Netlist) -> Equations:
     # ngspice's GMIN across every junction: linear, so it belongs in the matrix.
     gmin = [e for st in stamps.values() for p in st.ports if p.junction
             for e in devices.conductance(p.p, p.m, sp.Float(devices.GMIN))]
+    # and, as its gmin stepping settles them, GMIN from DC-floating nodes to ground
+    gmin += tied
     matrix = gather([e for st in stamps.values() for e in st.matrix] + gmin, index)
     matrix_dc = gather([e for st in stamps.values()
                         for e in (st.matrix_dc if st.matrix_dc is not None else st.matrix)]
@@ -303,9 +341,10 @@ def check_solvable(eq: Equations) -> None:
       sources or inductors, a node reached only by capacitors at DC) is named.
     * numeric: the matrix scaled so every row, then every column, has largest entry 1, then a
       sparse LU (scipy.sparse.linalg.splu); singular if the factorisation fails, a pivot is
-      below 1e-13 of the largest, or the solution of a random right-hand side leaves a residual
-      above 1e-8. The scaling is what keeps an ill-conditioned but solvable circuit (10 MOhm
-      resistors around a 1e6-gain VCVS op-amp) from being called singular.
+      below 1e-13 of the largest, or the solution of a random right-hand side has a backward
+      error (|Ax - b| / (|A||x| + |b|), 1-norms) above 1e-8. The scaling is what keeps an
+      ill-conditioned but solvable circuit (10 MOhm resistors around a 1e6-gain VCVS op-amp)
+      from being called singular.
     """
     for dc in (False, True):
         unknowns = eq.unknowns_dc if dc else eq.unknowns
@@ -371,5 +410,11 @@ def _numerically_regular(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n
         return False
     b = np.random.default_rng(0).standard_normal(n)
     x = lu.solve(b)
-    residual = np.linalg.norm(a @ x - b) / np.linalg.norm(b)
-    return bool(np.all(np.isfinite(x)) and residual <= 1e-8)
+    if not np.all(np.isfinite(x)):
+        return False
+    # normwise backward error: a GMIN-tied node (1e-12 S beside millisiemens) makes x large
+    # and its rounding with it, without the matrix being any less regular
+    norm_a = abs(a).sum(axis=0).max()
+    residual = np.linalg.norm(a @ x - b, 1) / (norm_a * np.linalg.norm(x, 1)
+                                               + np.linalg.norm(b, 1))
+    return bool(residual <= 1e-8)

@@ -138,8 +138,7 @@ class Reader(SourceCards, DialectCards):
         if token.lower() in self.params:
             return self.params[token.lower()]
         if not (token.startswith("{") or parse_number(token) is not None):
-            raise self.fail(f"bad value {token!r}: use a number with an optional suffix "
-                            "(2.2k, 10n, 1meg) or a {expression}", line, text)
+            raise self.fail(_bad_value(token), line, text)
         if name in self.params or name in self.defaults:
             # SPICE keeps element names and .param names apart (`.param ck=3.4` beside a
             # capacitor `Ck`): the element's knob gets its own name, said in a note
@@ -364,6 +363,8 @@ class Reader(SourceCards, DialectCards):
         """Flatten `X name nodes... SUBCKT [params]` into its elements (see `subcircuits`)."""
         nodes, sub_name, overrides = subcircuits.instance_parts(toks, self.fail, line, text)
         sub = self.subckts.get(sub_name)
+        if sub is not None:
+            sub.instances.append(name)
         if sub is None:
             known = ", ".join(sorted(self.subckts)) or "none"
             raise self.fail(f"no `.subckt {sub_name}` is defined (known: {known})", line, text)
@@ -565,6 +566,30 @@ class Reader(SourceCards, DialectCards):
                 self.unsupported(line, text, f"{kind.upper()} with LTspice's Ncycles (value "
                                              f"{most + 1}) is not modelled: remove it")
 
+    def check_unused_subcircuits(self) -> None:
+        """A `.subckt` of the netlist's own file that no `X` line instantiates: ngspice ignores
+        it. With nothing else at top level (a KiCad export of a zero-port sheet) that is an
+        empty circuit: a named error that says which instance line to add; else a note."""
+        own = [sub for sub in self.subckts.values() if not sub.instances
+               and (getattr(sub.line, "file", None) or self.file) == self.file]
+        if not own:
+            return
+        if not self.elements:
+            sub = own[0]
+            ports = " ".join(sub.ports)
+            example = f"X1 {ports} {sub.name}" if ports else f"X1 {sub.name}"
+            others = "".join(f", {s.name} (line {int(s.line)})" for s in own[1:])
+            raise self.fail(
+                f"no element at top level: subcircuit {sub.name}{others} is defined but never "
+                "instantiated, and ngspice ignores such a subcircuit (it simulates an empty "
+                f"circuit); add an instance line at top level, e.g. `{example}`"
+                + ("" if ports else " (it has no ports)") + ", and name its source and node "
+                "with the instance's prefix (`*@ input x1.v1`, `*@ output x1.out`)",
+                sub.line, sub.text)
+        for sub in own:
+            self.notes.append(f"{where(self.file, sub.line)}: subcircuit {sub.name} is defined "
+                              "but never instantiated: ignored, as ngspice does")
+
     def finish(self, title: str) -> Netlist:
         self.check_ncycles()
         for mname, (line, _, mtype) in self.foreign_models.items():
@@ -578,6 +603,7 @@ class Reader(SourceCards, DialectCards):
                 self.notes.append(f"{where(file, line)}: {reason} (no element uses it)")
         if self.problems:
             raise UnsupportedNetlistError(self.in_file_order(self.problems), self.file)
+        self.check_unused_subcircuits()
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}
         nodes = {n for e in self.elements for n in e.nodes}
         self.directives.check(sources, nodes, self.fail)
@@ -592,3 +618,18 @@ class Reader(SourceCards, DialectCards):
                        text=text, temperature=self.temperature,
                        nominal_temperature=self.nominal_temperature, notes=self.notes,
                        initial=self.initial)
+
+
+def _bad_value(token: str) -> str:
+    """What to say about a value that is not a number: a part-selection range such as `1-3k`
+    gets its own message, since ngspice reads it without complaint but not as meant."""
+    m = re.fullmatch(r"([0-9.]+[a-z]*)([+-])([0-9.][0-9.a-z]*)", token.lower())
+    if m and parse_number(m.group(1)) is not None and parse_number(m.group(3)) is not None:
+        last = parse_number(m.group(2) + m.group(3))
+        return (f"bad value {token!r}: ngspice splits it at the {m.group(2)!r} into two values, "
+                f"{m.group(1)} and {m.group(2)}{m.group(3)}, and keeps the last ({last:g}"
+                f"{', a negative value' if last < 0 else ''}); a range such as `1-3k` is a "
+                "part-selection note, not a value: write the one value the circuit is to have "
+                "(e.g. 2k)")
+    return (f"bad value {token!r}: use a number with an optional suffix (2.2k, 10n, 1meg) or a "
+            "{expression}")

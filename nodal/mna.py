@@ -56,6 +56,8 @@ class Equations:
     output_incidence: np.ndarray          # [unknowns]
     charges: list[Charge] = field(default_factory=list)    # nonlinear charges, states after
     charge_ports: list[int] = field(default_factory=list)  # the reactive ones; their ports
+    #: where GMIN (across junctions, from DC-floating nodes) sits in `matrix` / `matrix_dc`
+    gmin: dict[bool, list[tuple[int, int, float]]] = field(default_factory=dict)
 
     @property
     def n_inputs(self) -> int:
@@ -231,13 +233,15 @@ def derive(net: Netlist) -> Equations:
         if node_key(n):
             output_incidence[index[node_key(n)]] += s
 
+    gmin_where = {dc: [(i, j, float(v)) for (i, j), v in gather(gmin, idx).items()]
+                  for dc, idx in ((False, index), (True, index_dc))}
     return Equations(
         netlist=net, parameters=list(net.defaults), unknowns=unknowns, unknowns_dc=unknowns_dc,
         matrix=matrix, matrix_dc=matrix_dc, sources=sources, source_rhs=source_rhs,
         source_rhs_dc=source_rhs_dc, reactive=reactive, ports=ports, port_voltages=voltages,
         currents=currents, jacobian=jacobian, port_incidence=port_incidence, reduced=reduced,
         expand=expand, reactive_incidence=reactive_incidence, output_incidence=output_incidence,
-        charges=charges, charge_ports=charge_ports)
+        charges=charges, charge_ports=charge_ports, gmin=gmin_where)
 
 
 def _sources(net: Netlist, stamps: dict[str, devices.Stamp], index: dict, index_dc: dict):
@@ -331,6 +335,10 @@ def _describe(eq: Equations, key: Key) -> tuple[str, Element | None]:
     return f"v({name})", next((e for e in eq.netlist.elements if name in e.nodes), None)
 
 
+#: how much more GMIN's entries weigh in `check_solvable` (1e-12 S -> 1e-6 S)
+GMIN_WEIGHT = 1e6
+
+
 def check_solvable(eq: Equations) -> None:
     """Raise a NetlistError if the MNA matrices are singular at the default values.
 
@@ -345,6 +353,11 @@ def check_solvable(eq: Equations) -> None:
       error (|Ax - b| / (|A||x| + |b|), 1-norms) above 1e-8. The scaling is what keeps an
       ill-conditioned but solvable circuit (10 MOhm resistors around a 1e6-gain VCVS op-amp)
       from being called singular.
+
+    GMIN (1e-12 S across every junction, and from DC-floating nodes) counts as the path it is:
+    a bridge rectifier's secondary reaches ground only through its diodes, as ngspice has it
+    too. For these checks its entries weigh GMIN_WEIGHT times more (a 1 MOhm resistor), so
+    that the pivot test does not call them zero beside milliohm series resistances.
     """
     for dc in (False, True):
         unknowns = eq.unknowns_dc if dc else eq.unknowns
@@ -358,6 +371,11 @@ def check_solvable(eq: Equations) -> None:
             label, el = _describe(eq, unknowns[int(cols[np.argmax(bad)])])
             raise _singular(eq, f"the circuit's {what} equations have a non-finite entry at "
                             f"{label}: a component value is zero or infinite", el)
+        extra = eq.gmin.get(dc, [])
+        if extra:           # GMIN as a real path: weigh it like a 1 MOhm resistor (see above)
+            rows = np.concatenate([rows, [e[0] for e in extra]]).astype(rows.dtype)
+            cols = np.concatenate([cols, [e[1] for e in extra]]).astype(cols.dtype)
+            vals = np.concatenate([vals, [e[2] * (GMIN_WEIGHT - 1) for e in extra]])
         keep = vals != 0
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         missing = _structural_deficiency(rows, cols, n)

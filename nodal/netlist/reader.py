@@ -26,7 +26,7 @@ import sympy as sp
 
 from .. import devices
 from ..errors import NetlistError, UnsupportedNetlistError, where
-from . import includes, subcircuits
+from . import coupling, includes, subcircuits
 from .cards import Directives, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
 from .dialects import FIXED_MODEL_PARAMS, DialectCards, note, xspice_ports
@@ -80,6 +80,7 @@ class Reader(SourceCards, DialectCards):
         self.directives = Directives()
         self.problems: list[tuple[str, int, str, str]] = []
         self.ncycles: list[tuple] = []              # sources given LTspice's Ncycles
+        self.couplings: list[coupling.Coupling] = []  # K cards, applied once all is read
         self.notes: list[str] = []
         self.expanded: includes.Expanded | None = None
         self.initial = InitialConditions()
@@ -330,6 +331,9 @@ class Reader(SourceCards, DialectCards):
                              f"modelled; nodalnet reads {devices.letters()} and X "
                              "(subcircuits)")
             return
+        if device.card == "coupling":         # K L1 L2 k: rewritten in `finish`
+            self.coupling_card(line, text, toks, name, prefix)
+            return
         options: dict[str, str] = {}
         if device.card == "codemodel":
             el = self.code_model_card(name, toks, node, line, text)
@@ -350,13 +354,32 @@ class Reader(SourceCards, DialectCards):
                 el = device.read(self, el, rest, toks[0], node)
             else:
                 options = self.source(el, rest)
-        for new in [el, *(self.element_options(el, options) if options else [])]:
+        self.add_elements([el, *(self.element_options(el, options) if options else [])],
+                          line, text)
+
+    def add_elements(self, new_elements: list[Element], line: int, text: str) -> None:
+        for new in new_elements:
             check_element(new, self.defaults, {}, self.file)
             if new.name in self.names:
                 raise self.fail(f"element {new.name} is defined twice (first on "
                                 f"{_at(self.names[new.name].line)})", line, text)
             self.names[new.name] = new
             self.elements.append(new)
+
+    def coupling_card(self, line: int, text: str, toks: list[str], name: str,
+                      prefix: str) -> None:
+        """`K name L1 L2 k`, kept until every element is read (`coupling.apply`)."""
+        if len(toks) != 4:
+            raise self.fail(f"{toks[0]}: a K card is `{toks[0]} L1 L2 k` (two inductors and "
+                            "the coupling)", line, text)
+        tok = toks[3].lower()
+        if tok in self.params:
+            k = self.params[tok]
+        elif tok.startswith("{") or parse_number(tok) is not None:
+            k = self.expression(tok, line, text)         # a number, not a knob
+        else:
+            raise self.fail(_bad_value(toks[3]), line, text)
+        self.couplings.append(coupling.read_card(toks, name, prefix, k, line, text))
 
     def instance(self, line: int, text: str, toks: list[str], name: str, node,
                  depth: int) -> None:
@@ -592,6 +615,9 @@ class Reader(SourceCards, DialectCards):
 
     def finish(self, title: str) -> Netlist:
         self.check_ncycles()
+        for text in coupling.apply(self.couplings, self.elements, self.names, self.initial,
+                                   self.defaults, self.fail):
+            self.notes.append(text)
         for mname, (line, _, mtype) in self.foreign_models.items():
             if mname not in self.foreign_used:
                 file = getattr(line, "file", None) or self.file

@@ -170,6 +170,7 @@ class Reader(SourceCards, DialectCards):
             word = text.split()[0].lower() if kind == "card" and text.startswith(".") else ""
             if word and word not in HANDLED_DOT_CARDS:
                 self.dot_card(line, text)       # the table of `dialects`
+        self.check_unused_subcircuits()         # before the directives' check (a subclass's)
         return self.finish(title)
 
     def definitions(self, cards: list, prefix: str) -> None:
@@ -629,7 +630,6 @@ class Reader(SourceCards, DialectCards):
                 self.notes.append(f"{where(file, line)}: {reason} (no element uses it)")
         if self.problems:
             raise UnsupportedNetlistError(self.in_file_order(self.problems), self.file)
-        self.check_unused_subcircuits()
         sources = {e.name for e in self.elements if devices.record(e.kind).is_source}
         nodes = {n for e in self.elements for n in e.nodes}
         self.directives.check(sources, nodes, self.fail)

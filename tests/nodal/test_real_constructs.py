@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from nodal import signals, spice
+from nodal import directives, signals, spice
 from nodal.errors import NetlistError
 from nodal.metrics import esr
 from nodal.mna import check_solvable, derive
@@ -213,6 +213,9 @@ def test_an_uninstantiated_subcircuit_alone_is_named_with_the_line_to_add():
     with pytest.raises(NetlistError, match=r"never instantiated.*`X1 sheet`") as info:
         parse(SHEET + ".end\n", "sheet.cir")
     assert info.value.line == 2
+    # ahead of the missing directives, which the command line's reader checks first
+    with pytest.raises(NetlistError, match="never instantiated"):
+        directives.parse(SHEET + ".end\n", "sheet.cir")
     net = parse(SHEET + "*@ input x1.v1\n*@ output x1.out\nX1 sheet\n.end\n", "sheet.cir")
     assert net.element("x1.r1").nodes == ("x1.in", "x1.out")
 

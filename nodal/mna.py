@@ -56,6 +56,8 @@ class Equations:
     output_incidence: np.ndarray          # [unknowns]
     charges: list[Charge] = field(default_factory=list)    # nonlinear charges, states after
     charge_ports: list[int] = field(default_factory=list)  # the reactive ones; their ports
+    #: where GMIN (across junctions, from DC-floating nodes) sits in `matrix` / `matrix_dc`
+    gmin: dict[bool, list[tuple[int, int, float]]] = field(default_factory=dict)
 
     @property
     def n_inputs(self) -> int:
@@ -93,11 +95,15 @@ class Equations:
         return m
 
 
-def _dc_path_check(net: Netlist) -> None:
+def _dc_path_check(net: Netlist) -> list[str]:
     """Every node needs a DC path to ground, or the operating point is undefined.
 
     Union-find over the node pairs that each element's device record says conduct at DC
-    (`Device.dc_pairs`): near-linear in the number of elements.
+    (`Device.dc_pairs`): near-linear in the number of elements. A node without one that only
+    capacitors and the sensing side of devices reach (an op-amp input fed through a capacitor)
+    is where ngspice's gmin stepping settles it: at 0 V, as GMIN (1e-12 S) to ground would.
+    Those nodes are returned (`derive` ties them to ground through GMIN, with a note); a
+    floating node that a current source drives (its voltage would be I / GMIN) is an error.
     """
     parent: dict[str, str] = {}
 
@@ -115,12 +121,44 @@ def _dc_path_check(net: Netlist) -> None:
             if a != b:
                 parent[a] = b
     ground = find(GROUND)
+    floating: dict[str, None] = {}
     for el in net.elements:
-        for n in el.nodes:
-            if find(n) != ground:
+        device = devices.record(el.kind)
+        for k, n in enumerate(el.nodes):
+            if find(n) == ground:
+                continue
+            if _drives_current(device, k):
                 raise net.error(
                     f"node {n!r} has no DC path to ground (only capacitors or current sources "
-                    "reach it); add a resistor to ground, e.g. 1G, as SPICE would need too", el)
+                    f"reach it) and {el.name.upper()} drives a current into it; add a resistor "
+                    "to ground, e.g. 1G, as SPICE would need too", el)
+            floating.setdefault(n, None)
+    return list(floating)
+
+
+def _drives_current(device: devices.Device, terminal: int) -> bool:
+    """Whether `terminal` of `device` pushes a current set by something else (I, G, F): an
+    output terminal (the first two) of a source or controlled source that does not conduct at
+    DC. The controlling nodes of a linear E/G card (the third and fourth) only sense."""
+    if device.card not in ("source", "controlled") or terminal > 1:
+        return False
+    return not any(terminal in pair for pair in device.dc_pairs)
+
+
+def _gmin_to_ground(net: Netlist, floating: list[str]) -> list[tuple[Key, Key, sp.Expr]]:
+    """GMIN from each DC-floating node to ground, and one note naming them."""
+    if not floating:
+        return []
+    shown = ", ".join(floating[:8]) + (f" and {len(floating) - 8} more" if len(floating) > 8
+                                       else "")
+    note = (
+        f"{net.file}: no DC path to ground from node(s) {shown} (only capacitors or sensing "
+        f"inputs reach them): each is tied to ground through GMIN ({devices.GMIN:g} S), so the "
+        "operating point puts them at 0 V as ngspice's gmin stepping does; add a resistor to "
+        "ground (e.g. 1G) or a bias network if that is not what the circuit means")
+    if note not in net.notes:               # derive may run more than once on one netlist
+        net.notes.append(note)
+    return [e for n in floating for e in devices.conductance(n, GROUND, sp.Float(devices.GMIN))]
 
 
 def derive(net: Netlist) -> Equations:
@@ -131,7 +169,7 @@ def derive(net: Netlist) -> Equations:
         if device is None:
             raise net.error(f"element kind {el.kind} is read but has no model yet", el)
         stamps[el.name] = device.build(el, net)
-    _dc_path_check(net)
+    tied = _gmin_to_ground(net, _dc_path_check(net) or [])
 
     nodes = dict.fromkeys(net.nodes)
     for st in stamps.values():
@@ -155,6 +193,8 @@ def derive(net: Netlist) -> Equations:
     # ngspice's GMIN across every junction: linear, so it belongs in the matrix.
     gmin = [e for st in stamps.values() for p in st.ports if p.junction
             for e in devices.conductance(p.p, p.m, sp.Float(devices.GMIN))]
+    # and, as its gmin stepping settles them, GMIN from DC-floating nodes to ground
+    gmin += tied
     matrix = gather([e for st in stamps.values() for e in st.matrix] + gmin, index)
     matrix_dc = gather([e for st in stamps.values()
                         for e in (st.matrix_dc if st.matrix_dc is not None else st.matrix)]
@@ -193,13 +233,15 @@ def derive(net: Netlist) -> Equations:
         if node_key(n):
             output_incidence[index[node_key(n)]] += s
 
+    gmin_where = {dc: [(i, j, float(v)) for (i, j), v in gather(gmin, idx).items()]
+                  for dc, idx in ((False, index), (True, index_dc))}
     return Equations(
         netlist=net, parameters=list(net.defaults), unknowns=unknowns, unknowns_dc=unknowns_dc,
         matrix=matrix, matrix_dc=matrix_dc, sources=sources, source_rhs=source_rhs,
         source_rhs_dc=source_rhs_dc, reactive=reactive, ports=ports, port_voltages=voltages,
         currents=currents, jacobian=jacobian, port_incidence=port_incidence, reduced=reduced,
         expand=expand, reactive_incidence=reactive_incidence, output_incidence=output_incidence,
-        charges=charges, charge_ports=charge_ports)
+        charges=charges, charge_ports=charge_ports, gmin=gmin_where)
 
 
 def _sources(net: Netlist, stamps: dict[str, devices.Stamp], index: dict, index_dc: dict):
@@ -293,6 +335,10 @@ def _describe(eq: Equations, key: Key) -> tuple[str, Element | None]:
     return f"v({name})", next((e for e in eq.netlist.elements if name in e.nodes), None)
 
 
+#: how much more GMIN's entries weigh in `check_solvable` (1e-12 S -> 1e-6 S)
+GMIN_WEIGHT = 1e6
+
+
 def check_solvable(eq: Equations) -> None:
     """Raise a NetlistError if the MNA matrices are singular at the default values.
 
@@ -303,9 +349,15 @@ def check_solvable(eq: Equations) -> None:
       sources or inductors, a node reached only by capacitors at DC) is named.
     * numeric: the matrix scaled so every row, then every column, has largest entry 1, then a
       sparse LU (scipy.sparse.linalg.splu); singular if the factorisation fails, a pivot is
-      below 1e-13 of the largest, or the solution of a random right-hand side leaves a residual
-      above 1e-8. The scaling is what keeps an ill-conditioned but solvable circuit (10 MOhm
-      resistors around a 1e6-gain VCVS op-amp) from being called singular.
+      below 1e-13 of the largest, or the solution of a random right-hand side has a backward
+      error (|Ax - b| / (|A||x| + |b|), 1-norms) above 1e-8. The scaling is what keeps an
+      ill-conditioned but solvable circuit (10 MOhm resistors around a 1e6-gain VCVS op-amp)
+      from being called singular.
+
+    GMIN (1e-12 S across every junction, and from DC-floating nodes) counts as the path it is:
+    a bridge rectifier's secondary reaches ground only through its diodes, as ngspice has it
+    too. For these checks its entries weigh GMIN_WEIGHT times more (a 1 MOhm resistor), so
+    that the pivot test does not call them zero beside milliohm series resistances.
     """
     for dc in (False, True):
         unknowns = eq.unknowns_dc if dc else eq.unknowns
@@ -319,6 +371,11 @@ def check_solvable(eq: Equations) -> None:
             label, el = _describe(eq, unknowns[int(cols[np.argmax(bad)])])
             raise _singular(eq, f"the circuit's {what} equations have a non-finite entry at "
                             f"{label}: a component value is zero or infinite", el)
+        extra = eq.gmin.get(dc, [])
+        if extra:           # GMIN as a real path: weigh it like a 1 MOhm resistor (see above)
+            rows = np.concatenate([rows, [e[0] for e in extra]]).astype(rows.dtype)
+            cols = np.concatenate([cols, [e[1] for e in extra]]).astype(cols.dtype)
+            vals = np.concatenate([vals, [e[2] * (GMIN_WEIGHT - 1) for e in extra]])
         keep = vals != 0
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         missing = _structural_deficiency(rows, cols, n)
@@ -371,5 +428,11 @@ def _numerically_regular(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n
         return False
     b = np.random.default_rng(0).standard_normal(n)
     x = lu.solve(b)
-    residual = np.linalg.norm(a @ x - b) / np.linalg.norm(b)
-    return bool(np.all(np.isfinite(x)) and residual <= 1e-8)
+    if not np.all(np.isfinite(x)):
+        return False
+    # normwise backward error: a GMIN-tied node (1e-12 S beside millisiemens) makes x large
+    # and its rounding with it, without the matrix being any less regular
+    norm_a = abs(a).sum(axis=0).max()
+    residual = np.linalg.norm(a @ x - b, 1) / (norm_a * np.linalg.norm(x, 1)
+                                               + np.linalg.norm(b, 1))
+    return bool(residual <= 1e-8)

@@ -217,6 +217,7 @@ def simulate(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
         cir.write_text(text)
         start = time.perf_counter()
         proc = subprocess.run(["ngspice", "-b", str(cir)], capture_output=True, text=True,
+                              errors="replace",
                               timeout=timeout, cwd=tmp)
         seconds = time.perf_counter() - start
         if not Path(raw).exists() or Path(raw).stat().st_size == 0:

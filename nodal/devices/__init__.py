@@ -9,8 +9,8 @@ device is one module with a `Device` and its entry in the registration below (an
 
 from __future__ import annotations
 
-from . import (behavioural, bjt, capacitor, controlled, diode, inductor, jfet, mosfet,
-               potentiometer, resistor, sources, switch)
+from . import (behavioural, bjt, capacitor, controlled, coupling, diode, inductor, jfet,
+               mosfet, potentiometer, resistor, sources, switch)
 from .base import (BOLTZMANN, CHARGE, EULER, GMIN, SAMPLE_PERIOD, THERMAL_VOLTAGE, TNOM, Charge,
                    Device, Key, ModelType, Port, Reactive, Stamp, branch_incidence,
                    check_unsupported, conductance, critical_voltage, inverse_early,
@@ -45,7 +45,7 @@ def register(device: Device) -> Device:
 for _device in (resistor.DEVICE, capacitor.DEVICE, inductor.DEVICE, sources.VOLTAGE,
                 sources.CURRENT, controlled.VCVS, controlled.VCCS, controlled.CCCS,
                 controlled.CCVS, behavioural.DEVICE, diode.DEVICE, bjt.DEVICE, jfet.DEVICE,
-                mosfet.DEVICE, potentiometer.DEVICE, switch.DEVICE):
+                mosfet.DEVICE, potentiometer.DEVICE, switch.DEVICE, coupling.DEVICE):
     register(_device)
 
 

@@ -26,7 +26,7 @@ import sympy as sp
 
 from .. import devices
 from ..errors import NetlistError, UnsupportedNetlistError, where
-from . import includes, subcircuits
+from . import coupling, includes, subcircuits
 from .cards import Directives, tokenize
 from .data import GROUND, GROUND_ALIASES, Element, InitialConditions, Model, Netlist
 from .dialects import FIXED_MODEL_PARAMS, DialectCards, note, xspice_ports
@@ -80,6 +80,7 @@ class Reader(SourceCards, DialectCards):
         self.directives = Directives()
         self.problems: list[tuple[str, int, str, str]] = []
         self.ncycles: list[tuple] = []              # sources given LTspice's Ncycles
+        self.couplings: list[coupling.Coupling] = []  # K cards, applied once all is read
         self.notes: list[str] = []
         self.expanded: includes.Expanded | None = None
         self.initial = InitialConditions()
@@ -138,8 +139,7 @@ class Reader(SourceCards, DialectCards):
         if token.lower() in self.params:
             return self.params[token.lower()]
         if not (token.startswith("{") or parse_number(token) is not None):
-            raise self.fail(f"bad value {token!r}: use a number with an optional suffix "
-                            "(2.2k, 10n, 1meg) or a {expression}", line, text)
+            raise self.fail(_bad_value(token), line, text)
         if name in self.params or name in self.defaults:
             # SPICE keeps element names and .param names apart (`.param ck=3.4` beside a
             # capacitor `Ck`): the element's knob gets its own name, said in a note
@@ -170,6 +170,7 @@ class Reader(SourceCards, DialectCards):
             word = text.split()[0].lower() if kind == "card" and text.startswith(".") else ""
             if word and word not in HANDLED_DOT_CARDS:
                 self.dot_card(line, text)       # the table of `dialects`
+        self.check_unused_subcircuits()         # before the directives' check (a subclass's)
         return self.finish(title)
 
     def definitions(self, cards: list, prefix: str) -> None:
@@ -331,6 +332,9 @@ class Reader(SourceCards, DialectCards):
                              f"modelled; nodalnet reads {devices.letters()} and X "
                              "(subcircuits)")
             return
+        if device.card == "coupling":         # K L1 L2 k: rewritten in `finish`
+            self.coupling_card(line, text, toks, name, prefix)
+            return
         options: dict[str, str] = {}
         if device.card == "codemodel":
             el = self.code_model_card(name, toks, node, line, text)
@@ -351,7 +355,11 @@ class Reader(SourceCards, DialectCards):
                 el = device.read(self, el, rest, toks[0], node)
             else:
                 options = self.source(el, rest)
-        for new in [el, *(self.element_options(el, options) if options else [])]:
+        self.add_elements([el, *(self.element_options(el, options) if options else [])],
+                          line, text)
+
+    def add_elements(self, new_elements: list[Element], line: int, text: str) -> None:
+        for new in new_elements:
             check_element(new, self.defaults, {}, self.file)
             if new.name in self.names:
                 raise self.fail(f"element {new.name} is defined twice (first on "
@@ -359,11 +367,28 @@ class Reader(SourceCards, DialectCards):
             self.names[new.name] = new
             self.elements.append(new)
 
+    def coupling_card(self, line: int, text: str, toks: list[str], name: str,
+                      prefix: str) -> None:
+        """`K name L1 L2 k`, kept until every element is read (`coupling.apply`)."""
+        if len(toks) != 4:
+            raise self.fail(f"{toks[0]}: a K card is `{toks[0]} L1 L2 k` (two inductors and "
+                            "the coupling)", line, text)
+        tok = toks[3].lower()
+        if tok in self.params:
+            k = self.params[tok]
+        elif tok.startswith("{") or parse_number(tok) is not None:
+            k = self.expression(tok, line, text)         # a number, not a knob
+        else:
+            raise self.fail(_bad_value(toks[3]), line, text)
+        self.couplings.append(coupling.read_card(toks, name, prefix, k, line, text))
+
     def instance(self, line: int, text: str, toks: list[str], name: str, node,
                  depth: int) -> None:
         """Flatten `X name nodes... SUBCKT [params]` into its elements (see `subcircuits`)."""
         nodes, sub_name, overrides = subcircuits.instance_parts(toks, self.fail, line, text)
         sub = self.subckts.get(sub_name)
+        if sub is not None:
+            sub.instances.append(name)
         if sub is None:
             known = ", ".join(sorted(self.subckts)) or "none"
             raise self.fail(f"no `.subckt {sub_name}` is defined (known: {known})", line, text)
@@ -565,8 +590,35 @@ class Reader(SourceCards, DialectCards):
                 self.unsupported(line, text, f"{kind.upper()} with LTspice's Ncycles (value "
                                              f"{most + 1}) is not modelled: remove it")
 
+    def check_unused_subcircuits(self) -> None:
+        """A `.subckt` of the netlist's own file that no `X` line instantiates: ngspice ignores
+        it. With nothing else at top level (a KiCad export of a zero-port sheet) that is an
+        empty circuit: a named error that says which instance line to add; else a note."""
+        own = [sub for sub in self.subckts.values() if not sub.instances
+               and (getattr(sub.line, "file", None) or self.file) == self.file]
+        if not own:
+            return
+        if not self.elements:
+            sub = own[0]
+            ports = " ".join(sub.ports)
+            example = f"X1 {ports} {sub.name}" if ports else f"X1 {sub.name}"
+            others = "".join(f", {s.name} (line {int(s.line)})" for s in own[1:])
+            raise self.fail(
+                f"no element at top level: subcircuit {sub.name}{others} is defined but never "
+                "instantiated, and ngspice ignores such a subcircuit (it simulates an empty "
+                f"circuit); add an instance line at top level, e.g. `{example}`"
+                + ("" if ports else " (it has no ports)") + ", and name its source and node "
+                "with the instance's prefix (`*@ input x1.v1`, `*@ output x1.out`)",
+                sub.line, sub.text)
+        for sub in own:
+            self.notes.append(f"{where(self.file, sub.line)}: subcircuit {sub.name} is defined "
+                              "but never instantiated: ignored, as ngspice does")
+
     def finish(self, title: str) -> Netlist:
         self.check_ncycles()
+        for text in coupling.apply(self.couplings, self.elements, self.names, self.initial,
+                                   self.defaults, self.fail):
+            self.notes.append(text)
         for mname, (line, _, mtype) in self.foreign_models.items():
             if mname not in self.foreign_used:
                 file = getattr(line, "file", None) or self.file
@@ -592,3 +644,18 @@ class Reader(SourceCards, DialectCards):
                        text=text, temperature=self.temperature,
                        nominal_temperature=self.nominal_temperature, notes=self.notes,
                        initial=self.initial)
+
+
+def _bad_value(token: str) -> str:
+    """What to say about a value that is not a number: a part-selection range such as `1-3k`
+    gets its own message, since ngspice reads it without complaint but not as meant."""
+    m = re.fullmatch(r"([0-9.]+[a-z]*)([+-])([0-9.][0-9.a-z]*)", token.lower())
+    if m and parse_number(m.group(1)) is not None and parse_number(m.group(3)) is not None:
+        last = parse_number(m.group(2) + m.group(3))
+        return (f"bad value {token!r}: ngspice splits it at the {m.group(2)!r} into two values, "
+                f"{m.group(1)} and {m.group(2)}{m.group(3)}, and keeps the last ({last:g}"
+                f"{', a negative value' if last < 0 else ''}); a range such as `1-3k` is a "
+                "part-selection note, not a value: write the one value the circuit is to have "
+                "(e.g. 2k)")
+    return (f"bad value {token!r}: use a number with an optional suffix (2.2k, 10n, 1meg) or a "
+            "{expression}")

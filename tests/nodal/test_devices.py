@@ -209,10 +209,10 @@ def test_a_model_parameter_nodalnet_does_not_model_is_a_named_error():
 # -- the device registry -----------------------------------------------------------------------
 
 def test_every_letter_is_one_record_with_its_node_count_and_models():
-    assert devices.letters() == "R C L V I E G F H B D Q J M A S"
+    assert devices.letters() == "R C L V I E G F H B D Q J M A S K"
     for letter, rec in devices.DEVICES.items():
         assert rec.letter == letter and rec.nodes in (2, 3, 4)
-        assert rec.card in ("value", "model", "source", "codemodel", "controlled")
+        assert rec.card in ("value", "model", "source", "codemodel", "controlled", "coupling")
         assert (rec.card == "controlled") == (rec.read is not None)
         assert (rec.card in ("model", "codemodel")) == bool(rec.models)
         for i, j in rec.dc_pairs:

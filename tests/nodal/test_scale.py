@@ -99,7 +99,9 @@ def test_an_inductor_across_a_source_is_singular_at_dc():
 
 
 def test_a_floating_node_is_still_singular(monkeypatch):
-    text = OPAMP_AMP + "C2 out fl 1n\nC3 fl 0 1n\n.end\n"
+    # (a node only capacitors reach is tied to ground through GMIN; one a current source
+    # drives is not)
+    text = OPAMP_AMP + "C2 out fl 1n\nC3 fl 0 1n\nI1 0 fl 1u\n.end\n"
     with pytest.raises(NetlistError, match="DC path"):          # the reader's DC-path check
         nodal.derive(parse(text, "fl.cir"))
     monkeypatch.setattr(mna, "_dc_path_check", lambda net: None)

@@ -424,7 +424,8 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
 _TRAIN_OPTIONS = {"window": "--window", "state_weight": "--state-weight", "hidden": "--hidden",
                   "epochs": "--epochs", "seed": "--seed", "lr": "--lr", "segment": "--segment",
                   "batch": "--batch", "emphasis": "--emphasis", "train_seconds": "--train-seconds",
-                  "wav": "--wav", "sample_rate": "--rate", "threads": "--threads", "out": "--out"}
+                  "wav": "--wav", "sample_rate": "--rate", "threads": "--threads", "out": "--out",
+                  "knob": "--knob", "knob_motion": "--knob-motion"}
 
 
 @app.command()
@@ -461,6 +462,11 @@ def train(
         help="NAME=VALUE: a component value or .param (repeatable)"),
     threads: Optional[int] = typer.Option(None,
         help="torch threads (small models train fastest on one) [default: 1]"),
+    knob: List[str] = typer.Option([], "--knob",
+        help="NAME=LOW:HIGH: sweep this .param over the range; the model takes its value as "
+             "an input (repeatable)"),
+    knob_motion: bool = typer.Option(False, "--knob-motion",
+        help="the knobs move slowly within the material (piecewise-constant steps)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory to write"),
     resume: Optional[Path] = typer.Option(None,
         help="continue the run in this directory (with its own settings)"),
@@ -474,7 +480,8 @@ def train(
     settings = dict(window=window, state_weight=state_weight, hidden=hidden, seed=seed, lr=lr,
                     segment=segment, batch=batch, emphasis=emphasis,
                     train_seconds=train_seconds, wav=wav, sample_rate=sample_rate,
-                    set_=set_, threads=threads, out=out)
+                    set_=set_, threads=threads, knob=knob, knob_motion=knob_motion or None,
+                    out=out)
     try:
         if resume is not None:
             _train_resume(resume, circuit, model, epochs, settings)
@@ -526,7 +533,7 @@ def _train_resume(run_dir: Path, circuit: Optional[str], model: Optional[str],
 
 def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], window, state_weight,
                  hidden, seed, lr, segment, batch, emphasis, train_seconds, wav, sample_rate,
-                 set_, threads, out) -> None:
+                 set_, threads, knob, knob_motion, out) -> None:
     from dataclasses import replace
 
     import nets.runs
@@ -539,6 +546,12 @@ def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], wind
     material = MaterialSpec(wav=tuple(str(w) for w in wav))
     if train_seconds is not None:
         material = replace(material, train_seconds=train_seconds)
+    if knob_motion and not knob:
+        raise SignalError("--knob-motion: moves the --knob knobs; give at least one --knob")
+    if knob:
+        from nets.knobs import parse_specs
+        material = replace(material, knobs=tuple(tuple(k.to_list()) for k in parse_specs(knob)),
+                           knob_motion=bool(knob_motion))
     rate = 48000.0 if sample_rate is None else sample_rate
     arguments = dict(out=out, hidden=hidden, sample_rate=rate, material=material,
                      window=None if window is None else parse_window(window, "--window"),

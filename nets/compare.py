@@ -110,12 +110,9 @@ def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = 
     model.eval()
     with torch.no_grad():
         free = metrics.evaluate(model, test)
-        # The solver's state is the trapezoidal rule's companion history, which capacitor
-        # voltages alone do not fix (it also holds the capacitor currents): its `encode`
-        # assumes a circuit at rest, so resets would measure that assumption, not exposure
-        # bias. Solver-based rows are reported free-running only.
-        slow = meta.get("model") == "nodal"
-        resettable = getattr(model, "resettable", True) and not slow
+        # a model whose resets measure something else than exposure bias (the solver's, see
+        # `NodalModel.reset_sweep`) is reported free-running only
+        resettable = getattr(model, "resettable", True) and getattr(model, "reset_sweep", True)
         sweep_split = test
         by_window: dict[str, float] = {}
         teacher = None

@@ -210,7 +210,8 @@ def simulate(
     states: Optional[Path] = typer.Option(
         None, help="write the circuit states [time, n_states] as .npy"),
     set_: List[str] = typer.Option(
-        [], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
+        [], "--set", help="NAME=VALUE: a component value or .param (repeatable); with --model: "
+                          "a knob the run was trained with"),
     control: List[str] = typer.Option(
         [], help="SOURCE=FILE: drive a `*@ control` source (repeatable)"),
     oversample: int = typer.Option(
@@ -237,12 +238,12 @@ def simulate(
             raise arguments.ArgumentError(
                 "--model: a trained network has its own input and output; --input-source, "
                 "--output-node and --control-source name a netlist's; drop them or --model")
-        if set_ or oversample != 1 or backend != "fast":
+        if oversample != 1 or backend != "fast":
             raise arguments.ArgumentError(
-                "--model: a trained network takes no --set, --oversample or --backend (they "
-                "drive the solver); drop them or drop --model")
+                "--model: a trained network takes no --oversample or --backend (they drive "
+                "the solver); drop them or drop --model")
         return _simulate_model(model, circuit, input, output, states, control, gain, rate,
-                               normalize)
+                               normalize, _parse_values(set_))
     if circuit is None:
         raise arguments.ArgumentError("give a circuit (built-in name or .cir file), or --model "
                                       "RUN_DIR")
@@ -394,10 +395,11 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
 def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: Path,
                     states: Optional[Path],
                     control: List[str], gain: float, rate: Optional[float],
-                    normalize: bool) -> None:
-    """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
+                    normalize: bool, knobs: dict[str, float]) -> None:
+    """`simulate --model`: a trained network on the input, at its own rate (resampling);
+    --set gives the values of the knobs it was trained with."""
     import nets
-    from nets.inference import process
+    from nets.inference import knob_values, process
     from nodal import arguments
     from nodal.audio import write_signal
     from nodal.files import OutputSet
@@ -405,6 +407,7 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
     arguments.input_folder("--model", run_dir)
     nets.checkpoint.check_circuit(run_dir, circuit)
     net = nets.load_run(run_dir)
+    values = knob_values(net, knobs)    # before reading anything: a bad --set is one line
     signal, fs = _read_input(input, gain, rate, output)
     trained = getattr(net, "run_info", {}).get("data", {}).get("circuit")
     known = None
@@ -412,12 +415,14 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
         import nodal
         known = list(nodal.equations(trained).netlist.controls)
     controls = _read_controls(control, fs, known)
-    y, x = process(net, signal, fs, controls)
+    y, x = process(net, signal, fs, controls, knobs=values)
     with OutputSet() as outputs:
         write_signal(output, y, fs, normalize=normalize, outputs=outputs)
         if states:
             write_signal(states, x, fs, outputs=outputs)
-    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
+    at = f" at {', '.join(f'{k}={v:g}' for k, v in values.items())}" if values else ""
+    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})"
+                  + at)
 
 
 #: the `train` option of each checked setting (nets.errors.ConfigError.field)

@@ -260,6 +260,7 @@ def simulate(
     values = arguments.parameter_values("--set", set_, eq.parameters)
     signal, fs = _read_input(input, gain, rate, output)
     controls = _read_controls(control, fs, list(eq.netlist.controls))
+    controls.update(_moved_waveforms(circuit, eq, values, controls, len(signal), fs))
     total = len(signal) * oversample
     solved = []   # the solver's diagnostics, printed once the outputs are written
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -278,6 +279,26 @@ def simulate(
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     console.print(f"{output}: {len(y)} samples at {fs:g} Hz, peak {peak:.4g} V"
                   + (f"; states {', '.join(eq.state_names)} -> {states}" if states else ""))
+
+
+def _moved_waveforms(circuit: str, eq, values: dict, given: dict, length: int,
+                     rate: float) -> dict:
+    """The control sources whose netlist waveform a --set .param changes (the phaser's
+    `SIN(... {rate})`), as signals at those values; sources given by --control stay theirs."""
+    params = {k.lower(): v for k, v in (values or {}).items() if k.lower() in eq.netlist.params}
+    if not params:
+        return {}
+    from nets.knobs import control_waveforms
+
+    import numpy as np
+
+    before = control_waveforms(circuit, {})
+    after = control_waveforms(circuit, params)
+    taken = {k.lower() for k in given}
+    t = np.arange(length) / rate
+    return {name: np.asarray(wave.at(t, 1 / rate), dtype=np.float64)
+            for name, wave in after.items()
+            if wave is not None and wave != before[name] and name not in taken}
 
 
 def _check_simulate_outputs(input: Path, output: Path, states: Optional[Path], gain: float,
@@ -565,6 +586,9 @@ def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], wind
                      threads=1 if threads is None else threads)
     nets.runs.check_start(circuit, model, **arguments)  # before the bar: one line, nothing made
     values = _parse_values(set_) or None
+    both = sorted({k.lower() for k in values or {}} & {k[0] for k in material.knobs})
+    if both:
+        raise SignalError(f"--set {', '.join(both)}: also a --knob, which sweeps it; drop one")
     with _training_bar() as hooks:
         info = nets.runs.start(circuit, model, values=values, **arguments, **hooks)
     _print_trained(info, model, out)

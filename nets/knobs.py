@@ -164,20 +164,20 @@ def check(circuit: str, knobs: tuple[Knob, ...], motion: bool = False) -> dict[s
         low = control_waveforms(circuit, {knob.name: knob.low})
         high = control_waveforms(circuit, {knob.name: knob.high})
         in_wave = any(low[s] != high[s] for s in low)
-        in_solver = _in_solver(eq, knob.name)
-        if not (in_wave or in_solver):
+        in_params = in_solver(eq, knob.name)
+        if not (in_wave or in_params):
             raise KnobError(f"--knob {knob.name}: the .param {knob.name!r} of {circuit} changes "
                             "no component value, device parameter or control waveform")
         if in_wave and motion:
             raise KnobError(f"--knob {knob.name} with --knob-motion: {knob.name} sets a control "
                             "waveform (moving it would jump the waveform's phase); train it "
                             "without --knob-motion")
-        ways[knob.name] = "both" if in_wave and in_solver else ("waveform" if in_wave
+        ways[knob.name] = "both" if in_wave and in_params else ("waveform" if in_wave
                                                                else "solver")
     return ways
 
 
-def _in_solver(eq, name: str) -> bool:
+def in_solver(eq, name: str) -> bool:
     """Whether the .param reaches an element value or model parameter of the equations."""
     import sympy as sp
 

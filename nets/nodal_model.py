@@ -66,7 +66,10 @@ class NodalModel(NeuralModel):
         self.circuit = circuit
         self.solver = nodal.load(circuit, sample_rate=sample_rate, **(values or {}))
         self.knobs = [str(k).lower() for k in knobs or ()]
-        self.knob_params = [k for k in self.knobs if k in self.solver.names]
+        from .knobs import in_solver
+        # knobs that only shape a control waveform arrive in the control channel already
+        self.knob_params = [k for k in self.knobs
+                            if k in self.solver.names and in_solver(self.solver.eq, k)]
         if (self.solver.n_inputs + len(self.knobs), self.solver.n_states) != (n_inputs,
                                                                              n_states):
             from .errors import AudioShapeMismatchError

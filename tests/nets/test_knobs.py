@@ -22,8 +22,6 @@ from nets.data import MaterialSpec, dataset
 from nets.errors import KnobError
 from nets.nodal_model import NodalModel
 
-from .conftest import KNOB_TINY
-
 runner = CliRunner()
 #: the main-branch commit whose writer made run folders before knobs and model declarations
 OLD_VERSION = "30ddf0b3ba38ec47503628640e6c32bbc3cff6bb"
@@ -84,12 +82,12 @@ def test_nodal_model_with_knobs_is_the_circuit_at_every_setting(knob_data):
 
 
 @pytest.fixture(scope="module")
-def knob_run(tmp_path_factory, cache_root):
+def knob_run(tmp_path_factory, cache_root, knob_data):
     import os
     os.environ["NODALNET_CACHE"] = str(cache_root)
     out = tmp_path_factory.mktemp("knob") / "run"
-    nets.runs.start("tube_screamer", "gru", out=out, hidden=4, material=KNOB_TINY, epochs=1,
-                    segment=256, steps_per_epoch=2, batch=4)
+    nets.runs.start("tube_screamer", "gru", out=out, hidden=4, material=knob_data.material,
+                    epochs=1, segment=256, steps_per_epoch=2, batch=4)
     return out
 
 
@@ -176,3 +174,21 @@ def test_a_run_folder_of_the_previous_version_loads_runs_and_resumes(tmp_path, k
     assert again["esr"] == pytest.approx(info["test"]["esr"], rel=1e-4)
     resumed = nets.runs.resume(run, epochs=2)
     assert resumed["status"] == "done" and len(resumed["history"]) == 2
+
+
+def test_simulate_set_of_a_param_that_shapes_a_control_waveform(tmp_path):
+    """`simulate phase90 --set rate=2` moves the LFO (the .param reaches the circuit only
+    through the SIN of its control source); rate=0.5, the netlist's own value, changes
+    nothing."""
+    source = tmp_path / "in.npy"
+    np.save(source, 0.3 * np.sin(2 * np.pi * 800 * np.arange(9600) / 48000))
+    outs = {}
+    for rate in (None, "0.5", "2"):
+        out = tmp_path / f"y{rate}.npy"
+        extra = [] if rate is None else ["--set", f"rate={rate}"]
+        result = runner.invoke(app, ["simulate", "phase90", "-i", str(source), "--rate",
+                                     "48000", "-o", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outs[rate] = np.load(out)
+    np.testing.assert_array_equal(outs[None], outs["0.5"])
+    assert np.max(np.abs(outs["2"] - outs["0.5"])) > 1e-3 * np.max(np.abs(outs["0.5"]))

@@ -186,7 +186,24 @@ def in_solver(eq, name: str) -> bool:
     for el in net.elements:
         if el.value is not None and symbol in el.value.free_symbols:
             return True
+    for el in net.elements:
+        if any(symbol in getattr(p, "free_symbols", ()) for p in el.params.values()):
+            return True
     for model in net.models.values():
         if any(symbol in getattr(p, "free_symbols", ()) for p in model.params.values()):
             return True
-    return False
+    if name not in eq.parameters:
+        return False
+    # elsewhere in the equations (a controlled source's gain, a behavioural law): whether
+    # the DK matrices move with it
+    import torch
+
+    from nodal.solver import NodalSolver
+
+    solver = NodalSolver(eq)
+    before = solver.matrices()
+    solver.set_value(name, 2.0 * float(solver.value(name)) + 1.0)
+    after = solver.matrices()
+    return any(not torch.equal(a, b) for a, b in zip(vars(before).values(),
+                                                     vars(after).values(), strict=True)
+               if isinstance(a, torch.Tensor))

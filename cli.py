@@ -210,7 +210,8 @@ def simulate(
     states: Optional[Path] = typer.Option(
         None, help="write the circuit states [time, n_states] as .npy"),
     set_: List[str] = typer.Option(
-        [], "--set", help="NAME=VALUE: a component value or .param (repeatable)"),
+        [], "--set", help="NAME=VALUE: a component value or .param (repeatable); with --model: "
+                          "a knob the run was trained with"),
     control: List[str] = typer.Option(
         [], help="SOURCE=FILE: drive a `*@ control` source (repeatable)"),
     oversample: int = typer.Option(
@@ -237,12 +238,12 @@ def simulate(
             raise arguments.ArgumentError(
                 "--model: a trained network has its own input and output; --input-source, "
                 "--output-node and --control-source name a netlist's; drop them or --model")
-        if set_ or oversample != 1 or backend != "fast":
+        if oversample != 1 or backend != "fast":
             raise arguments.ArgumentError(
-                "--model: a trained network takes no --set, --oversample or --backend (they "
-                "drive the solver); drop them or drop --model")
+                "--model: a trained network takes no --oversample or --backend (they drive "
+                "the solver); drop them or drop --model")
         return _simulate_model(model, circuit, input, output, states, control, gain, rate,
-                               normalize)
+                               normalize, _parse_values(set_))
     if circuit is None:
         raise arguments.ArgumentError("give a circuit (built-in name or .cir file), or --model "
                                       "RUN_DIR")
@@ -259,6 +260,7 @@ def simulate(
     values = arguments.parameter_values("--set", set_, eq.parameters)
     signal, fs = _read_input(input, gain, rate, output)
     controls = _read_controls(control, fs, list(eq.netlist.controls))
+    controls.update(_moved_waveforms(circuit, eq, values, controls, len(signal), fs))
     total = len(signal) * oversample
     solved = []   # the solver's diagnostics, printed once the outputs are written
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -277,6 +279,26 @@ def simulate(
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     console.print(f"{output}: {len(y)} samples at {fs:g} Hz, peak {peak:.4g} V"
                   + (f"; states {', '.join(eq.state_names)} -> {states}" if states else ""))
+
+
+def _moved_waveforms(circuit: str, eq, values: dict, given: dict, length: int,
+                     rate: float) -> dict:
+    """The control sources whose netlist waveform a --set .param changes (the phaser's
+    `SIN(... {rate})`), as signals at those values; sources given by --control stay theirs."""
+    params = {k.lower(): v for k, v in (values or {}).items() if k.lower() in eq.netlist.params}
+    if not params:
+        return {}
+    from nets.knobs import control_waveforms
+
+    import numpy as np
+
+    before = control_waveforms(circuit, {})
+    after = control_waveforms(circuit, params)
+    taken = {k.lower() for k in given}
+    t = np.arange(length) / rate
+    return {name: np.asarray(wave.at(t, 1 / rate), dtype=np.float64)
+            for name, wave in after.items()
+            if wave is not None and wave != before[name] and name not in taken}
 
 
 def _check_simulate_outputs(input: Path, output: Path, states: Optional[Path], gain: float,
@@ -394,10 +416,11 @@ def demo(out: Path = typer.Option(Path("demo"), help="folder for the demo's file
 def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: Path,
                     states: Optional[Path],
                     control: List[str], gain: float, rate: Optional[float],
-                    normalize: bool) -> None:
-    """`simulate --model`: a trained network on the input, at its own rate (resampling)."""
+                    normalize: bool, knobs: dict[str, float]) -> None:
+    """`simulate --model`: a trained network on the input, at its own rate (resampling);
+    --set gives the values of the knobs it was trained with."""
     import nets
-    from nets.inference import process
+    from nets.inference import knob_values, process
     from nodal import arguments
     from nodal.audio import write_signal
     from nodal.files import OutputSet
@@ -405,6 +428,7 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
     arguments.input_folder("--model", run_dir)
     nets.checkpoint.check_circuit(run_dir, circuit)
     net = nets.load_run(run_dir)
+    values = knob_values(net, knobs)    # before reading anything: a bad --set is one line
     signal, fs = _read_input(input, gain, rate, output)
     trained = getattr(net, "run_info", {}).get("data", {}).get("circuit")
     known = None
@@ -412,19 +436,22 @@ def _simulate_model(run_dir: Path, circuit: Optional[str], input: Path, output: 
         import nodal
         known = list(nodal.equations(trained).netlist.controls)
     controls = _read_controls(control, fs, known)
-    y, x = process(net, signal, fs, controls)
+    y, x = process(net, signal, fs, controls, knobs=values)
     with OutputSet() as outputs:
         write_signal(output, y, fs, normalize=normalize, outputs=outputs)
         if states:
             write_signal(states, x, fs, outputs=outputs)
-    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})")
+    at = f" at {', '.join(f'{k}={v:g}' for k, v in values.items())}" if values else ""
+    console.print(f"{output}: {len(y)} samples at {fs:g} Hz from {net.spec['name']} ({run_dir})"
+                  + at)
 
 
 #: the `train` option of each checked setting (nets.errors.ConfigError.field)
 _TRAIN_OPTIONS = {"window": "--window", "state_weight": "--state-weight", "hidden": "--hidden",
                   "epochs": "--epochs", "seed": "--seed", "lr": "--lr", "segment": "--segment",
                   "batch": "--batch", "emphasis": "--emphasis", "train_seconds": "--train-seconds",
-                  "wav": "--wav", "sample_rate": "--rate", "threads": "--threads", "out": "--out"}
+                  "wav": "--wav", "sample_rate": "--rate", "threads": "--threads", "out": "--out",
+                  "knob": "--knob", "knob_motion": "--knob-motion"}
 
 
 @app.command()
@@ -461,6 +488,11 @@ def train(
         help="NAME=VALUE: a component value or .param (repeatable)"),
     threads: Optional[int] = typer.Option(None,
         help="torch threads (small models train fastest on one) [default: 1]"),
+    knob: List[str] = typer.Option([], "--knob",
+        help="NAME=LOW:HIGH: sweep this .param over the range; the model takes its value as "
+             "an input (repeatable)"),
+    knob_motion: bool = typer.Option(False, "--knob-motion",
+        help="the knobs move slowly within the material (piecewise-constant steps)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory to write"),
     resume: Optional[Path] = typer.Option(None,
         help="continue the run in this directory (with its own settings)"),
@@ -474,7 +506,8 @@ def train(
     settings = dict(window=window, state_weight=state_weight, hidden=hidden, seed=seed, lr=lr,
                     segment=segment, batch=batch, emphasis=emphasis,
                     train_seconds=train_seconds, wav=wav, sample_rate=sample_rate,
-                    set_=set_, threads=threads, out=out)
+                    set_=set_, threads=threads, knob=knob, knob_motion=knob_motion or None,
+                    out=out)
     try:
         if resume is not None:
             _train_resume(resume, circuit, model, epochs, settings)
@@ -526,7 +559,7 @@ def _train_resume(run_dir: Path, circuit: Optional[str], model: Optional[str],
 
 def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], window, state_weight,
                  hidden, seed, lr, segment, batch, emphasis, train_seconds, wav, sample_rate,
-                 set_, threads, out) -> None:
+                 set_, threads, knob, knob_motion, out) -> None:
     from dataclasses import replace
 
     import nets.runs
@@ -539,6 +572,12 @@ def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], wind
     material = MaterialSpec(wav=tuple(str(w) for w in wav))
     if train_seconds is not None:
         material = replace(material, train_seconds=train_seconds)
+    if knob_motion and not knob:
+        raise SignalError("--knob-motion: moves the --knob knobs; give at least one --knob")
+    if knob:
+        from nets.knobs import parse_specs
+        material = replace(material, knobs=tuple(tuple(k.to_list()) for k in parse_specs(knob)),
+                           knob_motion=bool(knob_motion))
     rate = 48000.0 if sample_rate is None else sample_rate
     arguments = dict(out=out, hidden=hidden, sample_rate=rate, material=material,
                      window=None if window is None else parse_window(window, "--window"),
@@ -547,6 +586,9 @@ def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], wind
                      threads=1 if threads is None else threads)
     nets.runs.check_start(circuit, model, **arguments)  # before the bar: one line, nothing made
     values = _parse_values(set_) or None
+    both = sorted({k.lower() for k in values or {}} & {k[0] for k in material.knobs})
+    if both:
+        raise SignalError(f"--set {', '.join(both)}: also a --knob, which sweeps it; drop one")
     with _training_bar() as hooks:
         info = nets.runs.start(circuit, model, values=values, **arguments, **hooks)
     _print_trained(info, model, out)

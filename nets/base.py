@@ -37,12 +37,45 @@ class NeuralModel(StateSpaceModel):
     """Base of the trainable networks. Subclasses give `initial_state`, `encode`, `step` and,
     for speed, `run(u, s0)` (free-running from s0, u [B, T, n_inputs])."""
 
+    # -- what the model declares about itself (a new model sets these; nothing else in
+    # `nets` names models) ---------------------------------------------------------------------
     #: `encode` starts the model from true circuit states (else it starts from a warm-up)
     resettable = True
     #: the `x` output is trained against the circuit states (else it is not meaningful)
     exposes_states = True
     #: per-epoch validation resets to true states every this many samples (0: free-running)
     validate_every = 0
+    #: evaluation sweeps resets to true states (`compare`'s ESR by window); False where a reset
+    #: measures something else than exposure bias
+    reset_sweep = True
+    #: takes knob values (`nets.knobs`) as extra input channels after the audio and controls
+    conditioning = True
+    #: the compiled runner of `nets.fast` ("stn", "gru", "solver"), or None
+    fast_path: str | None = None
+    #: `--hidden` when not given; None: the model has no hidden size
+    default_hidden: int | None = None
+    #: its own size and shape are the circuit's (it cannot be built at any n_inputs/n_states)
+    circuit_bound = False
+    #: the `nets.train.TrainConfig` fields it trains with unless told otherwise
+    defaults: dict = {}
+    #: keyword arguments of a small instance, and the settings of a short fit that must lower
+    #: its loss (the test battery's)
+    tiny: dict = {"hidden": 6}
+    tiny_fit: dict = {"segment": 256, "window": 16, "lr": 1e-2, "steps": 30}
+
+    @classmethod
+    def build_kwargs(cls, data, hidden: int | None = None,
+                     values: dict[str, float] | None = None) -> dict:
+        """The keyword arguments `nets.runs.start` builds it with for `data` (a
+        `CircuitDataset`), `--hidden` and `--set` values."""
+        kwargs: dict = {"scaling": data.scaling}
+        if cls.default_hidden is not None:
+            kwargs["hidden"] = hidden or cls.default_hidden
+        return kwargs
+
+    def spec_kwargs(self) -> dict:
+        """Keyword arguments beyond the given ones that rebuild it exactly (JSON)."""
+        return {}
 
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  scaling: dict | None = None):

@@ -17,9 +17,10 @@ can lag behind by at most one epoch after a kill, never disagree with the weight
 resume. Every file goes through `nodal.files.atomic_write` (temp file, fsync, rename); temp
 files that a kill left behind are removed when a run is opened, under its lock.
 
-`last.pt` is written only by `_commit` and read only by `_load_last`. Folders of the first
-format (last.pt with weights, optimizer, epoch and lr scale only; history in run.json) still
-load and resume.
+`last.pt` is written only by `_commit` and read only by `_load_last`; its content is made by
+`Progress.state` and loaded back by `restore` (the training loop holds neither format).
+Folders of the first format (last.pt with weights, optimizer, epoch and lr scale only; history in
+run.json) still load and resume.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import json
 import os
 import signal
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -123,6 +125,37 @@ def is_training(run_dir: str | Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+# -- the checkpoint's content ----------------------------------------------------------------
+@dataclass
+class Progress:
+    """What a checkpoint holds besides weights, optimizer and info."""
+
+    epoch: int = -1              # the last finished epoch (-1: none yet)
+    lr_scale: float = 1.0        # halved at every NaN roll-back
+    rollbacks: int = 0
+    best_state: dict | None = None
+
+    def state(self, model, optimizer, info: dict) -> dict:
+        """The checkpoint (what `save` and `begin` commit) of a model, its optimizer and its
+        run's info at this progress."""
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": self.epoch, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
+                "best_state": self.best_state, "info": info}
+
+
+def restore(model, optimizer, state: dict, out: str | Path) -> Progress:
+    """Load a checkpoint (`read_checkpoint`'s) into model and optimizer; its progress."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirectoryError(
+            f"{Path(out) / LAST}: its weights do not fit the model of its run.json "
+            f"({str(exc).splitlines()[0][:120]}); delete {out} and train the run again") from None
+    return Progress(state["epoch"], state["lr_scale"], state.get("rollbacks", 0),
+                    state.get("best_state"))
 
 
 # -- writing --------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ class Evaluation:
     status: str | None = None         # a run's: done, stopped, training, diverged
     epochs_done: int | None = None
     epochs_asked: int | None = None
+    #: free-running ESR at each knob setting of the test split: [{"values": {...}, "esr"}]
+    esr_by_knob: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,14 +110,15 @@ def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = 
     meta = meta or {}
     test = data.test
     model.eval()
+    knob_names = [k.name for k in data.knobs]
     with torch.no_grad():
         free = metrics.evaluate(model, test)
-        # The solver's state is the trapezoidal rule's companion history, which capacitor
-        # voltages alone do not fix (it also holds the capacitor currents): its `encode`
-        # assumes a circuit at rest, so resets would measure that assumption, not exposure
-        # bias. Solver-based rows are reported free-running only.
-        slow = meta.get("model") == "nodal"
-        resettable = getattr(model, "resettable", True) and not slow
+        by_knob = []
+        if knob_names:
+            by_knob = metrics.esr_by_knob(metrics.predict(model, test).y, test, knob_names)
+        # a model whose resets measure something else than exposure bias (the solver's, see
+        # `NodalModel.reset_sweep`) is reported free-running only
+        resettable = getattr(model, "resettable", True) and getattr(model, "reset_sweep", True)
         sweep_split = test
         by_window: dict[str, float] = {}
         teacher = None
@@ -140,7 +143,7 @@ def evaluate_model(model, data: CircuitDataset, label: str, meta: dict | None = 
         esr_by_window=by_window, growth=growth, rtf=rtf,
         train_seconds=meta.get("train_seconds"), run_dir=meta.get("run_dir"),
         status=meta.get("status"), epochs_done=meta.get("epochs_done"),
-        epochs_asked=meta.get("epochs_asked"))
+        epochs_asked=meta.get("epochs_asked"), esr_by_knob=by_knob)
 
 
 def run_label(info: dict) -> str:
@@ -159,6 +162,16 @@ def run_meta(run_dir: Path, info: dict) -> dict:
             "run_dir": str(run_dir), "status": checkpoint.status(run_dir, info),
             "epochs_done": len(info.get("history") or []),
             "epochs_asked": info["config"]["epochs"]}
+
+
+def group_name(info: dict) -> str:
+    """The runs compared on one test split: those of a circuit, apart for each set of knobs
+    (a knob run's inputs and test grid are its own)."""
+    knobs = MaterialSpec.from_dict(info["data"]["material"]).knobs
+    name = info["data"]["circuit"]
+    if not knobs:
+        return name
+    return f"{name} (knobs " + ", ".join(f"{n}={lo:g}:{hi:g}" for n, lo, hi in knobs) + ")"
 
 
 def run_dataset(info: dict) -> CircuitDataset:
@@ -186,7 +199,8 @@ def evaluate_solver(data: CircuitDataset, timing: bool = True) -> Evaluation:
     from .nodal_model import NodalModel
 
     model = NodalModel(data.n_inputs, data.n_states, data.sample_rate, circuit=data.circuit,
-                       values=data.values, start_factor=1.0)
+                       values=data.values, start_factor=1.0,
+                       knobs=[k.name for k in data.knobs] or None)
     return evaluate_model(model, data, "solver (true values)", {"model": "nodal"},
                           timing=timing)
 
@@ -210,11 +224,12 @@ def compare(run_dirs: list[str | Path], circuit: str | None = None, with_solver:
         name = info["data"]["circuit"]
         if circuit and name != circuit:
             continue
-        if name not in datasets:
-            datasets[name] = run_dataset(info)
-        ev = evaluate_model(model, datasets[name], run_label(info),
+        group = group_name(info)
+        if group not in datasets:
+            datasets[group] = run_dataset(info)
+        ev = evaluate_model(model, datasets[group], run_label(info),
                             run_meta(Path(run_dir), info), timing=timing)
-        groups.setdefault(name, []).append(ev)
+        groups.setdefault(group, []).append(ev)
     if with_solver:
         for name, data in datasets.items():
             groups[name].insert(0, evaluate_solver(data, timing))

@@ -32,6 +32,8 @@ from nodal.files import atomic_write, cache_dir
 from nodal.signals import karplus_strong, sweep
 
 from .errors import AudioShapeMismatchError, SampleRateMismatchError
+from .knobs import MOTION_STEP, Knob, controls_at, from_lists, grid
+from .knobs import check as check_knobs
 
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = 2  # bump whenever the material generator or the split layout changes
@@ -52,6 +54,13 @@ class MaterialSpec:
     max_level: float = 2.0
     wav: tuple[str, ...] = ()
     resample: bool = True  # WAVs at another rate are resampled (else SampleRateMismatchError)
+    #: knobs swept over the material (`nets.knobs`): (name, low, high) each
+    knobs: tuple[tuple[str, float, float], ...] = ()
+    knob_motion: bool = False   # knobs move within a block (piecewise-constant steps)
+    knob_block: float = 0.25    # seconds of material per knob draw
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "knobs", tuple(tuple(k) for k in self.knobs))
 
     def seconds(self, split: str) -> float:
         return {"train": self.train_seconds, "val": self.val_seconds,
@@ -60,12 +69,18 @@ class MaterialSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["wav"] = list(self.wav)
+        if not self.knobs:  # the spec (and cache key) of a knob-free dataset stays as it was
+            for name in ("knobs", "knob_motion", "knob_block"):
+                d.pop(name)
+        else:
+            d["knobs"] = [list(k) for k in self.knobs]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MaterialSpec":
         d = dict(d)
         d["wav"] = tuple(d.get("wav", ()))
+        d["knobs"] = tuple(tuple(k) for k in d.get("knobs", ()))
         return cls(**d)
 
 
@@ -240,6 +255,11 @@ class CircuitDataset:
         return self.train.x.shape[-1]
 
     @property
+    def knobs(self) -> tuple[Knob, ...]:
+        """The knobs swept over this dataset (their values: the last input channels)."""
+        return knobs_of(self.material)
+
+    @property
     def scaling(self) -> dict[str, list[float]]:
         """Per-channel mean and standard deviation of the training split (std floored)."""
         out = {}
@@ -327,6 +347,81 @@ def simulate_split(solver: nodal.NodalSolver, audio: np.ndarray, start: int = 0)
                  y[:, LEAD_IN:].to(f32).contiguous(), x[:, LEAD_IN - 1].to(f32).contiguous())
 
 
+def knob_schedule(spec: MaterialSpec, split: str, length: int, sample_rate: float,
+                  index: int) -> list[tuple[int, int, tuple[float, ...]]]:
+    """(start, length, knob values) pieces covering a split of `length` samples.
+
+    train / val: a fresh uniform draw every `knob_block` seconds (with `knob_motion`, the
+    values move linearly from each draw to the next in steps of `knobs.MOTION_STEP` samples);
+    test: `length` is the test audio times the grid size, one grid point per repetition."""
+    ks = knobs_of(spec)
+    if split == "test":
+        points = grid(ks)
+        each = length // len(points)
+        return [(k * each, each, p) for k, p in enumerate(points)]
+    rng = np.random.default_rng([spec.seed, index, 14])
+    block = max(1, int(round(spec.knob_block * sample_rate)))
+    n_blocks = -(-length // block)
+    lows = np.array([k.low for k in ks])
+    highs = np.array([k.high for k in ks])
+    draws = lows + (highs - lows) * rng.random((n_blocks + 1, len(ks)))
+    pieces = []
+    for b in range(n_blocks):
+        start, stop = b * block, min(length, (b + 1) * block)
+        if not spec.knob_motion:
+            pieces.append((start, stop - start, tuple(float(v) for v in draws[b])))
+            continue
+        for at in range(start, stop, MOTION_STEP):
+            frac = (at - start) / block
+            values = draws[b] + frac * (draws[b + 1] - draws[b])
+            pieces.append((at, min(MOTION_STEP, stop - at), tuple(float(v) for v in values)))
+    return pieces
+
+
+def knobs_of(spec: MaterialSpec) -> tuple[Knob, ...]:
+    return from_lists(spec.knobs)
+
+
+def simulate_knob_split(solver: nodal.NodalSolver, circuit: str, audio: np.ndarray,
+                        start: int, knobs: tuple[Knob, ...], ways: dict[str, str],
+                        pieces: list[tuple[int, int, tuple[float, ...]]]) -> Split:
+    """`simulate_split` with knobs: each piece rendered at its knob values (solver parameters
+    set, control waveforms re-read), the state carried across pieces; u gets one column per
+    knob after the audio and the controls."""
+    fs = solver.sample_rate
+    base = {k.name: float(solver.value(k.name)) for k in knobs if ways[k.name] != "waveform"}
+    us, xs, ys, x_init, s = [], [], [], None, None
+    try:
+        for at, n, values in pieces:
+            named = dict(zip([k.name for k in knobs], values, strict=True))
+            for name in base:
+                solver.set_value(name, named[name])
+            chunk = audio[at:at + n]
+            lead = LEAD_IN if s is None else 0
+            if lead:
+                chunk = np.concatenate([np.full(lead, chunk[0] if len(chunk) else 0.0), chunk])
+            waves = {k: v for k, v in named.items() if ways[k] != "solver"}
+            controls = (controls_at(circuit, waves, len(chunk), start + at - lead, fs, solver)
+                        if waves else _controls(solver, len(chunk), start + at - lead))
+            u = torch.from_numpy(np.concatenate([chunk[:, None], controls], -1))[None]
+            with torch.no_grad():
+                traj = solver.simulate(u, s0=s, backend="fast")
+            s = traj.s_final
+            x, y = traj.x.double(), traj.y.double()
+            if lead:
+                x_init = x[:, lead - 1]
+            knob_cols = torch.tensor(values, dtype=torch.float64).expand(1, u.shape[1] - lead, -1)
+            us.append(torch.cat([u[:, lead:], knob_cols], -1))
+            xs.append(x[:, lead:])
+            ys.append(y[:, lead:])
+    finally:
+        for name, value in base.items():
+            solver.set_value(name, value)
+    f32 = torch.float32
+    return Split(torch.cat(us, 1).to(f32).contiguous(), torch.cat(xs, 1).to(f32).contiguous(),
+                 torch.cat(ys, 1).to(f32).contiguous(), x_init.to(f32).contiguous())
+
+
 def cache_key(netlist: str, values: dict[str, float], sample_rate: float,
               spec: MaterialSpec) -> str:
     wavs = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in spec.wav]
@@ -352,15 +447,25 @@ def dataset(circuit: str = "diode_clipper", sample_rate: float = 48000.0,
         folder / f"{path.stem}-{cache_key(source, all_values, sample_rate, spec)}.npz")
     if file is not None and file.exists():
         return CircuitDataset.load(file)
+    knobs = knobs_of(spec)
+    ways = check_knobs(circuit, knobs, spec.knob_motion) if knobs else {}
     audio = material(spec, sample_rate)
+    if knobs:  # the test audio once per grid point
+        audio["test"] = np.tile(audio["test"], len(grid(knobs)))
     splits, start = {}, 0
-    for s in SPLITS:
+    for index, s in enumerate(SPLITS):
         if log:
             log(f"simulating {circuit} on {len(audio[s]) / sample_rate:.1f} s of {s} material")
-        splits[s] = simulate_split(solver, audio[s], start)
+        if knobs:
+            pieces = knob_schedule(spec, s, len(audio[s]), sample_rate, index)
+            splits[s] = simulate_knob_split(solver, str(circuit), audio[s], start, knobs, ways,
+                                            pieces)
+        else:
+            splits[s] = simulate_split(solver, audio[s], start)
         start += len(audio[s]) + LEAD_IN
     data = CircuitDataset(str(circuit), text, float(sample_rate), all_values, spec, splits,
-                          list(solver.eq.input_names), list(solver.eq.state_names))
+                          list(solver.eq.input_names) + [k.name for k in knobs],
+                          list(solver.eq.state_names))
     if file is not None:
         data.save(file)
     return data

@@ -57,3 +57,9 @@ class ConfigError(NetsError, ValueError):
     def renamed(self, label: str) -> "ConfigError":
         """The same error under another name for the setting (e.g. a CLI option)."""
         return ConfigError(self.field, self.value, self.allowed, label)
+
+
+class KnobError(NetsError, ValueError):
+    """A `--knob` or a knob value that does not fit the circuit or the run: no such `.param`,
+    an empty or reversed range, a malformed spec, a value for a knob the run was not trained
+    on."""

@@ -8,8 +8,9 @@ Only the recurrence is sequential, so only it is compiled; the parts that do not
           h[n] = (1 - z) n + z h[n-1]        (torch.nn.GRU's equations)
 
 Kernels run in float64 on one thread. `compile(model)` returns a callable with the model's
-`forward(u, s0)` signature (free-running, no gradients) for STN, GRU, gru-sm and the `nodal`
-model (its solver's own fast backend); `supports(model)` says whether one exists.
+`forward(u, s0)` signature (free-running, no gradients) for every model that declares a
+`fast_path` (STN, GRU, gru-sm, and `nodal`: its solver's own fast backend);
+`supports(model)` says whether one exists.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from torch import Tensor
 from nodal.arrays import as_numpy
 from nodal.interface import Trajectory
 
+from . import weights
 from .gru import GRU
 from .nodal_model import NodalModel
-from . import weights
 from .stn import STN
 from .weights import recurrent_layers, stn_layers
 
@@ -83,7 +84,8 @@ _np = partial(as_numpy, dtype=torch.float64)   # tensors to the float64 kernels
 
 
 def supports(model) -> bool:
-    return type(model) in (STN, GRU) or isinstance(model, NodalModel)
+    """Whether the model declares a compiled runner (`NeuralModel.fast_path`)."""
+    return getattr(model, "fast_path", None) in RUNNERS
 
 
 class FastSTN:
@@ -144,22 +146,26 @@ class FastGRU:
 
 
 class FastNodal:
-    """The solver's own compiled backend, at the model's current component values."""
+    """The solver's own compiled backend, at the model's current component values (and its
+    knob values, stretch by stretch)."""
 
     def __init__(self, model: NodalModel):
         self.model = model
 
     @torch.no_grad()
     def __call__(self, u: Tensor, s0: Tensor | None = None) -> Trajectory:
-        return self.model.solver.simulate(u.double(), s0=s0, backend="fast")
+        m = self.model
+        if s0 is None:
+            s0 = m.initial_state(u.shape[0], u[:, 0])
+        return m._run(u, s0, lambda v, s: m.solver.simulate(v, s0=s, backend="fast"))
+
+
+#: `NeuralModel.fast_path` -> its runner
+RUNNERS = {"stn": FastSTN, "gru": FastGRU, "solver": FastNodal}
 
 
 def compile(model):
     """A fast forward-only runner for `model` (see `supports`)."""
-    if type(model) is STN:
-        return FastSTN(model)
-    if type(model) is GRU:
-        return FastGRU(model)
-    if isinstance(model, NodalModel):
-        return FastNodal(model)
-    raise TypeError(f"no fast path for {type(model).__name__}; use the model itself")
+    if not supports(model):
+        raise TypeError(f"no fast path for {type(model).__name__}; use the model itself")
+    return RUNNERS[model.fast_path](model)

@@ -15,6 +15,9 @@ from .gru import RecurrentModel
 class LSTM(RecurrentModel):
     cell = nn.LSTM
     state_factor = 2
+    # the GRU's schedule (15 short epochs left it at a Tube Screamer test ESR of 0.18; 100: 2.8e-2)
+    defaults = dict(window=0, state_weight=0.0, epochs=100, segment=512, batch=32, lr=5e-3,
+                    warmup=32, steps_per_epoch=60, emphasis=0.85)
 
     def encode(self, x: Tensor) -> Tensor:
         z = self.encoder(self.scale_x(x.to(self.dtype)))

@@ -73,3 +73,23 @@ def evaluate(model, split: Split, every: int = 0, use_fast: bool = True) -> dict
             "esr_emphasis": output_esr(traj.y, split.y, EMPHASIS),
             "state_esr": state_esr(traj.x, split.x) if getattr(model, "exposes_states", True)
             else None}
+
+
+def esr_by_knob(y_hat: torch.Tensor, split: Split, knob_names: list[str]) -> list[dict]:
+    """Output ESR of each stretch of constant knob values of a split (the test split's grid
+    points): [{"values": {knob: value}, "esr": ...}], in the order they come. The knob values
+    are the split's last len(knob_names) input channels."""
+    if not knob_names:
+        return []
+    k = split.u[0, :, -len(knob_names):].double()
+    change = (k[1:] != k[:-1]).any(-1).nonzero().flatten().tolist()
+    edges = [0] + [c + 1 for c in change] + [split.length]
+    pooled: dict[tuple, list[tuple[int, int]]] = {}
+    for a, z in zip(edges, edges[1:], strict=False):
+        pooled.setdefault(tuple(round(float(v), 12) for v in k[a]), []).append((a, z))
+    out = []
+    for values, spans in pooled.items():
+        index = torch.cat([torch.arange(a, z) for a, z in spans])
+        out.append({"values": dict(zip(knob_names, values, strict=True)),
+                    "esr": output_esr(y_hat[:, index], split.y[:, index])})
+    return out

@@ -29,6 +29,10 @@ class _Field(nn.Module):
 
 class NeuralODE(STN):
     validate_every = 4096  # a Python loop of odeint calls: validate in parallel windows
+    fast_path = None
+    defaults = dict(window=1, state_weight=1.0, epochs=20, segment=512, batch=32, lr=5e-3,
+                    steps_per_epoch=88)
+
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  hidden: int = 16, depth: int = 2, readout_hidden: int = 8,
                  method: str = "rk4", scaling: dict | None = None):

@@ -10,20 +10,20 @@ from typing import Any
 
 from .base import NeuralModel
 from .errors import UnknownModelError
-from .gru import GRU
+from .gru import GRU, GRUSM
 from .lstm import LSTM
 from .nodal_model import NodalModel
 from .ode import NeuralODE
 from .stn import STN
 
-#: name -> (class, fixed keyword arguments)
-MODELS: dict[str, tuple[type[NeuralModel], dict[str, Any]]] = {
-    "stn": (STN, {}),
-    "gru": (GRU, {"state_matching": False}),
-    "gru-sm": (GRU, {"state_matching": True}),
-    "lstm": (LSTM, {}),
-    "ode": (NeuralODE, {}),
-    "nodal": (NodalModel, {}),
+#: name -> class; each class declares its defaults and capabilities (`NeuralModel`)
+MODELS: dict[str, type[NeuralModel]] = {
+    "stn": STN,
+    "gru": GRU,
+    "gru-sm": GRUSM,
+    "lstm": LSTM,
+    "ode": NeuralODE,
+    "nodal": NodalModel,
 }
 
 
@@ -44,16 +44,18 @@ def check_name(name: str) -> str:
     return name
 
 
+def model_class(name: str) -> type[NeuralModel]:
+    """The class registered as `name` (UnknownModelError listing the names otherwise)."""
+    return MODELS[check_name(name)]
+
+
 def build(name: str, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
           **kwargs: Any) -> NeuralModel:
     """A fresh model `name` (see `MODELS`); kwargs go to its class (hidden, depth, scaling...)."""
-    cls, fixed = MODELS[check_name(name)]
+    cls = model_class(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    model = cls(n_inputs, n_states, sample_rate, **fixed, **kwargs)
-    spec_kwargs = dict(kwargs)
-    if isinstance(model, NodalModel):
-        spec_kwargs["start"] = model.start  # the random-free start values, to rebuild exactly
-        spec_kwargs["trainable"] = list(model.keys)
+    model = cls(n_inputs, n_states, sample_rate, **kwargs)
+    spec_kwargs = {**kwargs, **model.spec_kwargs()}
     model.spec = {"name": name, "n_inputs": int(n_inputs), "n_states": int(n_states),
                   "sample_rate": float(sample_rate), "kwargs": _plain(spec_kwargs)}
     return model

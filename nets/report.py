@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -311,26 +312,32 @@ def _comparison_files(comparison, out: Path, title: str,
                   f"at {data.sample_rate:g} Hz; every model free-running from the split's start "
                   "unless stated.", "", markdown_table(rows), ""]
         lines += _window_table(rows)
+        stem = re.sub(r"[^\w.-]+", "_", circuit).strip("_")
         n0 = int(0.5 * data.sample_rate)
         excerpt = slice(n0, n0 + int(0.02 * data.sample_rate))
         traces, states, errors = _traces(evals, data, excerpt)
         plots = {
             "waveforms": plot_waveforms(
                 traces, data.test.y[0, excerpt, 0].double().numpy(), data.sample_rate,
-                out / f"{circuit}_waveforms.png", f"{circuit}: output and first state, 20 ms",
+                out / f"{stem}_waveforms.png", f"{circuit}: output and first state, 20 ms",
                 data.test.x[0, excerpt, 0].double().numpy() if data.n_states else None, states,
                 outputs=outputs),
-            "growth": plot_growth(evals, out / f"{circuit}_error_growth.png",
+            "growth": plot_growth(evals, out / f"{stem}_error_growth.png",
                                   f"{circuit}: error growth after a reset to the true state",
                                   outputs),
-            "windows": plot_windows(rows, out / f"{circuit}_esr_vs_window.png",
+            "windows": plot_windows(rows, out / f"{stem}_esr_vs_window.png",
                                     f"{circuit}: free-running ESR versus training window",
                                     outputs),
             "spectra": plot_error_spectra(errors, data.sample_rate,
-                                          out / f"{circuit}_error_spectra.png",
+                                          out / f"{stem}_error_spectra.png",
                                           f"{circuit}: spectra of the output error",
                                           data.test.y[0, :, 0].double().numpy(), outputs),
         }
+        if any(ev.esr_by_knob for ev in evals):
+            lines += _knob_table(evals)
+            plots["knobs"] = plot_knobs(evals, out / f"{stem}_esr_vs_knob.png",
+                                        f"{circuit}: free-running ESR at each knob setting",
+                                        outputs)
         for name, path in plots.items():
             lines += [f"![{circuit} {name}]({path.name})", ""]
         results[circuit]["plots"] = {k: v.name for k, v in plots.items()}
@@ -349,3 +356,47 @@ def _window_table(rows: list[dict]) -> list[str]:
                  for k in windows]
         lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _knob_label(values: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+
+def _knob_table(evals: list[Evaluation]) -> list[str]:
+    """Free-running ESR at each knob setting of the test grid (one row per model)."""
+    with_knobs = [ev for ev in evals if ev.esr_by_knob]
+    settings = [_knob_label(r["values"]) for r in with_knobs[0].esr_by_knob]
+    lines = ["Free-running ESR at each knob setting of the test split (values never drawn in "
+             "training):", "", "| model | " + " | ".join(settings) + " | worst |",
+             "|---|" + "---|" * (len(settings) + 1)]
+    for ev in with_knobs:
+        esr = {_knob_label(r["values"]): r["esr"] for r in ev.esr_by_knob}
+        cells = [f"{esr[k]:.2e}" if k in esr else "—" for k in settings]
+        lines.append(f"| {ev.label} | " + " | ".join(cells) + f" | {max(esr.values()):.2e} |")
+    return lines + [""]
+
+
+def plot_knobs(evals: list[Evaluation], path: Path, title: str,
+               outputs: OutputSet | None = None) -> Path:
+    """ESR against the knob setting (the first knob on the x axis; one curve per model and
+    setting of the others)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for ev in evals:
+        if not ev.esr_by_knob:
+            continue
+        names = list(ev.esr_by_knob[0]["values"])
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for r in ev.esr_by_knob:
+            rest = _knob_label({k: v for k, v in r["values"].items() if k != names[0]})
+            curves.setdefault(rest, []).append((r["values"][names[0]], r["esr"]))
+        for rest, points in curves.items():
+            points.sort()
+            ax.semilogy([p for p, _ in points], [max(e, 1e-12) for _, e in points], "o-",
+                        label=ev.label + (f" ({rest})" if rest else ""))
+        ax.set_xlabel(names[0])
+    ax.set_ylabel("free-running ESR")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3, which="both")
+    return _save(fig, path, outputs)

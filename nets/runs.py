@@ -19,12 +19,8 @@ import torch
 from . import checkpoint
 from .data import MaterialSpec, dataset
 from .errors import ConfigError, RunBusyError
-from .registry import build, check_name, from_spec
+from .registry import build, check_name, from_spec, model_class
 from .train import TrainConfig, config_for, train
-
-#: model size defaults (`--hidden`): GRU 8 (the diode-clipper target), STN 16 units per layer
-HIDDEN = {"stn": 16, "ode": 16, "gru": 8, "gru-sm": 8, "lstm": 8}
-
 
 def _positive(field: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -79,8 +75,17 @@ def check_start(circuit: str, model: str, out: str | Path | None = None,
     if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int)
                                or hidden < 1):
         raise ConfigError("hidden", hidden, "a whole number >= 1")
+    if hidden is not None and model_class(model).default_hidden is None:
+        raise ConfigError("hidden", hidden, f"left out: the {model} model has no hidden size")
     material = material or MaterialSpec()
     check_material(material, sample_rate)
+    if material.knobs:
+        from .knobs import check as check_knobs
+        from .knobs import from_lists
+        if not model_class(model).conditioning:
+            raise ConfigError("knob", list(material.knobs), f"left out: the {model} model "
+                              "takes no knob inputs")
+        check_knobs(circuit, from_lists(material.knobs), material.knob_motion)
     config = config_for(model, **settings)
     samples = int(round(material.train_seconds * sample_rate))
     if not material.wav and config.segment > samples:
@@ -103,11 +108,7 @@ def start(circuit: str, model: str, out: str | Path | None = None, hidden: int |
     config = check_start(circuit, model, out, hidden, sample_rate, material, **settings)
     data = dataset(circuit, sample_rate, material, values, log=log)
     torch.manual_seed(config.seed)
-    kwargs = {"scaling": data.scaling}
-    if model == "nodal":
-        kwargs.update(circuit=circuit, values=values)
-    else:
-        kwargs["hidden"] = hidden or HIDDEN.get(model)
+    kwargs = model_class(model).build_kwargs(data, hidden, values)
     net = build(model, data.n_inputs, data.n_states, sample_rate, **kwargs)
     return train(net, data, config, out=out, on_step=on_step, on_epoch=on_epoch, log=log)
 

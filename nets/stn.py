@@ -27,6 +27,13 @@ from .weights import stn_layers
 class STN(NeuralModel):
     """STN with a `depth`-layer tanh MLP of `hidden` units. Shapes: u [B, T, n_inputs]."""
 
+    fast_path = "stn"
+    default_hidden = 16
+    # steps per epoch: the budget is steps, not data (88 = one pass over 30 s of 512-segments),
+    # so longer material means more variety at the same cost
+    defaults = dict(window=1, state_weight=1.0, epochs=60, segment=512, batch=32, lr=5e-3,
+                    steps_per_epoch=88)
+
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  hidden: int = 16, depth: int = 2, readout_hidden: int = 8,
                  input_history: int = 1, scaling: dict | None = None, fused: bool = True):

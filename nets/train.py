@@ -28,8 +28,9 @@ import torch
 from nodal.errors import ConvergenceError
 
 from . import checkpoint, metrics
+from .checkpoint import Progress
 from .data import Batch, CircuitDataset, check_compatible
-from .errors import ConfigError, RunDirectoryError, TrainingDivergedError
+from .errors import ConfigError, TrainingDivergedError
 from .losses import StateSpaceLoss
 
 
@@ -129,31 +130,14 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-#: per-model defaults, chosen to reach the diode-clipper targets in a few minutes on 2 cores
-DEFAULTS: dict[str, dict] = {
-    # steps per epoch: the budget is steps, not data (88 = one pass over 30 s of 512-segments),
-    # so longer material means more variety at the same cost
-    "stn": dict(window=1, state_weight=1.0, epochs=60, segment=512, batch=32, lr=5e-3,
-                steps_per_epoch=88),
-    # the recurrent nets learn the highs (where their free-running error sits) only with
-    # pre-emphasis: diode clipper gru-8 test ESR 2.3e-3 without, 9.6e-4 with
-    "gru": dict(window=0, state_weight=0.0, epochs=100, segment=512, batch=32, lr=5e-3,
-                warmup=64, steps_per_epoch=60, emphasis=0.85),
-    "gru-sm": dict(window=0, state_weight=1.0, epochs=100, segment=512, batch=32, lr=5e-3,
-                   steps_per_epoch=60, emphasis=0.85),
-    # the GRU's schedule (15 short epochs left it at a Tube Screamer test ESR of 0.18; 100: 2.8e-2)
-    "lstm": dict(window=0, state_weight=0.0, epochs=100, segment=512, batch=32, lr=5e-3,
-                 warmup=32, steps_per_epoch=60, emphasis=0.85),
-    "ode": dict(window=1, state_weight=1.0, epochs=20, segment=512, batch=32, lr=5e-3,
-                steps_per_epoch=88),
-    "nodal": dict(window=0, state_weight=1.0, epochs=12, segment=128, batch=128, lr=5e-2,
-                  warmup=16, steps_per_epoch=10),
-}
-
-
 def config_for(model_name: str, **overrides) -> TrainConfig:
-    """The defaults of `model_name` with the given (non-None) settings on top."""
-    base = dict(DEFAULTS.get(model_name, {}))
+    """The defaults the model `model_name` declares (`NeuralModel.defaults`: chosen to reach
+    the diode-clipper targets in a few minutes on 2 cores) with the given (non-None) settings
+    on top."""
+    from .registry import MODELS
+
+    cls = MODELS.get(model_name)
+    base = dict(cls.defaults) if cls is not None else {}
     base.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(base)
 
@@ -188,33 +172,6 @@ def _learning_rate(config: TrainConfig, epoch: int, scale: float) -> float:
     return config.lr * scale * cosine
 
 
-@dataclass
-class _Progress:
-    """What a checkpoint holds besides weights, optimizer and info."""
-
-    epoch: int = -1              # the last finished epoch (-1: none yet)
-    lr_scale: float = 1.0        # halved at every NaN roll-back
-    rollbacks: int = 0
-    best_state: dict | None = None
-
-    def state(self, model, optimizer, info: dict) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": self.epoch, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
-                "best_state": self.best_state, "info": info}
-
-
-def _restore(model, optimizer, state: dict, out: Path) -> _Progress:
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunDirectoryError(
-            f"{out / checkpoint.LAST}: its weights do not fit the model of its run.json "
-            f"({str(exc).splitlines()[0][:120]}); delete {out} and train the run again") from None
-    return _Progress(state["epoch"], state["lr_scale"], state.get("rollbacks", 0),
-                     state.get("best_state"))
-
-
 def train(model, data: CircuitDataset, config: TrainConfig | None = None,
           out: str | Path | None = None, resume: bool = False,
           on_step: Callable | None = None, on_epoch: Callable | None = None,
@@ -239,7 +196,7 @@ def train(model, data: CircuitDataset, config: TrainConfig | None = None,
             "config": asdict(config), "history": [], "best": None, "test": None,
             "status": "running", "parameters": sum(p.numel() for p in model.parameters())}
     if out is None:
-        return _fit(model, optimizer, data, config, info, None, _Progress(), on_step, on_epoch,
+        return _fit(model, optimizer, data, config, info, None, Progress(), on_step, on_epoch,
                     log)
     out = Path(out)
     with checkpoint.locked(out):
@@ -250,10 +207,10 @@ def train(model, data: CircuitDataset, config: TrainConfig | None = None,
             elif log:
                 log(f"{out}: no epoch had finished; starting it from its first epoch")
             torch.manual_seed(config.seed)
-            progress = _Progress()
+            progress = Progress()
             checkpoint.begin(out, progress.state(model, optimizer, info))
         else:
-            progress = _restore(model, optimizer, state, out)
+            progress = checkpoint.restore(model, optimizer, state, out)
             info = state["info"]
             done = progress.epoch + 1
             if info.get("status") == "done" and done >= config.epochs:
@@ -266,7 +223,7 @@ def train(model, data: CircuitDataset, config: TrainConfig | None = None,
 
 
 def _fit(model, optimizer, data: CircuitDataset, config: TrainConfig, info: dict,
-         out: Path | None, progress: _Progress, on_step: Callable | None,
+         out: Path | None, progress: Progress, on_step: Callable | None,
          on_epoch: Callable | None, log: Callable | None) -> dict:
     """The epochs after `progress.epoch`, a checkpoint after each, then the test metrics."""
     state_weight = config.state_weight if getattr(model, "exposes_states", True) else 0.0
@@ -310,14 +267,14 @@ def _fit(model, optimizer, data: CircuitDataset, config: TrainConfig, info: dict
     return info
 
 
-def _diverged(model, optimizer, info: dict, out: Path | None, progress: _Progress) -> None:
+def _diverged(model, optimizer, info: dict, out: Path | None, progress: Progress) -> None:
     info["status"] = "diverged"
     if out:
         checkpoint.save(out, progress.state(model, optimizer, info), best=False)
 
 
 def _epoch(model, optimizer, data: CircuitDataset, config: TrainConfig,
-           criterion: StateSpaceLoss, epoch: int, progress: _Progress,
+           criterion: StateSpaceLoss, epoch: int, progress: Progress,
            on_step: Callable | None, log: Callable | None,
            give_up: Callable) -> tuple[float, int, float]:
     """One epoch of steps (total loss, steps, rate), repeated from its start with half the

@@ -34,12 +34,26 @@ LINEAR_GAIN = 1e-4
 VOLT_PEAK_DBU = float(20.0 * np.log10(np.sqrt(0.5) / np.sqrt(0.6)))
 
 
-def check_single_input(model, fmt: str) -> None:
-    if model.n_inputs != 1:
+def knob_names(model) -> list[str]:
+    """The knobs a run was trained with (its inputs after the audio and the controls)."""
+    from ..inference import run_knobs
+    return [k.name for k in run_knobs(model)]
+
+
+def check_single_input(model, fmt: str, knobs: bool = False) -> None:
+    """UnsupportedExportError unless the model's inputs are the audio alone (or, with `knobs`,
+    the audio and its knob values: no control sources)."""
+    extra = len(knob_names(model)) if knobs else 0
+    if model.n_inputs != 1 + extra:
+        controls = model.n_inputs - 1 - len(knob_names(model))
+        why = (f"its circuit has {controls} control source(s)" if controls else
+               f"it takes {model.n_inputs - 1} knob value(s)")
         raise UnsupportedExportError(
-            f"the model has {model.n_inputs} inputs (its circuit has control sources); "
-            f"{fmt} files take one audio input: export a model of a circuit without "
-            "`*@ control` sources")
+            f"the model has {model.n_inputs} inputs ({why}); {fmt} files take one audio "
+            + ("input and the knob values" if knobs else "input") + ": export a model of a "
+            "circuit without `*@ control` sources"
+            + ("" if knobs or controls else " trained without --knob (or use --format "
+               "rtneural, whose files carry knob inputs)"))
 
 
 def provenance(model, run_dir: str | Path) -> dict:
@@ -64,10 +78,14 @@ def provenance(model, run_dir: str | Path) -> dict:
 
 
 def start_state(model) -> np.ndarray:
-    """The state `simulate --model` starts a signal beginning at 0 V from [state size]."""
+    """The state `simulate --model` starts a signal beginning at 0 V from [state size] (its
+    knobs at their defaults)."""
+    from ..inference import knob_values
     from ..inference import start_state as start
 
-    return start(model, np.zeros(model.n_inputs))[0].double().numpy()
+    values = knob_values(model, None)
+    u0 = np.concatenate([np.zeros(model.n_inputs - len(values)), list(values.values())])
+    return start(model, u0, values)[0].double().numpy()
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,7 @@ class PluginRNN:
     g, o), `width` units: the trained ones, the skip unit, then inert padding."""
 
     cell: str
-    w_ih: np.ndarray       # [G W, 1]
+    w_ih: np.ndarray       # [G W, 1 + K]: the audio, then the K knob values
     b_ih: np.ndarray       # [G W]
     w_hh: np.ndarray       # [G W, W]
     b_hh: np.ndarray       # [G W]
@@ -92,31 +110,38 @@ class PluginRNN:
         return 3 if self.cell == "gru" else 4
 
 
-def plugin_rnn(model, width: int | None = None) -> PluginRNN:
+def plugin_rnn(model, width: int | None = None, knobs: bool = False) -> PluginRNN:
     """The model's recurrent network on raw volts, with the skip unit, `width` units (at
-    least hidden + 1; the rest are inert: all their weights zero, so they stay at 0)."""
-    check_single_input(model, "plug-in")
+    least hidden + 1; the rest are inert: all their weights zero, so they stay at 0).
+    knobs: the model may take knob values as inputs after the audio (raw values too)."""
+    check_single_input(model, "plug-in", knobs)
     layers = weights.numpy(weights.recurrent_layers(model))
     scale = weights.scaling(model)
-    mu, sd = float(scale["u_mean"][0]), float(scale["u_std"][0])
+    n_in = model.n_inputs
+    mu = np.asarray(scale["u_mean"], dtype=np.float64).reshape(-1)[:n_in]
+    sd = np.asarray(scale["u_std"], dtype=np.float64).reshape(-1)[:n_in]
     y_mean, y_std = float(scale["y_mean"][0]), float(scale["y_std"][0])
     hidden = layers.w_hh.shape[1]
     gates = 3 if layers.cell == "gru" else 4
     width = max(int(width or 0), hidden + 1)
 
-    w_ih, b_ih = np.zeros((gates * width, 1)), np.zeros(gates * width)
+    w_ih, b_ih = np.zeros((gates * width, n_in)), np.zeros(gates * width)
     w_hh, b_hh = np.zeros((gates * width, width)), np.zeros(gates * width)
     for g in range(gates):
         rows, src = slice(g * width, g * width + hidden), slice(g * hidden, (g + 1) * hidden)
-        w_ih[rows, 0] = layers.w_ih[src, 0] / sd
-        b_ih[rows] = layers.b_ih[src] - layers.w_ih[src, 0] * mu / sd
+        w_ih[rows] = layers.w_ih[src] / sd
+        b_ih[rows] = layers.b_ih[src] - layers.w_ih[src] @ (mu / sd)
         w_hh[rows, :hidden] = layers.w_hh[src]
         b_hh[rows] = layers.b_hh[src]
 
-    k, d = hidden, LINEAR_GAIN  # the skip unit
+    # the skip unit carries d sum_j c_j (u_j - mu_j), c_j = skip_j / sd_j (relative to the
+    # audio's: c_0 = 1 for a model with one input, as before)
+    k, d = hidden, LINEAR_GAIN
+    c = layers.skip_w[0, :n_in] / sd
+    c0 = c[0] if c[0] != 0 else 1.0
     candidate = 2  # GRU n, LSTM g: the gate whose tanh carries d un
-    w_ih[candidate * width + k, 0] = d
-    b_ih[candidate * width + k] = -d * mu
+    w_ih[candidate * width + k] = d * c / c0
+    b_ih[candidate * width + k] = -d * float(c @ mu) / c0
     if layers.cell == "gru":
         b_ih[1 * width + k] = -SATURATE          # z = 0: h = n, no memory
     else:
@@ -126,7 +151,7 @@ def plugin_rnn(model, width: int | None = None) -> PluginRNN:
 
     head_w = np.zeros(width)
     head_w[:hidden] = y_std * layers.out_w[0]
-    head_w[k] = y_std * layers.skip_w[0, 0] / (d * sd)
+    head_w[k] = y_std * c0 / d
     head_b = y_std * float(layers.out_b[0]) + y_mean
 
     s0 = start_state(model)

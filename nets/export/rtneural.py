@@ -1,11 +1,16 @@
 """RTNeural's JSON model format (what AIDA-X, GuitarML's Proteus and ChowDSP plug-ins load).
 
-    {"in_shape": [null, null, 1],
+    {"in_shape": [null, null, 1 + K],
      "layers": [{"type": "gru", "shape": [null, null, W], "activation": "",
                  "weights": [kernel [1][3W], recurrent [W][3W], bias [2][3W]]},
                 {"type": "dense", "shape": [null, null, 1], "activation": "",
                  "weights": [kernel [W][1], bias [1]]}],
      "in_skip": 0, "metadata": {"samplerate": ..., provenance}}
+
+A model trained with knobs (`nodalnet train --knob drive=0:1`) takes K more inputs after the
+audio, the knob values as the netlist's `.param`s take them (raw, the scaling is folded in);
+metadata.knobs gives each one's name, range and default, in input order (AIDA-X and Proteus
+feed parameter values the same way, as extra inputs beside the audio).
 
 Weights are in the Keras layout RTNeural's `json_parser` reads: kernels [inputs][gates * W]
 with the gates in Keras's order (GRU z, r, h; LSTM i, f, c, o), a GRU's bias as two rows
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inference import knob_values, run_knobs
 from .plugin import PluginRNN, plugin_rnn, provenance
 
 KINDS = ("gru", "gru-sm", "lstm")
@@ -50,8 +56,8 @@ def _plain(a: np.ndarray) -> list:
 
 def model_dict(model, run_dir: str | Path) -> dict:
     """The RTNeural JSON document of a gru, gru-sm or lstm model."""
-    net = plugin_rnn(model, _width(model.hidden))
-    kernel = _keras(net.w_ih, net).T                 # [1, G W]
+    net = plugin_rnn(model, _width(model.hidden), knobs=True)
+    kernel = _keras(net.w_ih, net).T                 # [1 + K, G W]
     recurrent = _keras(net.w_hh, net).T              # [W, G W]
     if net.cell == "gru":
         bias = [_plain(_keras(net.b_ih, net)), _plain(_keras(net.b_hh, net))]
@@ -65,8 +71,14 @@ def model_dict(model, run_dir: str | Path) -> dict:
                              "inert": net.width - net.hidden - 1}}
     if np.any(net.h0):
         meta["initial_state"] = _plain(net.h0)
+    knobs = run_knobs(model)
+    if knobs:  # the inputs after the audio: knob values as the netlist's .params take them
+        meta["inputs"] = ["audio (V)"] + [k.name for k in knobs]
+        meta["knobs"] = [{"name": k.name, "min": k.low, "max": k.high,
+                          "default": v} for k, v in zip(knobs, knob_values(model, None).values(),
+                                                       strict=True)]
     return {
-        "in_shape": [None, None, 1],
+        "in_shape": [None, None, 1 + len(knobs)],
         "in_skip": 0,
         "layers": [
             {"type": net.cell, "activation": "", "shape": [None, None, net.width],

@@ -64,10 +64,10 @@ def signal(tmp_path_factory):
     return path, x
 
 
-def simulate(run, signal, tmp_path) -> np.ndarray:
+def simulate(run, signal, tmp_path, *extra) -> np.ndarray:
     out = tmp_path / "simulated.npy"
     result = runner.invoke(app, ["simulate", "--model", str(run), "-i", str(signal[0]),
-                                 "-o", str(out)])
+                                 "-o", str(out), *extra])
     assert result.exit_code == 0, result.output
     return np.load(out)
 
@@ -92,10 +92,12 @@ def rtneural_run(doc: dict, u: np.ndarray, h0=None) -> np.ndarray:
     """RTNeural's json_parser model: one recurrent layer, then a dense layer, from zero state
     (or from h0, for the state a loader could set)."""
     f32 = np.float32
-    assert doc["in_shape"][-1] == 1 and len(doc["layers"]) == 2
+    u = np.asarray(u).reshape(len(u), -1)            # [time, inputs]: audio, knob values
+    assert doc["in_shape"][-1] == u.shape[1] and len(doc["layers"]) == 2
     rnn, dense = doc["layers"]
     assert dense["type"] == "dense" and dense["activation"] == ""
     kernel = np.array(rnn["weights"][0], f32)      # [inputs][gates * W], Keras layout
+    assert kernel.shape[0] == u.shape[1]
     recurrent = np.array(rnn["weights"][1], f32)   # [W][gates * W]
     width = rnn["shape"][-1]
     assert recurrent.shape[0] == width
@@ -109,7 +111,7 @@ def rtneural_run(doc: dict, u: np.ndarray, h0=None) -> np.ndarray:
         b_in, b_rec = (np.array(b, f32) for b in rnn["weights"][2])
         z_, r_, h_ = gates
         for n, x in enumerate(u.astype(f32)):
-            gi = kernel[0] * x + b_in
+            gi = x @ kernel + b_in
             gh = h @ recurrent + b_rec
             z = _sigmoid(gi[z_] + gh[z_])
             r = _sigmoid(gi[r_] + gh[r_])
@@ -122,7 +124,7 @@ def rtneural_run(doc: dict, u: np.ndarray, h0=None) -> np.ndarray:
         i_, f_, c_ = gates
         o_ = slice(3 * width, 4 * width)
         for n, x in enumerate(u.astype(f32)):
-            g = kernel[0] * x + h @ recurrent + bias
+            g = x @ kernel + h @ recurrent + bias
             c = _sigmoid(g[f_]) * c + _sigmoid(g[i_]) * np.tanh(g[c_])
             h = _sigmoid(g[o_]) * np.tanh(c)
             y[n] = h @ head_w + head_b
@@ -257,3 +259,25 @@ def test_a_model_with_control_inputs_is_refused(tiny_data):
     model.run_info = {}
     with pytest.raises(nets.export.UnsupportedExportError, match="2 inputs"):
         nets.export.render(model, "rtneural")
+
+
+def test_rtneural_file_carries_the_knob_inputs(knob_data, signal, tmp_path):
+    """A GRU trained with --knob drive=0:1 exports with in_shape 1 + 1; the file, fed the
+    audio and drive = 0.3, gives what `simulate --model RUN --set drive=0.3` gives."""
+    torch.manual_seed(0)
+    model = nets.build("gru", knob_data.n_inputs, knob_data.n_states, hidden=6,
+                       scaling=knob_data.scaling)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    run = tmp_path / "run"
+    nets.train(model, knob_data, TrainConfig(epochs=1, **{**CONFIG, "window": 0}), out=run)
+    reference = simulate(run, signal, tmp_path, "--set", "drive=0.3")
+    export(run, "rtneural", tmp_path / "model.json")
+    doc = json.loads((tmp_path / "model.json").read_text())
+    assert doc["in_shape"] == [None, None, 2]
+    assert [k["name"] for k in doc["metadata"]["knobs"]] == ["drive"]
+    u = np.stack([signal[1], np.full(len(signal[1]), 0.3)], -1)
+    assert relative_error(rtneural_run(doc, u), reference) < TOLERANCE
+    other = simulate(run, signal, tmp_path, "--set", "drive=0.9")
+    assert relative_error(other, reference) > 100 * TOLERANCE  # the knob input is read

@@ -20,14 +20,27 @@ B, T = 3, 23
 
 
 def make(name: str, n_inputs: int = 1, n_states: int = 1):
+    """A small instance; a model bound to its circuit (its shape is the circuit's) is built
+    at its default circuit's (1, 1)."""
     torch.manual_seed(0)
-    if name == "nodal":
-        return nets.build("nodal", 1, 1)
-    return nets.build(name, n_inputs, n_states, hidden=6)
+    cls = nets.MODELS[name]
+    if cls.circuit_bound:
+        return nets.build(name, 1, 1, **cls.tiny)
+    return nets.build(name, n_inputs, n_states, **cls.tiny)
 
 
 def shapes_of(name):
-    return [(1, 1)] if name == "nodal" else [(1, 1), (2, 3)]
+    return [(1, 1)] if nets.MODELS[name].circuit_bound else [(1, 1), (2, 3)]
+
+
+def make_conditioned(name: str, data):
+    """The model `nets.runs.start` builds for a knob dataset (its own build arguments)."""
+    torch.manual_seed(0)
+    cls = nets.MODELS[name]
+    kwargs = cls.build_kwargs(data)
+    if "hidden" in kwargs:
+        kwargs["hidden"] = 6
+    return nets.build(name, data.n_inputs, data.n_states, data.sample_rate, **kwargs)
 
 
 def signals(n_inputs, n_states, dtype=torch.float32):
@@ -101,9 +114,9 @@ class ModelContract:
         assert s.shape == start.shape and s.dtype == start.dtype
         assert bool(torch.isfinite(s).all())
         assert not torch.allclose(model.encode(x[:, 0] + 0.1), s)
-        if name == "nodal":
-            # encode assumes a circuit at rest: at the DC operating point of a held input it
-            # must give back the solver's own DC state
+        if nets.MODELS[name].circuit_bound:
+            # the solver's encode assumes a circuit at rest: at the DC operating point of a
+            # held input it must give back the solver's own DC state
             held = torch.full((1, 40, 1), 0.4, dtype=torch.float64)
             at_rest = model.initial_state(1, held[:, 0])
             settled = model(held, s0=at_rest).x[:, -1]
@@ -152,20 +165,59 @@ class ModelContract:
     def test_short_overfit_lowers_the_loss(self, name, tiny_data):
         model = make(name)
         model.load_state_dict({**model.state_dict(), **_scaling(model, tiny_data)}, strict=True)
-        batch = next(tiny_data.segments(64 if name == "nodal" else 256, 4,
-                                         torch.Generator().manual_seed(0)))
-        config = TrainConfig(window=0, warmup=4, state_weight=1.0) if name == "nodal" else \
-            TrainConfig(window=16, state_weight=1.0)
+        fit = dict(model.tiny_fit)
+        batch = next(tiny_data.segments(fit.pop("segment"), 4, torch.Generator().manual_seed(0)))
+        lr, steps = fit.pop("lr"), fit.pop("steps")
+        config = TrainConfig(state_weight=1.0, **fit)
         criterion = StateSpaceLoss(1.0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.05 if name == "nodal" else 1e-2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         losses = []
-        for _ in range(6 if name == "nodal" else 30):
+        for _ in range(steps):
             loss = window_loss(model, batch, config, criterion)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
         assert losses[-1] < 0.7 * losses[0], losses
+
+    # -- conditioning on knobs ------------------------------------------------------------
+    @torch.no_grad()
+    def test_knob_channels_condition_the_output(self, name, knob_data):
+        """The knob values are input channels after the audio and the controls: the same
+        audio at two knob settings gives two outputs."""
+        model = make_conditioned(name, knob_data)
+        assert model.conditioning
+        assert model.n_inputs == knob_data.n_inputs == 1 + len(knob_data.knobs)
+        split = knob_data.test
+        u = split.u[:, :400].clone()
+        u[..., 0] = 0.5 * torch.sin(torch.arange(400) * 2 * torch.pi * 1e3 / 48e3)
+        outputs = []
+        for value in (0.1, 0.9):
+            u[..., -1] = value
+            s0 = model.reset(split.x_init, u[:, 0]) if model.resettable else \
+                model.initial_state(1, u[:, 0])
+            outputs.append(model(u, s0=s0).y)
+        assert bool(torch.isfinite(outputs[0]).all())
+        assert not torch.allclose(outputs[0], outputs[1], rtol=1e-3, atol=1e-6)
+
+    @torch.no_grad()
+    def test_knob_that_moves_forward_equals_steps(self, name, knob_data):
+        """A knob turned mid-signal: forward (and the fast path) agree with step by step."""
+        model = make_conditioned(name, knob_data)
+        split = knob_data.test
+        u = split.u[:, :T].repeat(2, 1, 1).clone()
+        u[..., 0] = 0.5 * torch.sin(torch.arange(T) * 2 * torch.pi * 3e3 / 48e3)
+        u[0, :, -1] = 0.2
+        u[1, :10, -1], u[1, 10:, -1] = 0.3, 0.8
+        x = split.x[:, :T].repeat(2, 1, 1)
+        s0 = model.reset(x[:, 0], u[:, 0])
+        traj = model(u, s0=s0)
+        y, xs, _ = by_hand(model, u, x, s0, 0)
+        torch.testing.assert_close(traj.y, y, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(traj.x, xs, rtol=1e-5, atol=1e-6)
+        if fast.supports(model):
+            b = fast.compile(model)(u, s0)
+            torch.testing.assert_close(b.y.to(y.dtype), y, rtol=1e-4, atol=1e-5)
 
 
 def _scaling(model, data):

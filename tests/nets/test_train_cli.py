@@ -46,6 +46,11 @@ def test_train_then_simulate_with_the_model(tmp_path):
     assert result.exit_code == 0, result.output   # naming the run's own circuit is fine
 
     out.unlink()
+    result = runner.invoke(app, ["simulate", "--model", str(run), "--input", str(source),
+                                 "--output", str(out), "--set", "drive=0.5"])
+    assert result.exit_code == 2
+    assert "drive: not a knob of the run" in " ".join(result.output.split())
+    assert not out.exists()
     result = runner.invoke(app, ["simulate", "tube_screamer", "--model", str(run), "--input",
                                  str(source), "--output", str(out)])
     assert result.exit_code != 0
@@ -71,6 +76,17 @@ BAD_ARGUMENTS = [
     (["--threads", "0"], "--threads 0: must be a whole number >= 1"),
     (["--model", "gru", "--segment", "32"], "--segment 32: must be a whole number above the "
                                             "warm-up of 64 samples"),
+    # the stn's own 512-sample segments: a longer window is refused before anything is made
+    (["--window", "1024"], "--window 1024: must be inf (or 0: free-running) or a whole number "
+                           "of samples from 1 to the segment length (512)"),
+    (["--model", "nodal", "--hidden", "4"], "--hidden 4: must be left out: the nodal model has "
+                                            "no hidden size"),
+    (["--knob", "drive=0:1"], "--knob drive: diode_clipper has no .param 'drive'"),
+    (["--knob", "x=1:0"], "--knob x=1:0: the range is reversed; give LOW < HIGH"),
+    (["--knob", "x=1:1"], "--knob x=1:1: the range is empty; give LOW < HIGH"),
+    (["--knob", "x0:1"], "--knob x0:1: write NAME=LOW:HIGH"),
+    (["--knob", "x=a:1"], "--knob x=a:1: LOW and HIGH must be numbers"),
+    (["--knob-motion"], "--knob-motion: moves the --knob knobs; give at least one --knob"),
 ]
 
 

@@ -1,5 +1,6 @@
 """Nonlinear junction and diffusion charges (diode CJO VJ M FC TT; BJT CJE CJC XCJC CJS TF XTF
-VTF ITF TR; JFET CGS CGD PB FC) in the DK solver.
+VTF ITF TR; JFET CGS CGD PB FC; MOSFET CBD CBS CJ CJSW MJ MJSW PB FC and the gate overlaps
+CGSO CGDO CGBO) in the DK solver, at and away from the models' nominal temperature.
 
 References we did not write: the depletion charge is the integral of SPICE's capacitance law
 (q = integral of C dv, by scipy's quadrature); the circuits are compared with ngspice's
@@ -33,11 +34,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CLIPPER = FIXTURES / "charge_clipper.cir"
 CE_STAGE = FIXTURES / "charge_ce_stage.cir"
 JFET = FIXTURES / "charge_jfet.cir"
-CHARGED = [CLIPPER, CE_STAGE, JFET]
-PEAKS = {CLIPPER: 2.0, CE_STAGE: 0.02, JFET: 1.0}       # volts at the input
+MOS_CLIPPER = FIXTURES / "mosfet_clipper.cir"         # 2N7000s as diodes, back to back
+PMOS_STAGE = FIXTURES / "charge_pmos_stage.cir"       # CJ CJSW AD AS PD PS, three overlaps
+CHARGED = [CLIPPER, CE_STAGE, JFET, MOS_CLIPPER, PMOS_STAGE]
+PEAKS = {CLIPPER: 2.0, CE_STAGE: 0.02, JFET: 1.0, MOS_CLIPPER: 6.0, PMOS_STAGE: 0.1}  # volts in
 ZERO = {CLIPPER: {"dq.cjo": 0.0, "dq.tt": 0.0},
         CE_STAGE: {"qn.cje": 0.0, "qn.cjc": 0.0, "qn.cjs": 0.0, "qn.tf": 0.0, "qn.tr": 0.0},
-        JFET: {"jn.cgs": 0.0, "jn.cgd": 0.0}}
+        JFET: {"jn.cgs": 0.0, "jn.cgd": 0.0},
+        MOS_CLIPPER: {"n7000.cbd": 0.0, "n7000.cbs": 0.0, "n7000.cgso": 0.0, "n7000.cgdo": 0.0},
+        PMOS_STAGE: {"pm.cj": 0.0, "pm.cjsw": 0.0, "pm.cgso": 0.0, "pm.cgdo": 0.0,
+                     "pm.cgbo": 0.0}}
 
 
 def _spice_capacitance(v, cj0, vj, m, fc):
@@ -118,6 +124,53 @@ def test_each_diode_charge_counts(which):
     """Junction charge alone and diffusion charge alone: each one's absence is seen."""
     ours = _against_ngspice(CLIPPER)
     assert _against_ngspice(CLIPPER, values={which: 0.0}) >= 50 * ours
+
+
+def test_each_mosfet_charge_counts():
+    """The bulk junctions alone (CJ AD + CJSW PD on the drain of the PMOS stage): removing them
+    is seen, besides the gate overlaps that dominate."""
+    ours = _against_ngspice(PMOS_STAGE, seconds=0.02)
+    assert _against_ngspice(PMOS_STAGE, seconds=0.02,
+                            values={"pm.cj": 0.0, "pm.cjsw": 0.0}) >= 100 * ours
+
+
+def test_mosfet_bulk_charge_is_bottom_plus_sidewall_depletion():
+    """ngspice's MOS1 bulk charges: CBD/CBS where given, else CJ times AD/AS, plus CJSW times
+    PD/PS with its own grading MJSW, sharing PB and FC; the integral of SPICE's capacitance."""
+    net = parse("* t\n*@ input vx\n*@ output d\n.model mq nmos vto=1 cj=2e-4 mj=0.4 "
+                "cjsw=1e-9 mjsw=0.3 pb=0.7 fc=0.5 cbs=3p\nvx d 0 0\n"
+                "m1 d d 0 0 mq ad=20p pd=30u as=5p ps=40u\n", "m.cir")
+    el = net.elements[1]
+    stamp = nodal.devices.BUILDERS["M"](el, net)
+    values = {sp.Symbol(k): v for k, v in net.defaults.items()}
+    qbs, qbd = stamp.charges
+    assert (qbs.name, qbd.name) == ("m1.qbs", "m1.qbd")
+    bottom = {"m1.qbs": 3e-12, "m1.qbd": 2e-4 * 20e-12}          # CBS given: wins over CJ AS
+    side = {"m1.qbs": 1e-9 * 40e-6, "m1.qbd": 1e-9 * 30e-6}
+    for charge in (qbs, qbd):
+        q = charge.q.subs(values)
+        (v,) = q.free_symbols                  # the junction port's voltage (vbs or vbd)
+        law = sp.lambdify(v, q, "numpy")
+        for bias in (-5.0, -0.3, 0.2, 0.35, 0.6, 1.0):
+            def cap(v, name=charge.name):
+                return (_spice_capacitance(v, bottom[name], 0.7, 0.4, 0.5)
+                        + _spice_capacitance(v, side[name], 0.7, 0.3, 0.5))
+            ref, _ = quad(cap, 0.0, bias, points=[0.35] if bias > 0.35 else None,
+                          epsabs=1e-30)
+            assert float(law(bias)) == pytest.approx(ref, rel=1e-10, abs=1e-27)
+
+
+def test_gate_overlaps_are_linear_capacitors_to_the_internal_terminals():
+    """CGSO W and CGDO W from the gate to s' and d' (after RS, RD), CGBO (L - 2 LD) to the
+    bulk: plain capacitor states, open at DC."""
+    eq = nodal.equations(PMOS_STAGE)
+    caps = {r.name: r for r in eq.reactive}
+    values = {sp.Symbol(k): v for k, v in eq.netlist.defaults.items()}
+    assert float(caps["m1.cgso"].value.subs(values)) == pytest.approx(5e-8 * 200e-6)
+    assert float(caps["m1.cgbo"].value.subs(values)) == pytest.approx(2e-6 * 2e-6)
+    assert (caps["m1.cgso"].a, caps["m1.cgso"].b) == ("g", "m1#s")
+    assert (caps["m1.cgdo"].a, caps["m1.cgdo"].b) == ("g", "m1#d")
+    assert (caps["m1.cgbo"].a, caps["m1.cgbo"].b) == ("g", "0")
 
 
 def _ac_reference(path, freqs):

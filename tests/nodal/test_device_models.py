@@ -394,17 +394,20 @@ def _build(model: str, card: str):
     return nodal.derive(net)
 
 
-def test_charge_parameters_are_charges_and_the_mosfet_ones_a_named_error():
-    """Junction and diffusion charges of D, Q and J are charge ports (`charges.py`); the
-    MOSFET's capacitances are not modelled yet: one named error at the card's line."""
+def test_charge_parameters_are_charges_and_meyers_tox_a_named_error():
+    """Junction and diffusion charges of D, Q, J and M are charge ports (`charges.py`), the
+    MOSFET's overlaps capacitors; Meyer's intrinsic gate capacitances (TOX) are not modelled:
+    one named error at the card's line."""
     eq = _build(".model qc npn is=1e-14 cje=2p tf=0.3n vje=0.7", "q1 x x 0 qc")
     assert any(name.startswith("q(q1.") for name in eq.state_names)
     for model, card in [(".model dc d cjo=1p", "d1 x 0 dc"),
-                        (".model jc njf cgs=1p", "j1 x x 0 jc")]:
+                        (".model jc njf cgs=1p", "j1 x x 0 jc"),
+                        (".model mc nmos cbd=1p", "m1 x x 0 0 mc")]:
         assert any(name.startswith("q(") for name in _build(model, card).state_names)
-    with pytest.raises(NetlistError, match="CGSO") as info:
-        _build(".model mc nmos cgso=1n", "m1 x x 0 0 mc")
-    assert info.value.line == 6 and "remove" not in str(info.value)
+    assert "v(m1.cgso)" in _build(".model mc nmos cgso=1n", "m1 x x 0 0 mc").state_names
+    with pytest.raises(NetlistError, match="TOX") as info:
+        _build(".model mc nmos tox=1e-7", "m1 x x 0 0 mc")
+    assert info.value.line == 6 and "Meyer" in str(info.value)
 
 
 @pytest.mark.parametrize("model, card, words", [

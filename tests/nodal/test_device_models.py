@@ -430,12 +430,52 @@ def test_bad_cards_are_named_errors_at_their_line(model, card, words):
     assert info.value.line in (6, 7)
 
 
-def test_a_breakdown_diode_away_from_tnom_is_a_named_error():
-    net = parse("* t\n*@ input vx\n*@ output x\nvx x 0 0\nr1 x 0 1k\n"
-                ".model dz d bv=5\nd1 x 0 dz\n", "t.cir")
-    net.temperature = 330.0
-    with pytest.raises(NetlistError, match="BV"):
-        nodal.derive(net)
+@ngspice
+@pytest.mark.parametrize("body, celsius, nominal", [
+    (".model dz d is=1e-14 n=1.1 bv=5.1 ibv=1m nbv=1.3 tcv=2e-3\nvin in 0 dc -6\n"
+     "r1 in a 100\nd1 a 0 dz", 60, None),                       # BV - TCV (T - TNOM)
+    (".model dz d is=1e-14 n=1.1 bv=5.1 ibv=1m nbv=1.3 tcv=2e-3\nvin in 0 dc -6\n"
+     "r1 in a 100\nd1 a 0 dz", -10, None),
+    (".model dz d is=1e-12 n=1.5 bv=3 ibv=10u\nvin in 0 dc -3.5\nr1 in a 1k\nd1 a 0 dz", 60,
+     None),                                                       # NBV defaults to N
+    (".model dr d is=1e-14 n=1.05 isr=1e-10 nr=2.2 vj=0.7 m=0.4 xti=3 eg=1.11\n"
+     "vin in 0 dc 0.5\nr1 in a 100\nd1 a 0 dr", 60, None),      # ISR(T): IS's law with NR
+    (".model dr d is=1e-14 n=1.05 isr=1e-10 nr=2.2 vj=0.7 m=0.4\nvin in 0 dc 0.45\n"
+     "r1 in a 100\nd1 a 0 dr", -20, 10),
+])
+def test_breakdown_and_recombination_follow_the_temperature_as_in_ngspice(body, celsius,
+                                                                          nominal):
+    ours, theirs = _at_temperature(body, celsius, nominal)
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, rel=1e-8, abs=1e-15), name
+
+
+def test_breakdown_emission_defaults_to_n():
+    """ngspice's NBV is N unless the card gives it: the knee's slope at -BV follows N."""
+    base = ".model dz d is=1e-12 n=1.5 bv=3 ibv=10u"
+    (default,) = law("d1 a 0 dz", base, {"d1": -3.2})
+    (given,) = law("d1 a 0 dz", base + " nbv=1.5", {"d1": -3.2})
+    (unit,) = law("d1 a 0 dz", base + " nbv=1", {"d1": -3.2})
+    assert default == given and abs(default - unit) > 0.1 * abs(unit)
+
+
+@ngspice
+@pytest.mark.parametrize("vin", [-0.05, -0.15, -0.3, -1.0, -5.0])
+def test_reverse_current_without_bv_is_ngspices_cubic_tail(vin):
+    """Below -3 N vt a diode without BV carries -IS (1 + (3 N vt / (e v))^3), not Shockley's
+    -IS (1 - exp(v / (N vt))): 2 to 5 % apart near the knee, where ngspice's `.op` decides."""
+    n, i_s = 1.3, 1e-9
+    theirs = agrees_at_dc(f".model dl d is={i_s} n={n}\nvin in 0 dc {vin}\nr1 in a 10\n"
+                          "d1 a 0 dl", rel=1e-8)
+    (v,) = [vin + theirs["vin"] * 10]                    # the branch current into vin's +
+    vte = n * VT
+    if v < -3 * vte:
+        cubic = -i_s * (1 + (3 * vte / (math.e * v)) ** 3)
+        shockley = i_s * math.expm1(v / vte)
+        assert law("d1 a 0 dl", f".model dl d is={i_s} n={n}", {"d1": v})[0] == \
+            pytest.approx(cubic, rel=1e-12)
+        if v > -0.5:
+            assert abs(cubic - shockley) > 1e-3 * i_s       # the test tells the two laws apart
 
 
 def test_jfet_emission_coefficient_is_noted_as_ngspice_ignores_it():

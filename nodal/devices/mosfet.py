@@ -84,7 +84,7 @@ def _given(mp: dict, name: str, net: Netlist) -> bool:
 
 
 def mosfet(el: Element, net: Netlist) -> Stamp:
-    """M d g s b [L=.. W=.. AD=.. AS=..]: ngspice's level-1 MOSFET, static (SI units).
+    """M d g s b [L=.. W=.. AD=.. AS=.. PD=.. PS=..]: ngspice's level-1 MOSFET (SI units).
 
     In the normalised frame (voltages times +1 for NMOS, -1 for PMOS; the ports are oriented
     so that their voltages are these), at the circuit temperature T:
@@ -98,7 +98,10 @@ def mosfet(el: Element, net: Netlist) -> Stamp:
     RD and RS are conductances to internal nodes d', s'. Ports: (g, s') carries no current
     (the gate's voltage enters Id), (d', s') the channel, (b, s') and (b, d') the bulk
     junctions, which SPICE's pnjlim limits (vt, IS) and across which `mna.derive` stamps
-    ngspice's GMIN. Only LEVEL=1 is modelled.
+    ngspice's GMIN. Charges: the bulk junctions' depletion charges (`charges.mosfet`) across
+    the two bulk ports, and the gate overlaps CGSO W, CGDO W, CGBO (L - 2 LD) as linear
+    capacitors from g to s', d', b (`_overlaps`); TOX (Meyer's intrinsic gate capacitances)
+    is a named error. Only LEVEL=1 is modelled.
     """
     model = net.models[el.model]
     check_known(el, net, NMOS, "MOSFET")

@@ -29,6 +29,7 @@ import sympy as sp
 from ..netlist.data import GROUND, Element, Netlist
 from ..netlist.values import evaluate
 from .base import Charge
+from .temperature import capacitance_factor, junction_potential, temperatures
 
 #: ngspice's defaults for the charge parameters (SI units), with the aliases ngspice accepts.
 DIODE = {"cjo": (0.0, ("cjo", "cj0", "cj")), "vj": (1.0, ("vj", "pb")),
@@ -100,6 +101,14 @@ def depletion(v: sp.Expr, cj0: sp.Expr, vj: sp.Expr, m: sp.Expr, fc: sp.Expr) ->
     return sp.Piecewise((below, v < knee), (above, True))
 
 
+def _at_temperature(el: Element, net: Netlist, cj0: sp.Expr, vj: sp.Expr,
+                    m: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """(CJ0(T), VJ(T)) at the circuit temperature, from the card's values at its nominal one
+    (`temperature.capacitance_factor`, `temperature.junction_potential`); unchanged at TNOM."""
+    t, tnom = temperatures(net.models[el.model], net)
+    return cj0 * capacitance_factor(t, tnom, vj, m), junction_potential(t, tnom, vj)
+
+
 def _symbol(el: Element, what: str) -> sp.Symbol:
     return sp.Symbol(f"v_{el.name}_{what}", real=True)
 
@@ -114,7 +123,8 @@ def diode(el: Element, net: Netlist, p: str, m: str, v: sp.Symbol,
     k = parameters(el, net, DIODE)
     q = sp.Integer(0)
     if _given(k["cjo"], net):
-        q += depletion(v, k["cjo"], k["vj"], k["m"], k["fc"])
+        cjo, vj = _at_temperature(el, net, k["cjo"], k["vj"], k["m"])
+        q += depletion(v, cjo, vj, k["m"], k["fc"])
     if _given(k["tt"], net):
         q += k["tt"] * current
     return [Charge(f"{el.name}.q", p, m, _symbol(el, "q"), q)] if q != 0 else []
@@ -144,17 +154,19 @@ def bjt(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]
     out = []
     qbe = sp.Integer(0)
     if _given(k["cje"], net):
-        qbe += depletion(vbe, k["cje"], k["vje"], k["mje"], k["fc"])
+        cje, vje = _at_temperature(el, net, k["cje"], k["vje"], k["mje"])
+        qbe += depletion(vbe, cje, vje, k["mje"], k["fc"])
     if _given(k["tf"], net):
         qbe += k["tf"] * _transport(net, k, vbe, vbc, cbe, qb)
     if qbe != 0:
         out.append(Charge(f"{el.name}.qbe", be_p, be_m, _symbol(el, "qbe"), qbe))
     internal_base = bc_p if npn else bc_m
     split = internal_base != base and _value(k["xcjc"], net) < 1
-    cjc_inner = k["cjc"] * k["xcjc"] if split else k["cjc"]
+    cjc, vjc = _at_temperature(el, net, k["cjc"], k["vjc"], k["mjc"])
+    cjc_inner = cjc * k["xcjc"] if split else cjc
     qbc = sp.Integer(0)
     if _given(k["cjc"], net):
-        qbc += depletion(vbc, cjc_inner, k["vjc"], k["mjc"], k["fc"])
+        qbc += depletion(vbc, cjc_inner, vjc, k["mjc"], k["fc"])
     if _given(k["tr"], net):
         qbc += k["tr"] * cbc
     if qbc != 0:
@@ -163,15 +175,15 @@ def bjt(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]
         vq = _symbol(el, "qbx")
         pair = (base, collector) if npn else (collector, base)
         out.append(Charge(f"{el.name}.qbx", *pair, vq,
-                          depletion(vq, k["cjc"] * (1 - k["xcjc"]), k["vjc"], k["mjc"],
-                                    k["fc"])))
+                          depletion(vq, cjc * (1 - k["xcjc"]), vjc, k["mjc"], k["fc"])))
     if _given(k["cjs"], net):
         vq = _symbol(el, "qsub")
         # vsub = type * subs * (V(substrate) - V(substrate-connected node)): +1 for both the
         # vertical NPN (to the collector) and the lateral PNP (to the base)
         pair = (GROUND, collector) if npn else (GROUND, base)
+        cjs, vjs = _at_temperature(el, net, k["cjs"], k["vjs"], k["mjs"])
         out.append(Charge(f"{el.name}.qsub", *pair, vq,
-                          depletion(vq, k["cjs"], k["vjs"], k["mjs"], sp.Integer(0))))
+                          depletion(vq, cjs, vjs, k["mjs"], sp.Integer(0))))
     return out
 
 
@@ -195,10 +207,55 @@ def jfet(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str
     ngspice's jfetload.c) across the (g, s) and (g, d) junction ports (reversed for PJF),
     whose polarity-normalised voltages are vgs and vgd."""
     k = parameters(el, net, JFET)
+    half = sp.Rational(1, 2)
     out = []
     for name, cap, (p, m), v in (("qgs", k["cgs"], ports[0], vgs),
                                  ("qgd", k["cgd"], ports[1], vgd)):
         if _given(cap, net):
+            cap_t, pb = _at_temperature(el, net, cap, k["pb"], half)
             out.append(Charge(f"{el.name}.{name}", p, m, _symbol(el, name),
-                              depletion(v, cap, k["pb"], sp.Rational(1, 2), k["fc"])))
+                              depletion(v, cap_t, pb, half, k["fc"])))
+    return out
+
+
+#: ngspice's MOS1 bulk-junction charge parameters (mos1set.c defaults); CBD CBS CJ CJSW have
+#: no default here because ngspice asks whether the card gave them (CBD given wins over CJ AD).
+MOSFET = {"pb": (0.8, ("pb",)), "mj": (0.5, ("mj",)), "mjsw": (0.5, ("mjsw",)),
+          "fc": (0.5, ("fc",))}
+
+
+def mosfet(el: Element, net: Netlist, ports: tuple[tuple[str, str], tuple[str, str]],
+           vbs: sp.Symbol, vbd: sp.Symbol) -> list[Charge]:
+    """M: ngspice's level-1 bulk-junction charges (mos1load.c), across the (b, s') and (b, d')
+    junction ports (reversed for PMOS), whose polarity-normalised voltages are vbs and vbd.
+
+    Each side is a bottom and a sidewall depletion charge sharing PB and FC:
+
+        qbs = depletion(vbs; Cbs, PB, MJ, FC) + depletion(vbs; CJSW PS, PB, MJSW, FC)
+              Cbs = CBS where the card gives it, else CJ AS (0 without CJ)
+        qbd likewise with CBD, AD, PD
+
+    (AS AD PS PD from the instance line, ngspice's default 0), the capacitances and PB at the
+    circuit temperature (`temperature.capacitance_factor`, MJ for the bottom, MJSW for the
+    sidewall)."""
+    mp = net.models[el.model].params
+    k = parameters(el, net, MOSFET)
+    zero = sp.Float(0.0)
+    out = []
+    for name, (p, m), v, own, area, perimeter in (
+            ("qbs", ports[0], vbs, "cbs", "as", "ps"), ("qbd", ports[1], vbd, "cbd", "ad", "pd")):
+        if own in mp:
+            bottom = mp[own]
+        elif "cj" in mp:
+            bottom = mp["cj"] * el.params.get(area, zero)
+        else:
+            bottom = zero
+        side = mp["cjsw"] * el.params.get(perimeter, zero) if "cjsw" in mp else zero
+        q = sp.Integer(0)
+        for cap, grading in ((bottom, k["mj"]), (side, k["mjsw"])):
+            if _given(cap, net):
+                cap_t, pb = _at_temperature(el, net, cap, k["pb"], grading)
+                q += depletion(v, cap_t, pb, grading, k["fc"])
+        if q != 0:
+            out.append(Charge(f"{el.name}.{name}", p, m, _symbol(el, name), q))
     return out

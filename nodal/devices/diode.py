@@ -69,7 +69,7 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
                   tnom: float) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     """(current anode -> cathode without GMIN, n vt, IS(T) area) of an ngspice diode at v.
 
-        v >= -3 n vt:         IS (exp(v/(n vt)) - 1)
+        v >= -3 n vt:         IS (exp(v/(n vt)) - 1)          (ngspice's dioload.c)
                               + ISR (exp(v/(NR vt)) - 1) ((1 - v/VJ)^2 + 0.005)^(M/2)
         -BV' <= v < -3 n vt:  -IS (1 + (3 n vt / (e v))^3)
         v < -BV':             -IS exp(-(BV' + v)/(NBV vt))     (BV': `breakdown_voltage`)
@@ -85,9 +85,8 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
     forward = csat * (sp.exp(v / vte) - 1)
     if _given(mp, "isr", net):
         nr = mp["nr"]
-        # ngspice's recombination temperature law: EG over N (not NR) and XTITUN = 3 over NR
-        rec_factor = sp.S.One if t == tnom else sp.exp(
-            (t / tnom - 1) * mp["eg"] / (n * vt) + 3.0 / nr * math.log(t / tnom))
+        # ngspice's recombination temperature law: IS's, with NR for N
+        rec_factor = saturation_factor(t, tnom, mp["eg"], mp["xti"], nr)
         vj = junction_potential(t, tnom, _pick(mp, "vj"))
         generation = ((1 - v / vj) ** 2 + sp.Float(0.005)) ** (_pick(mp, "m") / 2)
         forward += mp["isr"] * area * rec_factor * (sp.exp(v / (nr * vt)) - 1) * generation
@@ -104,7 +103,7 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
                                (forward, True))
     reverse_parts = [reverse]
     if _given(mp, "bv", net):
-        nbv = mp["nbv"]
+        nbv = mp.get("nbv", n)                # ngspice: NBV defaults to N
         tcv = mp.get("tcv", sp.S.Zero)
         bv = breakdown_voltage(mp["bv"] - tcv * (t - tnom), _pick(mp, "ibv"), csat, vt, nbv,
                                net)
@@ -112,13 +111,6 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
     if _given(mp, "ikr", net):
         ikr = mp["ikr"] * area
         reverse_parts = [_reverse_knee(i, ikr) for i in reverse_parts]
-    if len(reverse_parts) == 1 and not _given(mp, "ikr", net) and not _given(mp, "isr", net):
-        # No breakdown, recombination or reverse knee: the Shockley law on both sides. ngspice's
-        # cubic reverse tail below -3 n vt differs from it by under 5 % of IS (it meets it,
-        # C1, at -3 n vt, and both tend to -IS), and keeping one exponential keeps the Newton
-        # iterations of the existing diode circuits as they were.
-        return forward if not _given(mp, "ikf", net) else sp.Piecewise(
-            (forward, v >= knee), (csat * (sp.exp(v / vte) - 1), True)), n * vt, csat
     pieces = [(forward, v >= knee)]
     if len(reverse_parts) == 2:
         pieces.append((reverse_parts[0], v >= -bv))
@@ -153,13 +145,6 @@ def diode(el: Element, net: Netlist) -> Stamp:
         stamp.matrix += conductance(a, inner, area / mp["rs"])
         a = inner
     t, tnom = temperatures(model, net)
-    off_nominal = [p.upper() for p in ("bv", "isr") if _given(mp, p, net)]
-    if t != tnom and off_nominal:
-        raise net.error(f"diode model {el.model} sets {' and '.join(off_nominal)} and the "
-                        f"circuit runs at {t - 273.15:g} C, not at the model's nominal "
-                        f"{tnom - 273.15:g} C: nodalnet's breakdown and recombination "
-                        "currents do not yet follow ngspice-39 away from TNOM; run at TNOM",
-                        line=model.line)
     v = port_voltage(el.name)
     current, vte, csat = diode_current(v, net, mp, area, t, tnom)
     stamp.ports.append(Port(a, k, junction=(vte, csat)))
@@ -169,7 +154,7 @@ def diode(el: Element, net: Netlist) -> Stamp:
     return stamp
 
 
-_DEFAULTS = {"is": 1e-14, "n": 1.0, "rs": 0.0, "ibv": 1e-3, "nbv": 1.0, "nr": 2.0,
+_DEFAULTS = {"is": 1e-14, "n": 1.0, "rs": 0.0, "ibv": 1e-3, "nr": 2.0,
              "eg": 1.11, "xti": 3.0, "cjo": 0.0, "vj": 1.0, "m": 0.5, "fc": 0.5, "tt": 0.0}
 _RULES = {"is": "positive", "js": "positive", "n": "positive", "rs": "nonnegative",
           "bv": "positive", "ibv": "positive", "ib": "positive", "nbv": "positive",

@@ -1,4 +1,5 @@
-"""M: ngspice's level-1 MOSFET (Shichman-Hodges), static model, NMOS and PMOS."""
+"""M: ngspice's level-1 MOSFET (Shichman-Hodges), NMOS and PMOS: the static model, the gate
+overlap capacitances and the bulk-junction charges."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ import sympy as sp
 
 from ..netlist.data import Element, Netlist
 from ..netlist.values import evaluate
-from .base import Device, ModelType, Port, Stamp, check_known, check_unsupported, conductance
+from . import charges as bulk_charges
+from .base import (SAMPLE_PERIOD, Device, ModelType, Port, Reactive, Stamp, check_known,
+                   check_unsupported, conductance)
 from .base import port_voltage as _port_voltage
 from .temperature import (junction_potential, mos_saturation_factor, mos_threshold_shift,
                           temperatures, thermal_voltage_at)
 
-#: Gate and bulk charges (Meyer's gate capacitances from TOX, overlaps, bulk junctions):
-#: accepted at zero, a named error otherwise until the solver has device charges.
-CHARGES = ("tox", "cgso", "cgdo", "cgbo", "cbd", "cbs", "cj", "cjsw")
-CHARGE_REASON = ("which set device charges (gate and bulk-junction capacitances) that "
-                 "nodalnet's solver does not have yet; the result would differ from ngspice's")
+#: The gate overlap capacitances (F/m: CGSO CGDO times W, CGBO times L - 2 LD) and the
+#: bulk-junction charges (CBD CBS, or CJ CJSW with AD AS PD PS; `charges.mosfet`) are modelled.
+CHARGES = ("cgso", "cgdo", "cgbo", "cbd", "cbs", "cj", "cjsw")
+#: TOX sets Meyer's intrinsic gate capacitances (cox = 3.9 eps0 / TOX times W (L - 2 LD)) and,
+#: without KP, KP itself (UO cox 1e-4). ngspice integrates Meyer's capacitances incrementally
+#: (q[n] = q[n-1] + C(average of this and the previous step) dv, not a charge of the voltages);
+#: nodalnet's charges are q(v) laws, so it does not model them: a named error where nonzero.
+MEYER = ("tox",)
+MEYER_REASON = ("which sets Meyer's intrinsic gate capacitances; ngspice integrates them "
+                "incrementally (not as a charge of the terminal voltages) and nodalnet does not "
+                "model them, so the result would differ from ngspice's. Give the card's gate "
+                "capacitance as CGSO/CGDO (F per metre of W) instead, or remove TOX")
 #: Parameters that would change ngspice's level-1 static result and that nodalnet does not
 #: model (process parameters that derive VTO GAMMA PHI KP, sheet resistance).
 _NOT_MODELLED = ("nsub", "nss", "nfs", "tpg", "rsh", "xj", "delta", "eta", "theta", "kappa",
@@ -74,7 +84,7 @@ def _given(mp: dict, name: str, net: Netlist) -> bool:
 
 
 def mosfet(el: Element, net: Netlist) -> Stamp:
-    """M d g s b [L=.. W=.. AD=.. AS=..]: ngspice's level-1 MOSFET, static (SI units).
+    """M d g s b [L=.. W=.. AD=.. AS=.. PD=.. PS=..]: ngspice's level-1 MOSFET (SI units).
 
     In the normalised frame (voltages times +1 for NMOS, -1 for PMOS; the ports are oriented
     so that their voltages are these), at the circuit temperature T:
@@ -88,7 +98,10 @@ def mosfet(el: Element, net: Netlist) -> Stamp:
     RD and RS are conductances to internal nodes d', s'. Ports: (g, s') carries no current
     (the gate's voltage enters Id), (d', s') the channel, (b, s') and (b, d') the bulk
     junctions, which SPICE's pnjlim limits (vt, IS) and across which `mna.derive` stamps
-    ngspice's GMIN. Only LEVEL=1 is modelled.
+    ngspice's GMIN. Charges: the bulk junctions' depletion charges (`charges.mosfet`) across
+    the two bulk ports, and the gate overlaps CGSO W, CGDO W, CGBO (L - 2 LD) as linear
+    capacitors from g to s', d', b (`_overlaps`); TOX (Meyer's intrinsic gate capacitances)
+    is a named error. Only LEVEL=1 is modelled.
     """
     model = net.models[el.model]
     check_known(el, net, NMOS, "MOSFET")
@@ -97,7 +110,7 @@ def mosfet(el: Element, net: Netlist) -> Stamp:
     if level != 1:
         raise net.error(f"MOSFET model {el.model} sets LEVEL={level:g}; nodalnet models "
                         "ngspice's level 1 (Shichman-Hodges) only", line=model.line)
-    check_unsupported(el, net, CHARGES, "MOSFET", CHARGE_REASON)
+    check_unsupported(el, net, MEYER, "MOSFET", MEYER_REASON)
     check_unsupported(el, net, _NOT_MODELLED, "MOSFET")
     nmos = model.type == "nmos"
     sign = 1 if nmos else -1
@@ -138,20 +151,38 @@ def mosfet(el: Element, net: Netlist) -> Stamp:
     stamp.voltages += [vgs, vds, vbs, vbd]
     stamp.currents += [sp.S.Zero, i_d, bulk_junction(vbs, i_source, vt),
                        bulk_junction(vbd, i_drain, vt)]
+    junctions = ((bulk_source.p, bulk_source.m), (bulk_drain.p, bulk_drain.m))
+    stamp.charges += bulk_charges.mosfet(el, net, junctions, vbs, vbd)   # CBS CBD CJ CJSW
+    _overlaps(stamp, el, net, g, d, s, b, width, length - 2 * mp["ld"])
     return stamp
+
+
+def _overlaps(stamp: Stamp, el: Element, net: Netlist, g: str, d: str, s: str, b: str,
+              width: sp.Expr, length: sp.Expr) -> None:
+    """ngspice's gate overlap capacitances, linear: CGSO W from the gate to s', CGDO W to d',
+    CGBO (L - 2 LD) to the bulk (the model's values in F/m). Open at DC."""
+    mp = net.models[el.model].params
+    if stamp.matrix_dc is None:
+        stamp.matrix_dc = list(stamp.matrix)
+    for name, other, cap in (("cgso", s, mp["cgso"] * width), ("cgdo", d, mp["cgdo"] * width),
+                             ("cgbo", b, mp["cgbo"] * length)):
+        if _given(mp, name, net) and other != g:
+            gc = 2 * cap / SAMPLE_PERIOD
+            stamp.matrix += conductance(g, other, gc)
+            stamp.reactive.append(Reactive(f"{el.name}.{name}", "C", g, other, gc, cap))
 
 
 _DEFAULTS = {"vto": 0.0, "kp": 2e-5, "gamma": 0.0, "phi": 0.6, "lambda": 0.0, "rd": 0.0,
              "rs": 0.0, "is": 1e-14, "js": 0.0, "pb": 0.8, "ld": 0.0, "fc": 0.5, "mj": 0.5,
-             "mjsw": 0.5, "tox": 0.0, "cgso": 0.0, "cgdo": 0.0, "cgbo": 0.0, "cbd": 0.0,
-             "cbs": 0.0, "cj": 0.0, "cjsw": 0.0}
+             "mjsw": 0.5, "tox": 0.0, "cgso": 0.0, "cgdo": 0.0, "cgbo": 0.0}
 _RULES = {"vto": "finite", "kp": "positive", "gamma": "nonnegative", "phi": "positive",
           "lambda": "nonnegative", "rd": "nonnegative", "rs": "nonnegative", "is": "positive",
           "js": "nonnegative", "pb": "positive", "ld": "nonnegative", "level": "positive",
           "tnom": "finite", "uo": "positive", "u0": "positive", "fc": "fraction",
           "mj": "grading", "mjsw": "grading", "kf": "nonnegative", "af": "positive",
-          **{p: "nonnegative" for p in CHARGES}, **{p: "finite" for p in _NOT_MODELLED}}
+          **{p: "nonnegative" for p in (*CHARGES, *MEYER)},
+          **{p: "finite" for p in _NOT_MODELLED}}
 NMOS = ModelType("nmos", _DEFAULTS, _RULES)
 PMOS = ModelType("pmos", _DEFAULTS, _RULES)
 DEVICE = Device("M", "MOSFET", nodes=4, card="model", build=mosfet, models=(NMOS, PMOS),
-                dc_pairs=((0, 2), (3, 2), (3, 0)), instance=("l", "w", "ad", "as"))
+                dc_pairs=((0, 2), (3, 2), (3, 0)), instance=("l", "w", "ad", "as", "pd", "ps"))

@@ -93,3 +93,22 @@ def mos_saturation_factor(t: float, tnom: float) -> float:
         return 1.0
     return math.exp(-band_gap(t) / thermal_voltage_at(t)
                     + band_gap(tnom) / thermal_voltage_at(tnom))
+
+
+def capacitance_factor(t: float, tnom: float, pb: sp.Expr, m: sp.Expr) -> sp.Expr:
+    """A depletion capacitance's CJ(T)/CJ for a junction of potential `pb` (at `tnom`) and
+    grading `m`, as ngspice's diotemp.c, bjttemp.c, jfettemp.c and mos1temp.c scale CJO, CJE,
+    CJC, CJS, CGS, CGD, CBD, CBS, CJ and CJSW (temperature level 0):
+
+        pbo    = (PB - pbfact(Tnom)) / (Tnom/Tref),   gmaold = (PB - pbo) / pbo
+        gmanew = (PB(T) - pbo) / pbo                  (PB(T): `junction_potential`)
+        CJ(T)  = CJ (1 + m (4e-4 (T - Tref) - gmanew)) / (1 + m (4e-4 (Tnom - Tref) - gmaold))
+
+    1 (a Sympy `1`) where T == Tnom."""
+    if t == tnom:
+        return sp.S.One
+    pbo = (pb - _pbfact(tnom)) / (tnom / REFERENCE_TEMPERATURE)
+    gmaold = (pb - pbo) / pbo
+    gmanew = (junction_potential(t, tnom, pb) - pbo) / pbo
+    return ((1 + m * (4e-4 * (t - REFERENCE_TEMPERATURE) - gmanew))
+            / (1 + m * (4e-4 * (tnom - REFERENCE_TEMPERATURE) - gmaold)))

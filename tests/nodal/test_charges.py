@@ -1,5 +1,6 @@
 """Nonlinear junction and diffusion charges (diode CJO VJ M FC TT; BJT CJE CJC XCJC CJS TF XTF
-VTF ITF TR; JFET CGS CGD PB FC) in the DK solver.
+VTF ITF TR; JFET CGS CGD PB FC; MOSFET CBD CBS CJ CJSW MJ MJSW PB FC and the gate overlaps
+CGSO CGDO CGBO) in the DK solver, at and away from the models' nominal temperature.
 
 References we did not write: the depletion charge is the integral of SPICE's capacitance law
 (q = integral of C dv, by scipy's quadrature); the circuits are compared with ngspice's
@@ -33,11 +34,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CLIPPER = FIXTURES / "charge_clipper.cir"
 CE_STAGE = FIXTURES / "charge_ce_stage.cir"
 JFET = FIXTURES / "charge_jfet.cir"
-CHARGED = [CLIPPER, CE_STAGE, JFET]
-PEAKS = {CLIPPER: 2.0, CE_STAGE: 0.02, JFET: 1.0}       # volts at the input
+MOS_CLIPPER = FIXTURES / "mosfet_clipper.cir"         # 2N7000s as diodes, back to back
+PMOS_STAGE = FIXTURES / "charge_pmos_stage.cir"       # CJ CJSW AD AS PD PS, three overlaps
+CHARGED = [CLIPPER, CE_STAGE, JFET, MOS_CLIPPER, PMOS_STAGE]
+PEAKS = {CLIPPER: 2.0, CE_STAGE: 0.02, JFET: 1.0, MOS_CLIPPER: 6.0, PMOS_STAGE: 0.1}  # volts in
 ZERO = {CLIPPER: {"dq.cjo": 0.0, "dq.tt": 0.0},
         CE_STAGE: {"qn.cje": 0.0, "qn.cjc": 0.0, "qn.cjs": 0.0, "qn.tf": 0.0, "qn.tr": 0.0},
-        JFET: {"jn.cgs": 0.0, "jn.cgd": 0.0}}
+        JFET: {"jn.cgs": 0.0, "jn.cgd": 0.0},
+        MOS_CLIPPER: {"n7000.cbd": 0.0, "n7000.cbs": 0.0, "n7000.cgso": 0.0, "n7000.cgdo": 0.0},
+        PMOS_STAGE: {"pm.cj": 0.0, "pm.cjsw": 0.0, "pm.cgso": 0.0, "pm.cgdo": 0.0,
+                     "pm.cgbo": 0.0}}
 
 
 def _spice_capacitance(v, cj0, vj, m, fc):
@@ -91,7 +97,7 @@ def test_circuits_without_charges_get_no_charge_ports():
         assert eq.n_states == len(eq.reactive)
 
 
-def _against_ngspice(path, seconds=0.03, oversample=8, values=None):
+def _against_ngspice(path, seconds=0.03, oversample=8, values=None, skip=0):
     eq = nodal.equations(path)
     net = eq.netlist
     x = signals.plucked_string(seconds, FS, peak=PEAKS[path], cutoff=5000, seed=3)
@@ -102,7 +108,7 @@ def _against_ngspice(path, seconds=0.03, oversample=8, values=None):
     solver = nodal.NodalSolver(eq, rate, values=values)
     u = torch.tensor(resample.upsample(x, oversample))[None, :, None]
     y = resample.downsample(solver.simulate(u).y[0, :, 0].numpy(), oversample)[: len(x)]
-    return esr(reference, y)
+    return esr(reference[skip:], y[skip:])
 
 
 @pytest.mark.parametrize("path", CHARGED, ids=lambda p: p.stem)
@@ -118,6 +124,53 @@ def test_each_diode_charge_counts(which):
     """Junction charge alone and diffusion charge alone: each one's absence is seen."""
     ours = _against_ngspice(CLIPPER)
     assert _against_ngspice(CLIPPER, values={which: 0.0}) >= 50 * ours
+
+
+def test_each_mosfet_charge_counts():
+    """The bulk junctions alone (CJ AD + CJSW PD on the drain of the PMOS stage): removing them
+    is seen, besides the gate overlaps that dominate."""
+    ours = _against_ngspice(PMOS_STAGE, seconds=0.02)
+    assert _against_ngspice(PMOS_STAGE, seconds=0.02,
+                            values={"pm.cj": 0.0, "pm.cjsw": 0.0}) >= 100 * ours
+
+
+def test_mosfet_bulk_charge_is_bottom_plus_sidewall_depletion():
+    """ngspice's MOS1 bulk charges: CBD/CBS where given, else CJ times AD/AS, plus CJSW times
+    PD/PS with its own grading MJSW, sharing PB and FC; the integral of SPICE's capacitance."""
+    net = parse("* t\n*@ input vx\n*@ output d\n.model mq nmos vto=1 cj=2e-4 mj=0.4 "
+                "cjsw=1e-9 mjsw=0.3 pb=0.7 fc=0.5 cbs=3p\nvx d 0 0\n"
+                "m1 d d 0 0 mq ad=20p pd=30u as=5p ps=40u\n", "m.cir")
+    el = net.elements[1]
+    stamp = nodal.devices.BUILDERS["M"](el, net)
+    values = {sp.Symbol(k): v for k, v in net.defaults.items()}
+    qbs, qbd = stamp.charges
+    assert (qbs.name, qbd.name) == ("m1.qbs", "m1.qbd")
+    bottom = {"m1.qbs": 3e-12, "m1.qbd": 2e-4 * 20e-12}          # CBS given: wins over CJ AS
+    side = {"m1.qbs": 1e-9 * 40e-6, "m1.qbd": 1e-9 * 30e-6}
+    for charge in (qbs, qbd):
+        q = charge.q.subs(values)
+        (v,) = q.free_symbols                  # the junction port's voltage (vbs or vbd)
+        law = sp.lambdify(v, q, "numpy")
+        for bias in (-5.0, -0.3, 0.2, 0.35, 0.6, 1.0):
+            def cap(v, name=charge.name):
+                return (_spice_capacitance(v, bottom[name], 0.7, 0.4, 0.5)
+                        + _spice_capacitance(v, side[name], 0.7, 0.3, 0.5))
+            ref, _ = quad(cap, 0.0, bias, points=[0.35] if bias > 0.35 else None,
+                          epsabs=1e-30)
+            assert float(law(bias)) == pytest.approx(ref, rel=1e-10, abs=1e-27)
+
+
+def test_gate_overlaps_are_linear_capacitors_to_the_internal_terminals():
+    """CGSO W and CGDO W from the gate to s' and d' (after RS, RD), CGBO (L - 2 LD) to the
+    bulk: plain capacitor states, open at DC."""
+    eq = nodal.equations(PMOS_STAGE)
+    caps = {r.name: r for r in eq.reactive}
+    values = {sp.Symbol(k): v for k, v in eq.netlist.defaults.items()}
+    assert float(caps["m1.cgso"].value.subs(values)) == pytest.approx(5e-8 * 200e-6)
+    assert float(caps["m1.cgbo"].value.subs(values)) == pytest.approx(2e-6 * 2e-6)
+    assert (caps["m1.cgso"].a, caps["m1.cgso"].b) == ("g", "m1#s")
+    assert (caps["m1.cgdo"].a, caps["m1.cgdo"].b) == ("g", "m1#d")
+    assert (caps["m1.cgbo"].a, caps["m1.cgbo"].b) == ("g", "0")
 
 
 def _ac_reference(path, freqs):
@@ -284,3 +337,102 @@ def test_pnp_stage_charges_have_the_pnp_polarity(tmp_path):
     PEAKS[path] = PEAKS[CE_STAGE]
     assert _against_ngspice(path, seconds=0.02) <= 1e-4
     assert _against_ngspice(path, seconds=0.02, values=ZERO[CE_STAGE]) >= 1e-4
+
+
+# -- the germanium fuzz (FZ-1 style, three PNP stages) ------------------------------------------
+
+FUZZ = FIXTURES / "germanium_fuzz.cir"
+#: ngspice stops this fuzz's transient at REFERENCE_OPTIONS' reltol 1e-7 ("timestep too small"
+#: at a stage's base, near 0.8 ms), and finishes at ten times the tolerances.
+FUZZ_OPTIONS = {"reltol": 1e-6, "abstol": 1e-14, "vntol": 1e-9, "chgtol": 1e-17, "trtol": 1}
+
+
+def _fuzz_esr(values=None, seconds=0.02, peak=0.1, path=FUZZ, options=FUZZ_OPTIONS):
+    eq = nodal.equations(path)
+    net = eq.netlist
+    x = signals.plucked_string(seconds, FS, peak=peak, cutoff=5000, seed=3)
+    rate = FS * 8
+    ref = spice.simulate(net, {net.input: resample.upsample(x, 8)}, rate, substeps=2,
+                         options=options)
+    reference = resample.downsample(ref.voltage(*net.output), 8)[: len(x)]
+    solver = nodal.NodalSolver(eq, rate, values=values)
+    u = torch.tensor(resample.upsample(x, 8))[None, :, None]
+    y = resample.downsample(solver.simulate(u, backend="fast").y[0, :, 0].numpy(), 8)[: len(x)]
+    return esr(reference, y)
+
+
+def test_germanium_fuzz_agrees_with_ngspice_at_8x():
+    """IKF IKR ISE NE ISC NC RB RE RC, CJE CJC, TF TR on three leaky germanium PNP stages."""
+    ours = _fuzz_esr()
+    assert ours <= 1e-3
+    zero = {"ge.cje": 0.0, "ge.cjc": 0.0, "ge.tf": 0.0, "ge.tr": 0.0}
+    assert _fuzz_esr(values=zero) >= 100 * max(ours, 1e-9)
+
+
+def test_germanium_fuzz_fast_path_gives_the_torch_paths_samples():
+    solver = nodal.load(FUZZ)
+    u = torch.tensor(np.stack([signals.plucked_string(600 / FS, FS, peak=p, seed=s)
+                               for s, p in ((1, 0.1), (2, 0.5))]))[..., None]
+    ref = solver.simulate(u, backend="torch")
+    out = solver.simulate(u, backend="fast")
+    assert float((out.y - ref.y).abs().max()) <= 1e-9
+
+
+def test_a_micro_ohm_collector_resistance_is_solvable(tmp_path):
+    """A published germanium card sets RC=1.727u: the internal collector hangs on 5.8e5 S, the
+    transient matrix's condition number is ~3e10 after equilibration, yet it is regular (the
+    circuit runs, as in ngspice). It was called singular; the check now measures the backward
+    error. Against ngspice at its default tolerances (its tight ones stop on this card)."""
+    text = FUZZ.read_text().replace("RC=1.5", "RC=1.727u")
+    path = tmp_path / "micro_rc.cir"
+    path.write_text(text)
+    nodal.check_solvable(nodal.equations(path))
+    assert _fuzz_esr(path=path, seconds=0.01, options={}) <= 1e-4
+
+
+# -- junction capacitances away from the nominal temperature ------------------------------------
+
+#: Reverse-biased junctions as the capacitor of an RC low-pass (100k, a corner near 2 kHz): the
+#: output follows the capacitance directly. The input rides on a 3 V bias; one device each.
+VARACTORS = {
+    "diode": (".model dm d is=1e-14 cjo=1n vj=0.6 m=0.45 fc=0.5", "d1 0 out dm"),
+    "bjt_cjc_cjs": (".model qm npn is=1e-15 cjc=600p vjc=0.7 mjc=0.4 cjs=300p vjs=0.6 mjs=0.3",
+                    "q1 out 0 0 qm"),
+    "bjt_cje": (".model qm npn is=1e-15 cje=800p vje=0.8 mje=0.35", "q1 0 0 out qm"),
+    "jfet": (".model jm njf vto=-5 beta=1e-4 cgs=400p cgd=400p pb=0.9", "j1 out 0 out jm"),
+    "mosfet": (".model mm nmos vto=1 kp=2e-5 cj=4e-3 mj=0.45 cjsw=2e-7 mjsw=0.3 pb=0.7",
+               "m1 out 0 out 0 mm ad=100n as=100n pd=2m ps=2m"),
+}
+
+
+def _varactor(tmp_path, kind, celsius, name=None):
+    model, card = VARACTORS[kind]
+    text = (f"* {kind} junction capacitance as the C of an RC low-pass\n*@ input Vin\n"
+            f"*@ output out\n{model}\nVin in 0 DC 0\nVb a in DC 3\nR1 a out 100k\n"
+            f"R2 out 0 10meg\n{card}\n.temp {celsius}\n.end\n")
+    path = tmp_path / (name or f"{kind}_{celsius}.cir")
+    path.write_text(text)
+    PEAKS[path] = 1.0
+    return path
+
+
+#: ngspice leaves its MOS1 bulk-junction charges out of the first transient step (the output
+#: jumps there as it would without them, then relaxes with the RC's 80 us): the comparison
+#: starts after 2 ms, some 25 time constants, for every device alike.
+SETTLED = 96
+
+
+@pytest.mark.parametrize("kind", list(VARACTORS))
+def test_junction_capacitances_follow_the_temperature_as_in_ngspice(kind, tmp_path,
+                                                                    monkeypatch):
+    """CJO VJ (diode), CJC VJC CJS VJS and CJE VJE (BJT), CGS CGD PB (JFET), CJ CJSW PB
+    (MOSFET) at 60 C and -10 C against ngspice's `.temp`, the models measured at 27 C; at 60 C
+    the same circuit with the capacitances left at their 27 C values is far off."""
+    ours = {c: _against_ngspice(_varactor(tmp_path, kind, c), seconds=0.01, skip=SETTLED)
+            for c in (60, -10)}
+    assert max(ours.values()) <= 1e-4
+    monkeypatch.setattr(charges, "capacitance_factor", lambda t, tnom, pb, m: sp.S.One)
+    monkeypatch.setattr(charges, "junction_potential", lambda t, tnom, pb: pb)
+    unscaled = _against_ngspice(_varactor(tmp_path, kind, 60, "unscaled.cir"), seconds=0.01,
+                                skip=SETTLED)
+    assert unscaled >= 100 * max(ours[60], 1e-10)

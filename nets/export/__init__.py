@@ -7,6 +7,8 @@
     nam        lstm                 .nam (`nam`)                 Neural Amp Modeler plug-in
     c          stn                  C99 source (`c`)             any C compiler: init(), process()
 
+A circuit (not a run) goes to C through `nodal.ccode` (`nodalnet export CIRCUIT --format c`).
+
 Each file holds the trained network with our input scaling, readout and skip folded in, at
 the run's sample rate, so it alone reproduces `nodalnet simulate --model RUN` (volts in,
 volts out). Nothing is written unless the whole file could be made: a kind a format cannot

@@ -225,7 +225,7 @@ def derive(net: Netlist) -> Equations:
             if node_key(n):
                 port_incidence[k, index[node_key(n)]] += s
     jacobian = sp.Matrix(len(ports), len(ports),
-                         lambda i, j: sp.diff(currents[i], voltages[j]))
+                         lambda i, j: port_derivative(currents[i], voltages[j]))
     reduced, expand = _independent_ports(port_incidence)
 
     output_incidence = np.zeros(len(unknowns))
@@ -408,6 +408,33 @@ def _structural_deficiency(rows: np.ndarray, cols: np.ndarray, n: int) -> list[i
     matched = np.zeros(n, bool)
     matched[match[match >= 0]] = True
     return [int(j) for j in np.flatnonzero(~matched)]
+
+
+#: step functions of a behavioural law: their derivative is zero wherever it exists, and
+#: ngspice's B source takes it as zero everywhere (Sympy leaves it unevaluated)
+_STEPS = (sp.floor, sp.ceiling, sp.sign, sp.Heaviside)
+
+
+def port_derivative(law: sp.Expr, voltage: sp.Symbol) -> sp.Expr:
+    """d law / d voltage for the Newton Jacobian, steps differentiated as ngspice does (zero).
+
+    A derivative Sympy cannot write out (a function nodalnet has no rule for) is a named
+    error rather than a Jacobian that only autograd or nothing could evaluate.
+    """
+    d = sp.diff(law, voltage)
+    def step(e) -> bool:
+        if isinstance(e, sp.Subs):        # d/dv floor(g(v)) = Subs(Derivative(floor(u)), u, g)
+            e = e.expr
+        return isinstance(e, sp.Derivative) and isinstance(e.expr, _STEPS)
+
+    d = d.replace(step, lambda e: sp.S.Zero)
+    d = d.replace(lambda e: isinstance(e, sp.Subs), lambda e: e.doit())
+    d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    left = d.atoms(sp.Derivative)
+    if left:
+        raise NetlistError(f"nodalnet cannot differentiate {sorted(map(str, left))[0]} in the "
+                           f"law {law}; write the law without that function")
+    return d
 
 
 def _numerically_regular(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int) -> bool:

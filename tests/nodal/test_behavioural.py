@@ -355,3 +355,21 @@ def test_min_and_max_in_a_value_expression_clip_as_written(tmp_path):
     for backend in ("torch", "fast"):
         y = solver.simulate(u, backend=backend).y
         assert torch.allclose(y, expected, atol=1e-9), backend
+
+
+@pytest.mark.parametrize("backend", ["fast", "torch"])
+def test_a_step_function_in_a_law_is_the_step_of_the_linear_part(backend):
+    """`V={floor(V(x))}` behind an RC low-pass: the output is floor of the trapezoidal RC's
+    own response (scipy's bilinear transform of 1/(1 + s RC)), the floor's derivative zero as
+    ngspice takes it (it was an autograd traceback)."""
+    from scipy import signal
+
+    text = circuit("B1 out 0 V={floor(3*V(x))}\nR2 out 0 1k\n")
+    t = np.arange(2400) / FS
+    x = 1.5 * np.sin(2 * np.pi * 200 * t)
+    y, _ = render(equations(text), x, FS, backend=backend)
+    b, a = signal.bilinear([1.0], [2.2e3 * 10e-9, 1.0], fs=FS)
+    vx = 3 * signal.lfilter(b, a, x)
+    clear = np.abs(vx - np.round(vx)) > 1e-9        # away from the steps' edges
+    assert clear.mean() > 0.99 and np.ptp(vx) > 6
+    np.testing.assert_array_equal(y[clear], np.floor(vx[clear]))

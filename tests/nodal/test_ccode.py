@@ -176,6 +176,20 @@ def test_a_cpp_plugin_links_the_file_compiled_as_c(tmp_path):
     assert subprocess.run([str(tmp_path / "plugin")]).returncode == 0
 
 
+@needs_cc
+def test_a_step_function_law_gives_the_numba_paths_samples(tmp_path):
+    """floor() in a behavioural law (its derivative zero, as ngspice takes it) prints as C's
+    floor and runs as numba runs it."""
+    path = _netlist(tmp_path, "R1 in x 1k\nC1 x 0 10n\nB1 y 0 V={floor(3*V(x))}\n"
+                              "R2 y out 1k\nRo out 0 10k\n")
+    eq = nodal.equations(path)
+    x = _signal(peak=3.0)
+    reference, _ = render(eq, x, RATE)
+    y = _run_c(ccode.source(eq, sample_rate=RATE), tmp_path, x, True)
+    assert np.ptp(reference) > 0.5
+    assert np.max(np.abs(y - reference)) <= DOUBLE_TOLERANCE
+
+
 # -- what the generator does not write ---------------------------------------------------------
 def _netlist(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "circuit.cir"
@@ -193,9 +207,6 @@ def _refused(args, *words) -> None:
 
 
 UNSUPPORTED = {
-    # floor()'s derivative is left unevaluated by Sympy: no C for the Newton Jacobian
-    "behavioural law": ("R1 in x 1k\nB1 x 0 I={1m*floor(V(x)) + 1m*V(x)}\nR2 x out 1k\n"
-                        "Ro out 0 10k\n", ["B1", "circuit.cir:6", "floor"]),
     "time-dependent source": ("R1 in out 1k\nD1 out 0 DX\n.model DX D(IS=1e-14)\n"
                               "Vb b 0 PULSE(0 1 1m 1u 1u 1m 2m)\nRb b out 10k\n",
                               ["VB", "circuit.cir:8", "PULSE"]),

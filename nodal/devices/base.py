@@ -236,6 +236,9 @@ class ModelType:
     #: unsupported construct), or "ignored" where `rules` lists every parameter ngspice's device
     #: reads, so that any other is one ngspice itself ignores with a warning (noted)
     unknown: str = "unsupported"
+    #: parameters whose default is another parameter's value on the same card (ngspice's NBV
+    #: defaults to N): each is a parameter of its own, starting at that value when read
+    derived: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

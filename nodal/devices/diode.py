@@ -103,7 +103,7 @@ def diode_current(v: sp.Expr, net: Netlist, mp: dict, area: sp.Expr, t: float,
                                (forward, True))
     reverse_parts = [reverse]
     if _given(mp, "bv", net):
-        nbv = mp.get("nbv", n)                # ngspice: NBV defaults to N
+        nbv = mp["nbv"]                       # ngspice: NBV defaults to N (D's `derived`)
         tcv = mp.get("tcv", sp.S.Zero)
         bv = breakdown_voltage(mp["bv"] - tcv * (t - tnom), _pick(mp, "ibv"), csat, vt, nbv,
                                net)
@@ -164,6 +164,6 @@ _RULES = {"is": "positive", "js": "positive", "n": "positive", "rs": "nonnegativ
           "cj": "nonnegative", "vj": "positive", "pb": "positive", "m": "grading",
           "mj": "grading", "fc": "below_one", "tt": "nonnegative", "kf": "nonnegative",
           "af": "positive", **{p: "finite" for p in _NOT_MODELLED}}
-D = ModelType("d", _DEFAULTS, _RULES)
+D = ModelType("d", _DEFAULTS, _RULES, derived={"nbv": "n"})
 DEVICE = Device("D", "diode", nodes=2, card="model", build=diode, models=(D,),
                 dc_pairs=((0, 1),), instance=("area",))

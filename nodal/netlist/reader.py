@@ -280,6 +280,10 @@ class Reader(SourceCards, DialectCards):
                 else:
                     self.defaults[f"{name}.{pname}"] = default
                     params[pname] = sp.Symbol(f"{name}.{pname}")
+        for pname, source in mtype.derived.items():
+            if pname not in params:
+                self.defaults[f"{name}.{pname}"] = evaluate(params[source], self.defaults)
+                params[pname] = sp.Symbol(f"{name}.{pname}")
         for pname in FIXED_MODEL_PARAMS.get(mtype.name, ()):
             expr = params[pname]
             if expr.is_Symbol and expr.name in self.defaults:

@@ -21,6 +21,7 @@ import torch
 
 import circuits
 import nodal
+from nodal.render import input_matrix
 from nodal import fast, signals, verify
 from nodal.errors import NodalError, NonFiniteOutputError
 from nodal.netlist import parse
@@ -91,18 +92,20 @@ MAX_ITER_FOR_CONTINUATION = 4
 
 
 def test_gmin_or_source_stepping_solve_what_substeps_do_not():
-    # With only 4 Newton iterations some of the asymmetric clipper's samples fail even in 64
-    # substeps; the continuation rungs solve them. (Backend equality of the ladder is tested on
-    # the diode clipper above: this circuit's Newton works at round-off, K ~ 1/GMIN, where the
-    # two summation orders decide differently which sample needs which rung.)
-    solver = nodal.load(ASYMMETRIC)
-    solver.newton = NewtonOptions(max_iter=MAX_ITER_FOR_CONTINUATION)
-    u = torch.tensor(_pluck(0.01, 5.0))[None, :, None]
-    out = solver.simulate(u, backend="fast")
+    # With 4 Newton iterations a sample, +-5 V steps into the Tube Screamer leave samples that
+    # 64 substeps do not solve; the continuation rungs solve some of them (the count holds only
+    # samples a rung solved, not failed ones). Since the diode law has ngspice's reverse tail
+    # the asymmetric clipper no longer needs these rungs at any drive, so it cannot show them.
+    eq = nodal.equations("tube_screamer")
+    solver = nodal.NodalSolver(eq, FS, newton=NewtonOptions(max_iter=MAX_ITER_FOR_CONTINUATION),
+                               strict=False)
+    x = np.zeros(3000)
+    x[100:1000], x[1000:1500] = 5.0, -5.0
+    with pytest.warns(UserWarning, match="did not converge"):
+        out = solver.simulate(torch.from_numpy(input_matrix(eq, x, FS))[None], backend="fast")
     counts = out.diagnostics.fallback_counts()
     assert "gmin stepping" in counts or "source stepping" in counts, counts
-    assert out.diagnostics.failures == []
-    assert float((out.y - nodal.load(ASYMMETRIC).simulate(u).y).abs().max()) < 0.05
+    assert torch.isfinite(out.y).all()
 
 
 def _square(seconds, frequency, peak):

@@ -50,7 +50,7 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter, get_math_macros
 
 from .errors import NodalError
-from .files import atomic_write, check_writable
+from .files import check_output_file, write_output_file
 from .mna import Equations
 from .newton import GMIN_STEPS, HOMOTOPY_STEPS, ROUNDOFF, STALL, NewtonOptions
 
@@ -1061,20 +1061,9 @@ def export(circuit: str | Path | Equations, out: str | Path,
     import nodal
 
     out = Path(out)
-    if out.is_dir():
-        raise OutputPathError(f"{out} is a folder: give the file to write, e.g. {out}/pedal.c")
-    try:
-        check_writable(out.parent)
-    except PermissionError as exc:
-        raise OutputPathError(f"cannot write {out}: {exc}; choose another --out") from None
+    check_output_file(out, OutputPathError, "pedal.c")
     eq = circuit if isinstance(circuit, Equations) else nodal.equations(circuit)
-    text = source(eq, values, sample_rate)
-    try:
-        atomic_write(out, text)
-    except OSError as exc:
-        raise OutputPathError(f"cannot write {out}: {exc.strerror or exc}; choose another "
-                              "--out") from None
-    return out
+    return write_output_file(out, source(eq, values, sample_rate), OutputPathError)
 
 
 # -- building and running it ----------------------------------------------------------------

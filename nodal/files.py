@@ -188,3 +188,23 @@ def check_writable(folder: str | Path) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write into {folder}")
+
+
+def check_output_file(out: Path, error: type[Exception], example: str) -> None:
+    """`out` can be written as one file: else `error` naming what to change (--out)."""
+    if out.is_dir():
+        raise error(f"{out} is a folder: give the file to write, e.g. {out}/{example}")
+    try:
+        check_writable(out.parent)
+    except PermissionError as exc:
+        raise error(f"cannot write {out}: {exc}; choose another --out") from None
+
+
+def write_output_file(out: Path, text: str, error: type[Exception]) -> Path:
+    """`text` to `out` atomically (nothing there on failure); `error` names a failed write."""
+    try:
+        atomic_write(out, text)
+    except OSError as exc:
+        raise error(f"cannot write {out}: {exc.strerror or exc}; choose another "
+                    "--out") from None
+    return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from nodal.files import atomic_write, check_writable, to_json
+from nodal.files import check_output_file, to_json, write_output_file
 
 from ..errors import RunDirectoryError
 from . import c, nam, rtneural
@@ -65,12 +65,7 @@ def _load(run_dir: Path):
 
 
 def _check_output(out: Path) -> None:
-    if out.is_dir():
-        raise ExportPathError(f"{out} is a folder: give the file to write, e.g. {out}/model.json")
-    try:
-        check_writable(out.parent)
-    except PermissionError as exc:
-        raise ExportPathError(f"cannot write {out}: {exc}; choose another --out") from exc
+    check_output_file(out, ExportPathError, "model.json")
 
 
 def render(model, fmt: str, run_dir: str | Path = "run") -> str:
@@ -89,10 +84,4 @@ def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         _check_format(fmt, "")
     _check_output(out)
     model = _load(run_dir)
-    text = render(model, fmt, run_dir)
-    try:
-        atomic_write(out, text)
-    except OSError as exc:
-        raise ExportPathError(f"cannot write {out}: {exc.strerror or exc}; choose another "
-                              "--out") from exc
-    return out
+    return write_output_file(out, render(model, fmt, run_dir), ExportPathError)

@@ -151,6 +151,20 @@ def _old_writer(tmp_path: Path) -> Path | None:
     return folder
 
 
+def _old_cache(tmp_path: Path) -> Path:
+    """A cache root of its own for the previous version (its datasets are not ours), whose
+    kernel folder is this session's: a kernel is keyed by its whole source, so the previous
+    version reuses a kernel only where it would generate the very same one, and is spared a
+    cold compile of the diode clipper in each test."""
+    root = tmp_path / "cache"
+    root.mkdir()
+    kernels = nodal.files.cache_dir("kernels")
+    if kernels is not None:
+        kernels.mkdir(parents=True, exist_ok=True)
+        (root / "kernels").symlink_to(kernels.resolve(), target_is_directory=True)
+    return root
+
+
 @pytest.mark.parametrize("kind", ["gru-sm", "nodal"])
 def test_a_run_folder_of_the_previous_version_loads_runs_and_resumes(tmp_path, kind):
     old = _old_writer(tmp_path)
@@ -162,7 +176,7 @@ def test_a_run_folder_of_the_previous_version_loads_runs_and_resumes(tmp_path, k
               f"nets.runs.start('diode_clipper', {kind!r}, out={str(run)!r}, material=m, "
               f"epochs=1, segment=128, batch=4, steps_per_epoch=2)\n")
     subprocess.run([sys.executable, "-c", script], cwd=old, check=True, capture_output=True,
-                   env={"PYTHONPATH": str(old), "NODALNET_CACHE": str(tmp_path / "cache"),
+                   env={"PYTHONPATH": str(old), "NODALNET_CACHE": str(_old_cache(tmp_path)),
                         "PATH": "/usr/bin:/bin"})
     info = json.loads((run / "run.json").read_text())
     model = nets.load_run(run)                       # this version's reader and registry

@@ -403,7 +403,7 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
                      "that length and the ESRs are over it")
     cold = warm = None
     if startup_times or (startup_times is None and path != name):
-        cold, warm = startup(path, repeats=repeats, log=say)
+        cold, warm = startup(path, repeats=repeats, log=log)
 
     spice_s = n_spice / sample_rate
     ref = sp_["reference"]

@@ -636,7 +636,9 @@ def plot(
 @app.command()
 @friendly
 def bench(
-    circuits: Optional[List[str]] = typer.Argument(None, help="built-in circuits (default: all)"),
+    circuits: Optional[List[str]] = typer.Argument(
+        None, help="built-in circuits, the bench's own (bench/circuits: big_muff_pair) or "
+        "netlist files (default: every built-in)"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     seconds: float = typer.Option(10.0, help="seconds of test signal at 48 kHz (up to 600)"),
     spice_seconds: Optional[float] = typer.Option(
@@ -649,8 +651,8 @@ def bench(
     _seconds("--seconds", seconds, 600.0)
     if spice_seconds is not None:
         _seconds("--spice-seconds", spice_seconds, seconds)
-    for name in circuits or []:
-        nodal.equations(name)      # an unknown or broken circuit, before an hour of benching
+    for name in circuits or []:    # an unknown or broken circuit, before an hour of benching
+        nodal.equations(nodal_bench.resolve(name))
     results = nodal_bench.run(circuits or None, seconds=seconds, spice_seconds=spice_seconds,
                               log=lambda m: err_console.print(m, highlight=False))
     if json_out:

@@ -1,10 +1,16 @@
-"""How parsing and the structural checks scale: `python bench/scale.py [SECTIONS...]`.
+"""How parsing and the structural checks scale: `python bench/scale.py [SECTIONS...]`, and
+how fast a netlist starts: `python bench/scale.py --startup NETLIST_OR_NAME...`.
 
 An RC ladder of N sections (a source, then N times a 1 kOhm series resistor and a 10 nF
 capacitor to ground: 2N + 1 elements) is parsed, derived (`nodal.derive`: stamps, the DC-path
 check) and checked (`nodal.check_solvable`: structural and numeric singularity). Prints the
 seconds of each step, one line per size (default: 200 and 1000 sections, i.e. 401 and 2,001
 elements). Wall times on a shared machine are upper bounds.
+
+`--startup` runs `nodal.bench.startup` on each netlist (or built-in / bench circuit name): a
+fresh process with an empty `NODALNET_CACHE` folder (cold: derive, build the torch laws,
+compile the kernel, run 10 ms), then the same folder again (warm, best of 3), and prints the
+seconds of each step. See bench/README.md for the figures.
 
 Measured on the 2-core machine with a load average of 4-6 from other jobs:
 
@@ -46,7 +52,23 @@ def measure(sections: int) -> dict[str, float]:
             "derive_s": t2 - t1, "check_solvable_s": t3 - t2}
 
 
+def startup(names: list[str]) -> None:
+    from nodal import bench
+
+    def row(times: dict) -> str:
+        return (f"derive {times['derive']:6.2f} s, solver {times['solver']:6.2f} s, kernel "
+                f"{times['kernel']:7.2f} s = {times['total']:7.2f} s "
+                f"(import {times['import']:.2f} s)")
+
+    for name in names:
+        cold, warm = bench.startup(bench.resolve(name), log=lambda m: None)
+        print(f"{name}\n  cold: {row(cold)}\n  warm: {row(warm)}", flush=True)
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--startup"]:
+        startup(argv[1:])
+        return
     import scipy.sparse.csgraph  # noqa: F401  (imported before timing: not part of a check)
     import scipy.sparse.linalg  # noqa: F401
 

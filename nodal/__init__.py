@@ -44,13 +44,15 @@ _CACHE: dict[tuple[str, str], Equations] = {}
 
 
 def equations(name_or_path: str | Path, given=None, command: str = "simulate") -> Equations:
-    """The symbolic equations of a circuit (cached per file content, included files too).
+    """The symbolic equations of a circuit (cached per file content, included files too, in
+    this process and on disk: `nodal.derived`).
 
     given: `nodal.directives.Given`, the command line's stand-ins for the `*@` lines; a netlist
     that leaves its input or output unnamed raises `DirectivesMissing`, whose advice lists the
     sources and likely outputs and shows `nodalnet COMMAND ...` with the options to add."""
     import circuits
 
+    from . import derived
     from .directives import Given
     from .directives import parse as parse_given
 
@@ -61,8 +63,12 @@ def equations(name_or_path: str | Path, given=None, command: str = "simulate") -
     builtin = circuits.path_of(str(name_or_path)) is not None
     shown = f"circuits/{path.name}" if builtin else str(path)
     if key not in _CACHE:
-        eq = derive(parse_given(text, shown, given, command, folder=path.parent))
-        check_solvable(eq)
+        entry = derived.key(key[1], shown, given, command)
+        eq = derived.load(entry)          # a second process reads what the first derived
+        if eq is None:
+            eq = derive(parse_given(text, shown, given, command, folder=path.parent))
+            check_solvable(eq)
+            derived.store(entry, eq)
         _CACHE[key] = eq
     return _CACHE[key]
 

@@ -60,10 +60,15 @@ def _step(x, *_):
 
 def torch_function(exprs: list[sp.Expr], args: list[sp.Symbol]):
     """Compile Sympy expressions into one torch function of `args` returning a list."""
-    exprs = [sp.sympify(e).replace(sp.Min, _pairwise(lambda a, b: a <= b))
+    # Arguments renamed to identifiers first: lambdify would otherwise replace each argument
+    # whose name is not one (a model parameter `q2n5088.is`) by a dummy in every expression,
+    # one walk per argument (seconds on a 24-port circuit); one xreplace does it for all.
+    safe = {a: sp.Symbol(f"_a{k}", **a.assumptions0) for k, a in enumerate(args)}
+    exprs = [sp.sympify(e).xreplace(safe).replace(sp.Min, _pairwise(lambda a, b: a <= b))
              .replace(sp.Max, _pairwise(lambda a, b: a >= b))
              .replace(sp.Heaviside, _step) for e in exprs]
-    fn = sp.lambdify(args, list(exprs), modules="torch", cse=True)
+    fn = sp.lambdify(list(safe.values()), list(exprs), modules="torch", cse=True,
+                     dummify=False)
     return fn
 
 
@@ -79,6 +84,34 @@ def _broadcast(values: list, like: Tensor) -> list[Tensor]:
                 v = v.expand_as(like)
         out.append(v)
     return out
+
+
+class _KindLaws:
+    """The torch function of one kind of law (`nodal.laws.LawKind`): laws and Jacobian entries
+    of every instance of the kind in one call, each argument a column [batch, instances]."""
+
+    def __init__(self, kind, n_ports: int):
+        entries = list(kind.jacobian)
+        self.fn = torch_function(kind.laws + [kind.jacobian[e] for e in entries],
+                                 kind.voltages + kind.parameters)
+        self.n_laws = len(kind.laws)
+        self.ports = torch.tensor(kind.ports, dtype=torch.long)             # [inst, k]
+        self.arguments = torch.tensor(kind.arguments, dtype=torch.long).view(
+            len(kind.ports), len(kind.parameters))                           # [inst, m]
+        #: where the outputs go: currents by law, then Jacobian entries, instance fastest
+        self.current_ports = self.ports.T.reshape(-1)
+        self.jacobian_flat = torch.cat(
+            [self.ports[:, a] * n_ports + self.ports[:, b] for a, b in entries]
+        ) if entries else torch.zeros(0, dtype=torch.long)
+
+    def __call__(self, v: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        vk = v[:, self.ports]                                   # [B, inst, k]
+        pk = values[self.arguments]                             # [inst, m]
+        out = _broadcast(self.fn(*vk.unbind(2), *pk.unbind(1)), vk[:, :, 0])
+        i = torch.cat(out[: self.n_laws], 1)
+        jac = (torch.cat(out[self.n_laws:], 1) if len(out) > self.n_laws
+               else v.new_zeros(v.shape[0], 0))
+        return i, jac
 
 
 @dataclass
@@ -126,15 +159,15 @@ class NumericEquations:
         self._flat = torch.tensor([i * n + j for i, j in self._entries], dtype=torch.long)
         self._flat_dc = torch.tensor([i * ndc + j for i, j in self._entries_dc],
                                      dtype=torch.long)
-        # Currents and Jacobian: functions of (port voltages..., parameters..., T).
-        args = list(eq.port_voltages) + symbols
+        # Currents and Jacobian: one torch function per kind of law (`nodal.laws`), of the
+        # kind's stand-in voltages and parameters, evaluated on every instance at once.
         self.n_ports = len(eq.ports)
-        self._jac_entries = [(i, j) for i in range(self.n_ports) for j in range(self.n_ports)
-                             if eq.jacobian[i, j] != 0]
-        self._jac_flat = torch.tensor([a * self.n_ports + b for a, b in self._jac_entries],
-                                      dtype=torch.long)
-        self._laws_fn = torch_function(
-            list(eq.currents) + [eq.jacobian[i, j] for i, j in self._jac_entries], args)
+        self._kinds = [_KindLaws(kind, self.n_ports) for kind in eq.kinds]
+        order = [kind.current_ports for kind in self._kinds]
+        self._current_order = (torch.argsort(torch.cat(order)) if order
+                               else torch.zeros(0, dtype=torch.long))
+        flat = [kind.jacobian_flat for kind in self._kinds]
+        self._jac_flat = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long)
         self._junction_fn = torch_function(
             [e for p in eq.ports if p.junction for e in p.junction], symbols)
         self.junction_ports = [k for k, p in enumerate(eq.ports) if p.junction]
@@ -263,12 +296,18 @@ class NumericEquations:
         """Port voltages v [B, ports] -> currents i [B, ports] and Jacobian di/dv
         [B, ports, ports]."""
         batch = v.shape[0]
-        cols = [v[:, k] for k in range(self.n_ports)]
-        out = _broadcast(self._laws_fn(*cols, *theta), v[:, 0])
-        i = torch.stack(out[: self.n_ports], 1)
+        if not self._kinds:
+            return v.new_zeros(batch, 0), v.new_zeros(batch, 0, 0)
+        values = torch.stack(theta)
+        currents, entries = [], []
+        for kind in self._kinds:
+            i_k, jac_k = kind(v, values)
+            currents.append(i_k)
+            entries.append(jac_k)
+        i = torch.cat(currents, 1)[:, self._current_order]
         jac = v.new_zeros(batch, self.n_ports * self.n_ports)
-        if self._jac_entries:
-            jac = jac.index_copy(1, self._jac_flat, torch.stack(out[self.n_ports:], 1))
+        if len(self._jac_flat):
+            jac = jac.index_copy(1, self._jac_flat, torch.cat(entries, 1))
         return i, jac.view(batch, self.n_ports, self.n_ports)
 
     def junctions(self, theta: list[Tensor]) -> tuple[Tensor, Tensor]:

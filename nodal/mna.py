@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from . import devices
+from . import devices, laws
 from .devices import SAMPLE_PERIOD, Charge, Key, Port, Reactive, node_key
 from .errors import NetlistError
 from .netlist import GROUND, Element, Netlist
@@ -58,6 +58,8 @@ class Equations:
     charge_ports: list[int] = field(default_factory=list)  # the reactive ones; their ports
     #: where GMIN (across junctions, from DC-floating nodes) sits in `matrix` / `matrix_dc`
     gmin: dict[bool, list[tuple[int, int, float]]] = field(default_factory=dict)
+    #: the laws grouped by kind (`nodal.laws`): the Jacobian was derived once per kind
+    kinds: list[laws.LawKind] = field(default_factory=list)
 
     @property
     def n_inputs(self) -> int:
@@ -224,8 +226,9 @@ def derive(net: Netlist) -> Equations:
         for n, s in ((p.p, 1), (p.m, -1)):
             if node_key(n):
                 port_incidence[k, index[node_key(n)]] += s
-    jacobian = sp.Matrix(len(ports), len(ports),
-                         lambda i, j: port_derivative(currents[i], voltages[j]))
+    symbols = [sp.Symbol(p) for p in net.defaults] + [SAMPLE_PERIOD]
+    kinds = laws.group(currents, voltages, symbols, port_derivative)
+    jacobian = laws.jacobian(kinds, voltages, symbols, len(ports))
     reduced, expand = _independent_ports(port_incidence)
 
     output_incidence = np.zeros(len(unknowns))
@@ -241,7 +244,7 @@ def derive(net: Netlist) -> Equations:
         source_rhs_dc=source_rhs_dc, reactive=reactive, ports=ports, port_voltages=voltages,
         currents=currents, jacobian=jacobian, port_incidence=port_incidence, reduced=reduced,
         expand=expand, reactive_incidence=reactive_incidence, output_incidence=output_incidence,
-        charges=charges, charge_ports=charge_ports, gmin=gmin_where)
+        charges=charges, charge_ports=charge_ports, gmin=gmin_where, kinds=kinds)
 
 
 def _sources(net: Netlist, stamps: dict[str, devices.Stamp], index: dict, index_dc: dict):

@@ -5,6 +5,11 @@ relative steps) and start away from the circuit's values: p0 = p_true * f (`star
 2 by default: every value doubled, so that R and C cannot cancel in RC), unless `start`
 gives them. Everything else is `nodal.NodalSolver`: float64, DK equations, Newton with
 gradients by the implicit function theorem.
+
+Not every set of values is identifiable: the diode clipper's output depends on R1 C1 and
+IS / C1 only, so along R1 / a, C1 a, IS a the loss is flat and a run stops wherever the
+optimiser's path leaves it (Adam from an equal start factor: near the true values, by luck of
+the path). `unseen_directions` names such combinations; a run writes them to its info.
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ class NodalModel(NeuralModel):
 
         def response() -> Tensor:
             with torch.no_grad():
-                traj = self.run(u, self.initial_state(u.shape[0], u[:, :1].squeeze(1)))
+                traj = self.run(u, self.initial_state(u.shape[0], u[:, 0]))
             parts = [traj.y.reshape(-1, traj.y.shape[-1]), traj.x.reshape(-1, traj.x.shape[-1])]
             return torch.cat(parts, -1)
 

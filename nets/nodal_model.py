@@ -5,6 +5,11 @@ relative steps) and start away from the circuit's values: p0 = p_true * f (`star
 2 by default: every value doubled, so that R and C cannot cancel in RC), unless `start`
 gives them. Everything else is `nodal.NodalSolver`: float64, DK equations, Newton with
 gradients by the implicit function theorem.
+
+Not every set of values is identifiable: the diode clipper's output depends on R1 C1 and
+IS / C1 only, so along R1 / a, C1 a, IS a the loss is flat and a run stops wherever the
+optimiser's path leaves it (Adam from an equal start factor: near the true values, by luck of
+the path). `unseen_directions` names such combinations; a run writes them to its info.
 """
 
 from __future__ import annotations
@@ -53,8 +58,12 @@ class NodalModel(NeuralModel):
     circuit_bound = True
     tiny: dict = {}
     tiny_fit: dict = {"segment": 64, "window": 0, "warmup": 4, "lr": 0.05, "steps": 6}
+    # warmup: each segment starts from `encode(x_prev)`, which takes the capacitor currents as
+    # zero; the wrong history rings out (trapezoidal, nearly -1 per sample while a diode
+    # conducts hard) before the loss starts. 16 samples left a loss of 1e-6..1e-5 at the true
+    # values on the drive-stage clipper at gain 5 (1e-11 on the plain clipper); 64 leave < 1e-11.
     defaults = dict(window=0, state_weight=1.0, epochs=12, segment=128, batch=128, lr=5e-2,
-                    warmup=16, steps_per_epoch=10)
+                    warmup=64, steps_per_epoch=10)
 
     def __init__(self, n_inputs: int, n_states: int, sample_rate: float = 48000.0,
                  circuit: str = "diode_clipper", trainable: list[str] | None = None,
@@ -112,6 +121,53 @@ class NodalModel(NeuralModel):
     def component_values(self) -> dict[str, float]:
         """The current values of the trained components (SI units)."""
         return {n: float(self.solver.value(n).detach()) for n in self.keys}
+
+    def unseen_directions(self, u: Tensor, step: float = 1e-4,
+                          tol: float = 1e-6) -> list[dict[str, float]]:
+        """The combinations of the trained values that the output and the states do not see
+        on the input u [B, T, n_inputs] (free-running from the operating point): each
+        {name: exponent}, scaled so that the largest exponent is 1; moving the values by
+        p -> p * a**exponent leaves the model's output unchanged for every a, so no training
+        can recover them one by one (only the products that they leave alone).
+
+        The diode clipper's [{"r1": -1, "c1": 1, "d1n4148.is": 1}]: its equation
+        C dv/dt = (u - v) / R - 2 IS sinh(v / (N Vt)) divided by C holds R C and IS / C only.
+        Found as the near-null right singular vectors (singular value below `tol` times the
+        largest) of the Jacobian of (y / |y|, x_k / |x_k|) in the log-values, by central
+        differences of relative size `step` on the compiled path."""
+        names = list(self.keys)
+        logs = {n: getattr(self.solver.trainable.parametrizations, self.keys[n]).original
+                for n in names}
+        u = u.double()
+
+        def response() -> Tensor:
+            with torch.no_grad():
+                traj = self.run(u, self.initial_state(u.shape[0], u[:, 0]))
+            parts = [traj.y.reshape(-1, traj.y.shape[-1]), traj.x.reshape(-1, traj.x.shape[-1])]
+            return torch.cat(parts, -1)
+
+        base = response()
+        norm = base.norm(dim=0).clamp_min(1e-30)
+        columns = []
+        with torch.no_grad():
+            for name in names:
+                saved = logs[name].clone()
+                ends = []
+                for sign in (1.0, -1.0):
+                    logs[name].copy_(saved + sign * step)
+                    ends.append(response() / norm)
+                logs[name].copy_(saved)
+                columns.append(((ends[0] - ends[1]) / (2 * step)).flatten())
+        _, sigma, vh = torch.linalg.svd(torch.stack(columns, 1), full_matrices=False)
+        out = []
+        for k in range(len(names)):
+            if sigma[k] > tol * sigma[0]:
+                continue
+            v = vh[k]
+            v = v / v[v.abs().argmax()]
+            out.append({n: round(float(c), 3) for n, c in zip(names, v, strict=True)
+                        if abs(float(c)) > 1e-3})
+        return out
 
     # -- knobs ------------------------------------------------------------------------------
     def _solver_inputs(self, u: Tensor) -> Tensor:

@@ -259,6 +259,9 @@ def _fit(model, optimizer, data: CircuitDataset, config: TrainConfig, info: dict
     if hasattr(model, "component_values"):
         info["components"] = {"trained": model.component_values(), "true": model.true_values,
                               "start": model.start}
+        if hasattr(model, "unseen_directions"):  # value combinations the output cannot see
+            second = int(data.sample_rate)
+            info["components"]["unseen"] = model.unseen_directions(data.val.u[:, :second])
     info["status"] = "done"
     if out:
         state = progress.state(model, optimizer, info)

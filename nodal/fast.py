@@ -1,7 +1,14 @@
 """The compiled fast path: the DK equations as one numba kernel, forward only, on plain arrays.
 
-    kernel = fast.kernel(eq)                      # compiled once per circuit structure
-    out = fast.run(kernel, arrays, w, start)      # arrays: `KernelArrays` (numpy), w [B, T, nw]
+    kernel = fast.kernel(eq, fast.layout(eq, arrays.K))   # once per structure and split
+    out = fast.run(kernel, arrays, w, start, options)      # `KernelArrays` (numpy), w [B, T, nw]
+
+Blocks: where the structure allows, the port equations split into blocks solved one after the
+other (`layout`: two pedals in one file, the Phase 90's buffered stages), each with its own
+Newton and small dense J whose dimensions, like the circuit's, are literals compiled in; a
+block's linear part is p plus the currents of the blocks before it. A circuit that does not
+split is one block. The torch path (`solver.py`) solves the blocks together: the same samples
+(to ~1e-12 V), and where the kernel splits, a sample's iteration count is its slowest block's.
 
 The kernel's source is generated from the very Sympy expressions the torch solver lambdifies
 (`Equations.currents`, `Equations.jacobian` and each junction port's `(n Vt, Is)`), printed with

@@ -323,9 +323,11 @@ class NodalSolver(StateSpaceModel):
         if cached is None or cached[0] is not self.eq:
             cached = (self.eq, {})
             self._compiled = cached
-        key = fast.couplings(arrays.K).tobytes()
+        split = bool(getattr(self.newton, "split", True))
+        key = (split, fast.couplings(arrays.K).tobytes())
         if key not in cached[1]:
-            cached[1][key] = fast.kernel(self.eq, fast.layout(self.eq, arrays.K))
+            plan = fast.layout(self.eq, arrays.K) if split else fast.one_block(self.eq)
+            cached[1][key] = fast.kernel(self.eq, plan)
         return cached[1][key]
 
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,

@@ -1,7 +1,14 @@
 """The compiled fast path: the DK equations as one numba kernel, forward only, on plain arrays.
 
-    kernel = fast.kernel(eq)                      # compiled once per circuit structure
-    out = fast.run(kernel, arrays, w, start)      # arrays: `KernelArrays` (numpy), w [B, T, nw]
+    kernel = fast.kernel(eq, fast.layout(eq, arrays.K))   # once per structure and split
+    out = fast.run(kernel, arrays, w, start, options)      # `KernelArrays` (numpy), w [B, T, nw]
+
+Blocks: where the structure allows, the port equations split into blocks solved one after the
+other (`layout`: two pedals in one file, the Phase 90's buffered stages), each with its own
+Newton and small dense J whose dimensions, like the circuit's, are literals compiled in; a
+block's linear part is p plus the currents of the blocks before it. A circuit that does not
+split is one block. The torch path (`solver.py`) solves the blocks together: the same samples
+(to ~1e-12 V), and where the kernel splits, a sample's iteration count is its slowest block's.
 
 The kernel's source is generated from the very Sympy expressions the torch solver lambdifies
 (`Equations.currents`, `Equations.jacobian` and each junction port's `(n Vt, Is)`), printed with
@@ -50,85 +57,67 @@ from .files import atomic_write, cache_dir
 from .mna import Equations
 from .newton import GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS, ROUNDOFF, STALL
 
-# The per-sample loop, the same for every circuit; `_laws` and `_junctions` are generated, and
-# the dimensions NW NX NR NP NJ NLEV are module constants that numba compiles in as literals.
+# The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
+# of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
+# literals that numba compiles in. Everything here is in the kernel's frame: coordinates and
+# ports permuted so that each block's are contiguous (`Layout`).
 _KERNEL = '''
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
-def _solve_linear(J, b, out):
-    """out = J^-1 b by Gaussian elimination with partial pivoting (J, b are overwritten)."""
-    for c in range(NR):
-        piv = c
-        big = abs(J[c, c])
-        for k in range(c + 1, NR):
-            if abs(J[k, c]) > big:
-                big = abs(J[k, c])
-                piv = k
-        if piv != c:
-            for j in range(NR):
-                J[c, j], J[piv, j] = J[piv, j], J[c, j]
-            b[c], b[piv] = b[piv], b[c]
-        for k in range(c + 1, NR):
-            m = J[k, c] / J[c, c]
-            if m != 0.0:
-                for j in range(c + 1, NR):
-                    J[k, j] -= m * J[c, j]
-                b[k] -= m * b[c]
-    for c in range(NR - 1, -1, -1):
-        acc = b[c]
-        for j in range(c + 1, NR):
-            acc -= J[c, j] * out[j]
-        out[c] = acc / J[c, c]
-
-
-@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
-def _expand_ports(expand, q, out):
-    """out = Q q: every port voltage from the independent ones."""
-    for c in range(NP):
+def _ports(expand, q, v, p0, p1, r0, r1, ident):
+    """v = Q q for ports p0..p1 (a block's), whose rows are zero past coordinate r1 (ident:
+    the block's Q is the identity, zero before r0)."""
+    if ident:
+        for c in range(p0, p1):
+            v[c] = q[r0 + c - p0]
+        return
+    for c in range(p0, p1):
         acc = 0.0
-        for a in range(NR):
+        for a in range(r1):
             acc += expand[c, a] * q[a]
-        out[c] = acc
+        v[c] = acc
 
 
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
-def _affine(Mx, Mw, Mi, row, s, w, cur):
-    """Row `row` of Mx x~ + Mw w + Mi i: one line of the DK update."""
-    acc = 0.0
-    for k in range(NX):
-        acc += Mx[row, k] * s[k]
-    for k in range(NW):
-        acc += Mw[row, k] * w[k]
-    for c in range(NP):
-        acc += Mi[row, c] * cur[c]
-    return acc
+def _dports(expand, dq, dv, p0, p1, r0, nb, ident):
+    """dv = Q dq for a block's ports, dq its own coordinates' step (local, 0..nb)."""
+    if ident:
+        for c in range(p0, p1):
+            dv[c] = dq[c - p0]
+        return
+    for c in range(p0, p1):
+        acc = 0.0
+        for a in range(nb):
+            acc += expand[c, r0 + a] * dq[a]
+        dv[c] = acc
 
 
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
-def _newton_matrix(KN, jac, expand, KJ, J):
-    """J = I - K (di/dv) Q, over the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:
-    JAC_PTR[c + 1]]: the rows of column c), and without Q where it is the identity."""
-    for a in range(NR):
-        for c in range(NP):
+def _matrix(KN, jac, expand, KJ, J, r0, nb, p0, npb, ident):
+    """A block's J = I - K (di/dv) Q (local indices), over the Jacobian's structural nonzeros
+    (JAC_ROW[JAC_PTR[c]:JAC_PTR[c + 1]]: the rows of column c, inside its block)."""
+    for a in range(nb):
+        for c in range(npb):
             acc = 0.0
-            for k in range(JAC_PTR[c], JAC_PTR[c + 1]):
-                acc += KN[a, JAC_ROW[k]] * jac[JAC_ROW[k], c]
+            for k in range(JAC_PTR[p0 + c], JAC_PTR[p0 + c + 1]):
+                acc += KN[r0 + a, JAC_ROW[k]] * jac[JAC_ROW[k], p0 + c]
             KJ[a, c] = acc
-    for a in range(NR):
-        for c in range(NR):
-            acc = 1.0 if a == c else 0.0
-            if EXPAND_IDENTITY:
-                acc -= KJ[a, c]
-            else:
-                for e in range(NP):
-                    acc -= KJ[a, e] * expand[e, c]
-            J[a, c] = acc
+    for a in range(nb):
+        for b in range(nb):
+            acc = 1.0 if a == b else 0.0
+            if ident:
+                J[a, b] = acc - KJ[a, b]
+                continue
+            for c in range(npb):
+                acc -= KJ[a, c] * expand[p0 + c, r0 + b]
+            J[a, b] = acc
 
 
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
-def _pnjlim(v, dv, jports, vte, vcrit):
-    """SPICE pnjlim: the largest factor in (0, 1] keeping every junction's step in bounds."""
+def _pnjlim(v, dv, jports, vte, vcrit, j0, j1):
+    """SPICE pnjlim over junctions j0..j1: the largest factor in (0, 1] keeping every
+    junction's step in bounds."""
     alpha = 1.0
-    for j in range(NJ):
+    for j in range(j0, j1):
         t = vte[j]
         v_old = v[jports[j]]
         d = dv[jports[j]]
@@ -151,6 +140,16 @@ def _pnjlim(v, dv, jports, vte, vcrit):
 
 
 @numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _effective(p, KN, cur, pe, r0, r1, p0):
+    """A block's linear part: p plus the currents of the ports of the blocks before it."""
+    for a in range(r0, r1):
+        acc = p[a]
+        for c in range(p0):
+            acc += KN[a, c] * cur[c]
+        pe[a] = acc
+
+
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
 def _predict(G, H, s, w, p):
     """p = G x~ + H w: the linear part of the port coordinates."""
     for a in range(NR):
@@ -162,23 +161,68 @@ def _predict(G, H, s, w, p):
         p[a] = acc
 
 
-@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def _newton(q, p, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol, reltol, v, dv,
-            cur, jac, f, dq, J, KJ, tmp):
-    """Solve q - p - K i(Q q) = 0 in place from q; (iterations, converged).
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _update(D, E, F, Ds, Es, Fs, A, B, C, s, w, cur, xs, s_new):
+    """One pass of the DK update: returns y; xs = Ds x~ + Es w + Fs i, s_new = A x~ + B w + C i."""
+    y = 0.0
+    for k in range(NX):
+        y += D[0, k] * s[k]
+    for k in range(NW):
+        y += E[0, k] * w[k]
+    for c in range(NP):
+        y += F[0, c] * cur[c]
+    for a in range(NX):
+        acc = 0.0
+        acc2 = 0.0
+        for k in range(NX):
+            acc += Ds[a, k] * s[k]
+            acc2 += A[a, k] * s[k]
+        for k in range(NW):
+            acc += Es[a, k] * w[k]
+            acc2 += B[a, k] * w[k]
+        for c in range(NP):
+            acc += Fs[a, c] * cur[c]
+            acc2 += C[a, c] * cur[c]
+        xs[a] = acc
+        s_new[a] = acc2
+    return y
 
-    On convergence cur holds the currents at q (to first order after a last small step).
-    gshunt: a conductance added across every port but the charges' (gmin stepping; 0
-    otherwise).
-    """
-@NEWTON@
-    return it, conv
+
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _expand_ports(expand, q, out):
+    """out = Q q: every port voltage from the coordinates."""
+    for c in range(NP):
+        acc = 0.0
+        for a in range(NR):
+            acc += expand[c, a] * q[a]
+        out[c] = acc
+
+
+# the ladder's Newton (rarely run) calls these rather than inlining them: compile time
+_ports_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_ports.py_func)
+_dports_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_dports.py_func)
+_matrix_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_matrix.py_func)
+_pnjlim_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_pnjlim.py_func)
+
+
+@@SOLVERS@@
+
+@@BLOCK_NEWTONS@@
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _solve_all(q, p, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol,
+               reltol, v, dv, cur, jac, f, dq, J, KJ, tmp):
+    """Every block's Newton in order from q (in place); (iterations: the most of any block,
+    converged). pe: each block's linear part (p and the currents of the blocks before it)."""
+    total = 0
+@@SOLVE_ALL@@
+    return total, True
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta,
-              vte, vcrit, max_iter, abstol, reltol, s, xprev, wprev, wn, q, p, ss, ss_new, wsub,
-              xs, ys, s_out, v, dv, cur, jac, f, dq, J, KJ, tmp):
+              vte, vcrit, max_iter, abstol, reltol, s, xprev, wprev, wn, q, p, pe, ss, ss_new,
+              wsub, xs, ys, s_out, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """The sample again in k = 2^lev trapezoidal substeps (matrices [lev]: T/k), from canonical
     state s with the previous sample's exposed states xprev, inputs interpolated linearly from
     wprev to wn. On success: ys[0], xs, s_out (the canonical state at T) and q, cur at the end.
@@ -200,16 +244,13 @@ def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jp
             for a in range(NW):
                 wsub[a] = wprev[a] + frac * (wn[a] - wprev[a])
         _predict(G[lev], H[lev], ss, wsub, p)
-        it, ok = _newton(q, p, K[lev], expand, jports, theta, vte, vcrit, 0.0, max_iter,
-                         abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+        it, ok = _solve_all(q, p, pe, K[lev], expand, jports, theta, vte, vcrit, 0.0, max_iter,
+                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             return total, False
-        ys[0] = _affine(D[lev], E[lev], F[lev], 0, ss, wsub, cur)
-        for a in range(NX):
-            xs[a] = _affine(Ds[lev], Es[lev], Fs[lev], a, ss, wsub, cur)
-        for a in range(NX):
-            ss_new[a] = _affine(A[lev], B[lev], C[lev], a, ss, wsub, cur)
+        ys[0] = _update(D[lev], E[lev], F[lev], Ds[lev], Es[lev], Fs[lev], A[lev], B[lev],
+                        C[lev], ss, wsub, cur, xs, ss_new)
         for a in range(NX):
             ss[a] = ss_new[a]
     for a in range(NX):
@@ -221,16 +262,16 @@ def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jp
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, p, qstart,
-                  q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp):
+def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, p, pe,
+                  qstart, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """Gmin stepping, then source stepping, at the full step; (iterations, level or -1)."""
     total = 0
     for a in range(NR):
         q[a] = qstart[a]
     ok = True
     for g in GMIN_STEPS:
-        it, ok = _newton(q, p, K, expand, jports, theta, vte, vcrit, g, max_iter, abstol,
-                         reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+        it, ok = _solve_all(q, p, pe, K, expand, jports, theta, vte, vcrit, g, max_iter,
+                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             break
@@ -240,7 +281,7 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
     for a in range(NR):
         q[a] = qstart[a]
     _expand_ports(expand, q, v)
-    _laws(v, theta, cur, jac)
+    _laws_all(v, theta, cur, jac)
     for a in range(NR):
         acc = q[a]
         for c in range(NP):
@@ -249,8 +290,8 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
     for j in range(1, HOMOTOPY + 1):
         for a in range(NR):
             pl[a] = p[a] if j == HOMOTOPY else p0[a] + (j / HOMOTOPY) * (p[a] - p0[a])
-        it, ok = _newton(q, pl, K, expand, jports, theta, vte, vcrit, 0.0, max_iter, abstol,
-                         reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+        it, ok = _solve_all(q, pl, pe, K, expand, jports, theta, vte, vcrit, 0.0, max_iter,
+                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             return total, -1
@@ -268,14 +309,14 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
     _junctions(theta, vte, i_s)
     for j in range(NJ):
         vcrit[j] = vte[j] * math.log(vte[j] / (math.sqrt(2.0) * i_s[j]))
-    v = np.empty(NP)
-    dv = np.empty(NP)
+    v = np.zeros(NP)
+    dv = np.zeros(NP)
     cur = np.zeros(NP)
     jac = np.zeros((NP, NP))
-    f = np.empty(NR)
-    dq = np.empty(NR)
-    J = np.empty((NR, NR))
-    KJ = np.empty((NR, NP))
+    f = np.empty(NB_MAX)
+    dq = np.empty(NB_MAX)
+    J = np.empty((NB_MAX, NB_MAX))
+    KJ = np.empty((NB_MAX, NP))
     tmp = np.empty(NP)
     wn = np.empty(NW)
     gshunt = 0.0
@@ -293,6 +334,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
     q2 = np.empty(NR)
     pprev = np.empty(NR)
     p = np.empty(NR)
+    pe = np.empty(NR)
     p0 = np.empty(NR)
     pl = np.empty(NR)
     G0, H0, KN, A0, B0, C0 = G[0], H[0], K[0], A[0], B[0], C[0]
@@ -326,26 +368,9 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                         q2[a] = p[a]
                 for a in range(NR):
                     q[a] = q1[a] + (q1[a] - q2[a]) if predictor == 1 else q1[a]
-                if predictor == 2 and have_p:
-                    # tangent: J dq = p - p_prev with J = I - K (di/dv) Q at the last evaluation
-                    _newton_matrix(KN, jac, expand, KJ, J)
-                    for a in range(NR):
-                        f[a] = p[a] - pprev[a]
-                    _solve_linear(J, f, dq)
-                    # limited as a Newton step: a junction never starts far past its knee
-                    _expand_ports(expand, q1, v)
-                    _expand_ports(expand, dq, dv)
-                    alpha = _pnjlim(v, dv, jports, vte, vcrit)
-                    good = True
-                    for a in range(NR):
-                        if not math.isfinite(alpha * dq[a]):
-                            good = False
-                    if good:
-                        for a in range(NR):
-                            q[a] = q1[a] + alpha * dq[a]
-@MAIN_NEWTON@
-                total = it
-                ok = conv
+                total = 0
+                ok = True
+@@MAIN_BLOCKS@@
                 if not ok:
                     # the ladder: substeps 2, 4, ... 2^levels, then gmin and source stepping
                     for lv in range(1, levels + 1):
@@ -353,7 +378,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                             q[a] = q1[a]
                         it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx,
                                            is_ind, expand, jports, theta, vte, vcrit, max_iter,
-                                           abstol, reltol, s, xprev, wprev, wn, q, pl, ss,
+                                           abstol, reltol, s, xprev, wprev, wn, q, pl, pe, ss,
                                            ss_new, wsub, xs, ys, s_new, v, dv, cur, jac, f,
                                            dq, J, KJ, tmp)
                         total += it
@@ -362,8 +387,8 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                             break
                     if not ok:
                         it, lv = _continuation(KN, expand, jports, theta, vte, vcrit, max_iter,
-                                               abstol, reltol, p, q1, q, p0, pl, v, dv, cur,
-                                               jac, f, dq, J, KJ, tmp)
+                                               abstol, reltol, p, pe, q1, q, p0, pl, v, dv,
+                                               cur, jac, f, dq, J, KJ, tmp)
                         total += it
                         if lv > 0:
                             ok = True
@@ -375,29 +400,29 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                         for a in range(NR):
                             q[a] = q1[a]
                         _expand_ports(expand, q, v)
-                        _laws(v, theta, cur, jac)
+                        _laws_all(v, theta, cur, jac)
+                    # the tangent's next start: each block's linear part at this sample
+                    _predict(G0, H0, s, wn, p)
+@@EFFECTIVE_ALL@@
                 iters[b, n] = total
                 level[b, n] = lev
                 for a in range(NR):
-                    q_out[b, n, a] = q[a]
+                    q_out[b, n, ORDER_R[a]] = q[a]
                     q2[a] = q1[a]
                     q1[a] = q[a]
-                    pprev[a] = p[a]
+                    pprev[a] = pe[a]
                 have_p = True
             if 1 <= lev <= NLEV:
                 y[b, n] = ys[0]
                 for a in range(NX):
                     x[b, n, a] = xs[a]
             else:
-                # y, exposed states, and the canonical state update
-                y[b, n] = _affine(D0, E0, F0, 0, s, wn, cur)
+                y[b, n] = _update(D0, E0, F0, Ds0, Es0, Fs0, A0, B0, C0, s, wn, cur, xs, s_new)
                 for a in range(NX):
-                    x[b, n, a] = _affine(Ds0, Es0, Fs0, a, s, wn, cur)
-                for a in range(NX):
-                    s_new[a] = _affine(A0, B0, C0, a, s, wn, cur)
+                    x[b, n, a] = xs[a]
             for a in range(NX):
                 s[a] = s_new[a]
-                xprev[a] = x[b, n, a]
+                xprev[a] = xs[a]
             for k in range(NW):
                 wprev[k] = wn[k]
         for k in range(NX):
@@ -409,50 +434,52 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                 jac_last[b, c, e] = jac[c, e]
 '''
 
-
+# Newton on one block (q - pe - K i(Q q) = 0 over its coordinates R0..R1 and ports P0..P1),
+# written out in `_newton_k` (the ladder calls it) and inline in the sample loop, where a call
+# would cost as much as an iteration. Local arrays f, dq, J, KJ are indexed from 0.
 _NEWTON = '''it = 0
 conv = False
 last = math.inf
 for _ in range(max_iter):
-    _expand_ports(expand, q, v)
-    _laws(v, theta, cur, jac)
+    _ports(expand, q, v, @P0@, @P1@, @R0@, @R1@, @ID@)
+    _laws_@K@(v, theta, cur, jac)
     if gshunt != 0.0:
-        for c in range(NP):
+        for c in range(@P0@, @P1@):
             if not IS_CHARGE[c]:        # a charge port's law is q(v): no shunt (newton.py)
                 cur[c] += gshunt * v[c]
                 jac[c, c] += gshunt
     it += 1
-    # f = q - p - K i, and whether it is already at its round-off floor
+    # f = q - pe - K i, and whether it is already at its round-off floor
     settled = True
-    for a in range(NR):
-        acc = q[a] - p[a]
-        mag = abs(q[a]) + abs(p[a])
-        for c in range(NP):
+    for a in range(@R0@, @R1@):
+        acc = q[a] - pe[a]
+        mag = abs(q[a]) + abs(pe[a])
+        for c in range(@P0@, @P1@):
             t = KN[a, c] * cur[c]
             acc -= t
             mag += abs(t)
-        f[a] = -acc
+        f[a - @R0@] = -acc
         if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
             settled = False
     if settled:
         conv = True
         break
-    _newton_matrix(KN, jac, expand, KJ, J)
-    _solve_linear(J, f, dq)
-    _expand_ports(expand, dq, dv)
-    alpha = _pnjlim(v, dv, jports, vte, vcrit)
+    _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
+    _solve_@NB@(J, f, dq)
+    _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
+    alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
     finite = True
-    for a in range(NR):
+    for a in range(@NB@):
         if not math.isfinite(alpha * dq[a]):
             finite = False
     if not finite:
         break
     small = alpha == 1.0
     big = 0.0
-    for a in range(NR):
+    for a in range(@NB@):
         step = alpha * dq[a]
-        q[a] += step
-        if abs(step) > abstol + reltol * abs(q[a]):
+        q[@R0@ + a] += step
+        if abs(step) > abstol + reltol * abs(q[@R0@ + a]):
             small = False
         if abs(step) > big:
             big = abs(step)
@@ -463,15 +490,76 @@ for _ in range(max_iter):
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
         # far below round-off in y, and an evaluation is saved.
-        for c in range(NP):
+        for c in range(@P0@, @P1@):
             acc = cur[c]
-            for e in range(NP):
+            for e in range(@P0@, @P1@):
                 acc += jac[c, e] * dv[e]
             tmp[c] = acc
-        for c in range(NP):
+        for c in range(@P0@, @P1@):
             cur[c] = tmp[c]
         conv = True
         break
+'''
+
+# One block's part of the sample loop: its linear part, Newton's start, Newton.
+_MAIN_BLOCK = '''if ok:
+    _effective(p, KN, cur, pe, @R0@, @R1@, @P0@)
+    if predictor == 2 and have_p:
+        # tangent: J dq = pe - pe_prev with J = I - K (di/dv) Q at the last evaluation
+        _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
+        for a in range(@NB@):
+            f[a] = pe[@R0@ + a] - pprev[@R0@ + a]
+        _solve_@NB@(J, f, dq)
+        # limited as a Newton step: a junction never starts far past its knee
+        _ports(expand, q1, v, @P0@, @P1@, @R0@, @R1@, @ID@)
+        _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
+        alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
+        good = True
+        for a in range(@NB@):
+            if not math.isfinite(alpha * dq[a]):
+                good = False
+        if good:
+            for a in range(@NB@):
+                q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
+@NEWTON@
+    if it > total:
+        total = it
+    ok = conv
+'''
+
+# `_solve_n`: out = J^-1 b for an n x n block by Gaussian elimination with partial pivoting
+# (J, b overwritten); n = 1 is a division.
+_SOLVE_ONE = '''
+@numba.njit(cache=CACHE, nogil=True, inline="always", error_model="numpy")
+def _solve_1(J, b, out):
+    out[0] = b[0] / J[0, 0]
+'''
+
+_SOLVE = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy"@INLINE@)
+def _solve_@N@(J, b, out):
+    for c in range(@N@):
+        piv = c
+        big = abs(J[c, c])
+        for k in range(c + 1, @N@):
+            if abs(J[k, c]) > big:
+                big = abs(J[k, c])
+                piv = k
+        if piv != c:
+            for j in range(@N@):
+                J[c, j], J[piv, j] = J[piv, j], J[c, j]
+            b[c], b[piv] = b[piv], b[c]
+        for k in range(c + 1, @N@):
+            m = J[k, c] / J[c, c]
+            if m != 0.0:
+                for j in range(c + 1, @N@):
+                    J[k, j] -= m * J[c, j]
+                b[k] -= m * b[c]
+    for c in range(@N@ - 1, -1, -1):
+        acc = b[c]
+        for j in range(c + 1, @N@):
+            acc -= J[c, j] * out[j]
+        out[c] = acc / J[c, c]
 '''
 
 
@@ -503,7 +591,12 @@ def _print_function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
     printer = _KernelPrinter()
     used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
     lines = [f"{safe[sym]} = {src}" for src, sym in inputs if safe[sym] in used]
-    lines += [f"{lhs} = {printer.doprint(rhs)}" for lhs, rhs in common]
+    guards = _lazy(common, reduced)
+    lines += [f"{lhs} = {printer.doprint(rhs)}" for lhs, rhs in common if lhs not in guards]
+    # an exponential used only where a law's branch is taken (a diode's forward side) is
+    # computed only then: a reverse-biased junction costs no exp()
+    lines += [f"{lhs} = {printer.doprint(rhs)} if {printer.doprint(guards[lhs])} else 0.0"
+              for lhs, rhs in common if lhs in guards]
     lines += [f"{target} = {printer.doprint(e)}"
               for (target, _), e in zip(outputs, reduced, strict=True)]
     body = textwrap.indent("\n".join(lines) or "pass", "    ")
@@ -514,49 +607,282 @@ def _print_function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
             f"def {name}({args}):\n{body}\n")
 
 
+def _guards(expr: sp.Expr, sym: sp.Symbol, guard, out: set) -> None:
+    """Collect into `out` a condition under which each use of `sym` in expr is evaluated (a
+    superset of where it is: the first piece of the innermost Piecewise, else the enclosing
+    one's; None where it is always evaluated)."""
+    if expr == sym:
+        out.add(guard)
+        return
+    if not expr.has(sym):
+        return
+    if isinstance(expr, sp.Piecewise):
+        for k, (value, cond) in enumerate(expr.args):
+            _guards(cond, sym, guard, out)
+            first = k == 0 and isinstance(cond, sp.Symbol)
+            _guards(value, sym, cond if first else guard, out)
+        return
+    for arg in expr.args:
+        _guards(arg, sym, guard, out)
+
+
+def _lazy(common: list, reduced: list) -> dict:
+    """The common subexpressions holding an exp() or log() that only the outputs use, each
+    under one branch condition (a CSE symbol): {symbol: condition}."""
+    later = [rhs for _, rhs in common]
+    out = {}
+    for lhs, rhs in common:
+        if not rhs.has(sp.exp, sp.log) or any(e.has(lhs) for e in later):
+            continue
+        found: set = set()
+        for e in reduced:
+            _guards(e, lhs, None, found)
+        if len(found) == 1 and None not in found:
+            out[lhs] = found.pop()
+    return out
+
+
 #: Substep levels compiled into every kernel: k = 2, 4, ... 2^MAX_LEVELS substeps.
 MAX_LEVELS = 6
 
+#: A coupling K[a, c] at or below this fraction of the largest entry of its row or column is
+#: round-off (an ideal buffer's "no path back" comes out ~1e-20 of the forward entries).
+COUPLING_ROUNDOFF = 1e-12
 
-def kernel_source(eq: Equations) -> str:
-    """The Python source of a circuit's kernel: its device laws, then the shared sample loop."""
-    params = [(f"theta[{k}]", s) for k, s in enumerate(eq.symbols)]
-    voltages = [(f"v[{k}]", s) for k, s in enumerate(eq.port_voltages)]
+
+@dataclass(frozen=True)
+class Layout:
+    """How the port equations q - p - K i(Q q) = 0 split into blocks solved one after the
+    other: per block, in solve order, its coordinates and its ports (indices into
+    `Equations.reduced` and `Equations.ports`). Each block needs only itself and the blocks
+    before it. The kernel works in the frame where each block's coordinates and ports are
+    contiguous (`order_r`, `order_p`: the original index at each kernel position)."""
+
+    blocks: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
+
+    @property
+    def order_r(self) -> np.ndarray:
+        return np.array([a for coords, _ in self.blocks for a in coords], dtype=np.int64)
+
+    @property
+    def order_p(self) -> np.ndarray:
+        return np.array([c for _, ports in self.blocks for c in ports], dtype=np.int64)
+
+    @property
+    def identity(self) -> bool:
+        r, p = self.order_r, self.order_p
+        return bool(np.array_equal(r, np.arange(len(r))) and np.array_equal(p, np.arange(len(p))))
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    def coordinates(self) -> list[list[int]]:
+        return [list(coords) for coords, _ in self.blocks]
+
+
+def one_block(eq: Equations) -> Layout:
+    """Everything solved together (no split)."""
+    r, n = len(eq.reduced), len(eq.ports)
+    return Layout(((tuple(range(r)), tuple(range(n))),) if r or n else ())
+
+
+def couplings(K: np.ndarray) -> np.ndarray:
+    """[r, ports] bool: where K (any level of a stack [levels, r, ports]) is not round-off."""
+    K = np.abs(np.asarray(K, dtype=float))
+    K = K.reshape((-1, *K.shape[-2:])) if K.size else np.zeros((1, *K.shape[-2:]))
+    out = np.zeros(K.shape[1:], dtype=bool)
+    for level in K:
+        scale = np.maximum(level.max(1, initial=0.0)[:, None], level.max(0, initial=0.0)[None])
+        out |= level > COUPLING_ROUNDOFF * scale
+    return out
+
+
+def layout(eq: Equations, K: np.ndarray) -> Layout:
+    """The blocks of q - p - K i(Q q) = 0 (as ACME.jl splits its nonlinear system), from the
+    structure: coordinate a needs port c's current where K[a, c] is not round-off (K [r, ports]
+    or a stack [levels, r, ports]); port c needs the coordinates of its row of Q
+    (`eq.expand`) and the ports its law reads (`eq.jacobian`'s structural nonzeros). A block
+    is a strongly connected set of these, ordered so that each needs only the ones before
+    it: two pedals in one file are two independent blocks; stages that do not load each
+    other (K block lower triangular: buffered stages) one block per stage. A set of ports
+    with no coordinate of its own (or coordinates without ports) joins the next block."""
+    import graphlib
+
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    r, n = len(eq.reduced), len(eq.ports)
+    if r == 0 and n == 0:
+        return Layout(())
+    needs: list[tuple[int, int]] = []            # (node, a node it needs)
+    a_idx, c_idx = np.nonzero(couplings(K))
+    needs += [(int(a), r + int(c)) for a, c in zip(a_idx, c_idx, strict=True)]
+    c_idx, a_idx = np.nonzero(np.asarray(eq.expand))
+    needs += [(r + int(c), int(a)) for c, a in zip(c_idx, a_idx, strict=True)]
+    needs += [(r + c, r + e) for c in range(n) for e in range(n)
+              if c != e and eq.jacobian[c, e] != 0]
+    rows = [x for x, _ in needs]
+    cols = [y for _, y in needs]
+    graph = coo_matrix((np.ones(len(needs)), (rows, cols)), shape=(r + n, r + n)).tocsr()
+    count, label = connected_components(graph, directed=True, connection="strong")
+    order = graphlib.TopologicalSorter({b: set() for b in range(count)})
+    for x, y in needs:
+        if label[x] != label[y]:
+            order.add(int(label[x]), int(label[y]))
+    # ties broken by the lowest member, so an unsplit order stays the netlist's
+    first = {int(b): int(np.flatnonzero(label == b)[0]) for b in range(count)}
+    order.prepare()
+    sequence = []
+    while order.is_active():
+        ready = sorted(order.get_ready(), key=first.get)
+        sequence += ready
+        order.done(*ready)
+    groups: list[tuple[list[int], list[int]]] = []
+    pending: tuple[list[int], list[int]] = ([], [])
+    for b in sequence:
+        members = np.flatnonzero(label == b)
+        pending[0].extend(int(m) for m in members if m < r)
+        pending[1].extend(int(m) - r for m in members if m >= r)
+        if pending[0] and pending[1]:
+            groups.append(pending)
+            pending = ([], [])
+    if pending[0] or pending[1]:
+        if groups:
+            groups[-1][0].extend(pending[0])
+            groups[-1][1].extend(pending[1])
+        else:
+            groups.append(pending)
+    return Layout(tuple((tuple(sorted(c)), tuple(sorted(p))) for c, p in groups))
+
+
+def _fill(template: str, values: dict) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", str(value))
+    return template
+
+
+def _solvers(sizes: set[int]) -> str:
+    out = []
+    for size in sorted(sizes):
+        if size == 1:
+            out.append(_SOLVE_ONE)
+        else:
+            inline = ', inline="always"' if size <= _INLINE_SOLVE else ""
+            out.append(_fill(_SOLVE, {"N": size, "INLINE": inline}))
+    return "\n".join(out)
+
+
+#: Blocks up to this many coordinates have their Newton written out in the sample loop.
+INLINE_BLOCK = 8
+
+#: Blocks up to this size have their elimination inlined (and unrolled by LLVM).
+_INLINE_SOLVE = 4
+
+_NEWTON_ARGS = ("q, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol, reltol, "
+                "v, dv, cur, jac, f, dq, J, KJ, tmp")
+
+
+def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
+    """The generated per-block parts: the `_newton_k` functions, `_solve_all`'s body, the
+    sample loop's block sections and the effective linear parts after the ladder."""
+    newtons, solve_all, main, effective = [], [], [], []
+    for k, rg in enumerate(ranges):
+        values = dict(rg, K=k)
+        body = _fill(_NEWTON, values)
+        called = body
+        for helper in ("_ports", "_dports", "_matrix", "_pnjlim", f"_laws_{k}"):
+            called = called.replace(f"{helper}(", f"{helper}_c(")
+        newtons.append(f"_laws_{k}_c = " + (
+            f"numba.njit(cache=CACHE, nogil=True, error_model='numpy')(_laws_{k}.py_func)"
+            if rg["LAW_INLINE"] else f"_laws_{k}") + "\n\n\n")
+        newtons.append(f'@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
+                       f"def _newton_{k}({_NEWTON_ARGS}):\n"
+                       + textwrap.indent(called, "    ") + "    return it, conv\n")
+        solve_all.append(_fill(
+            "_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n"
+            f"it, ok = _newton_{k}({_NEWTON_ARGS})\n"
+            "if it > total:\n    total = it\nif not ok:\n    return total, False\n", values))
+        section = _fill(_MAIN_BLOCK, values)
+        if rg["NB"] <= INLINE_BLOCK:
+            section = section.replace("@NEWTON@\n", textwrap.indent(body, " " * 4))
+        else:
+            # a large block: its Newton is called, not written out (compile time grows with
+            # every copy; the call costs nothing beside a large block's solve)
+            for helper in ("_ports", "_dports", "_matrix", "_pnjlim"):
+                section = section.replace(f"{helper}(", f"{helper}_c(")
+            section = section.replace(
+                "@NEWTON@\n", f"    it, conv = _newton_{k}({_NEWTON_ARGS})\n")
+        main.append(section)
+        effective.append(_fill("_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n", values))
+    return ("\n\n".join(newtons), textwrap.indent("".join(solve_all), " " * 4),
+            textwrap.indent("".join(main), " " * 16),
+            textwrap.indent("".join(effective), " " * 20))
+
+
+def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
+    """The Python source of a circuit's kernel for a split into blocks (`layout`; default
+    one block): its device laws per block, then the shared sample loop."""
+    plan = one_block(eq) if plan is None else plan
+    order_r, order_p = plan.order_r, plan.order_p
     n = len(eq.ports)
-    law_out = [(f"i[{k}]", c) for k, c in enumerate(eq.currents)]
-    law_out += [(f"jac[{a}, {b}]", eq.jacobian[a, b]) for a in range(n) for b in range(n)]
+    at = {int(c): k for k, c in enumerate(order_p)}          # original port -> kernel position
+    params = [(f"theta[{k}]", s) for k, s in enumerate(eq.symbols)]
+    voltages = [(f"v[{at[c]}]", s) for c, s in enumerate(eq.port_voltages)]
+    laws, ranges = [], []
+    r0 = p0 = j0 = 0
     junction_out = []
-    for k, port in enumerate(p for p in eq.ports if p.junction):
-        junction_out += [(f"vte[{k}]", port.junction[0]), (f"i_s[{k}]", port.junction[1])]
-    laws = _print_function("_laws", "v, theta, i, jac", law_out, voltages + params)
-    junctions = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
+    ptr, rows = [0], []
+    for k, (coords, ports) in enumerate(plan.blocks):
+        out = [(f"i[{at[c]}]", eq.currents[c]) for c in ports]
+        out += [(f"jac[{at[c]}, {at[e]}]", eq.jacobian[c, e]) for c in ports for e in ports
+                if c == e or eq.jacobian[c, e] != 0]
+        laws.append(_print_function(f"_laws_{k}", "v, theta, i, jac", out, voltages + params))
+        law_inline = "inline='always'" in laws[-1].split("\n", 1)[0]
+        for e in ports:
+            rows += [at[c] for c in ports if c == e or eq.jacobian[c, e] != 0]
+            ptr.append(len(rows))
+        junctions = [c for c in ports if eq.ports[c].junction]
+        for c in junctions:
+            junction = eq.ports[c].junction
+            m = len(junction_out) // 2
+            junction_out += [(f"vte[{m}]", junction[0]), (f"i_s[{m}]", junction[1])]
+        rows_q = np.asarray(eq.expand)[np.ix_(ports, order_r[:r0 + len(coords)])]
+        ident = len(coords) == len(ports) and bool(np.array_equal(
+            rows_q, np.hstack([np.zeros((len(ports), r0)), np.eye(len(ports))])))
+        ranges.append(dict(R0=r0, R1=r0 + len(coords), P0=p0, P1=p0 + len(ports), J0=j0,
+                           J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident,
+                           LAW_INLINE=law_inline))
+        r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
+    laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
+                "def _laws_all(v, theta, i, jac):\n"
+                + "".join(f"    _laws_{k}(v, theta, i, jac)\n" for k in range(len(ranges)))
+                + "    return\n")
+    junctions_fn = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
+    nb_max = max([rg["NB"] for rg in ranges] + [1])
     dims = dict(NW=len(eq.sources), NX=eq.n_states, NR=len(eq.reduced), NP=n,
-                NJ=len(junction_out) // 2, NLEV=MAX_LEVELS, HOMOTOPY=HOMOTOPY_STEPS)
+                NJ=len(junction_out) // 2, NLEV=MAX_LEVELS, HOMOTOPY=HOMOTOPY_STEPS,
+                NB_MAX=nb_max)
     header = ["import math", "import numba", "import numpy as np", "", "CACHE = False"]
     header += [f"{k} = {v}" for k, v in dims.items()]
-    ptr, rows = [0], []
-    for c in range(n):
-        rows += [a for a in range(n) if eq.jacobian[a, c] != 0]
-        ptr.append(len(rows))
-    identity = eq.expand.shape == (n, n) and bool(np.array_equal(eq.expand, np.eye(n)))
     header += [f"JAC_PTR = np.array({ptr}, dtype=np.int64)",
                f"JAC_ROW = np.array({rows}, dtype=np.int64)",
-               f"EXPAND_IDENTITY = {identity}",
-               f"IS_CHARGE = np.array({[k in eq.charge_ports for k in range(n)]}, "
+               f"ORDER_R = np.array({order_r.tolist()}, dtype=np.int64)",
+               f"IS_CHARGE = np.array({[int(c) in eq.charge_ports for c in order_p]}, "
                "dtype=np.bool_)"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
-    return "\n".join(header) + laws + "\n\n" + junctions + "\n" + _kernel_loop()
+    newtons, solve_all, main, effective = _block_code(ranges)
+    loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))
+            .replace("@@BLOCK_NEWTONS@@", newtons)
+            .replace("@@SOLVE_ALL@@\n", solve_all)
+            .replace("@@MAIN_BLOCKS@@\n", main)
+            .replace("@@EFFECTIVE_ALL@@\n", effective))
+    return ("\n".join(header) + "\n\n".join(laws) + "\n\n" + laws_all + "\n\n" + junctions_fn
+            + "\n" + loop)
 
 
-def _kernel_loop() -> str:
-    """The shared loop with Newton's body written out twice: in `_newton` (the fallbacks call
-    it) and inline in the sample loop, where a call would cost as much as an iteration."""
-    return (_KERNEL.replace("@NEWTON@\n", textwrap.indent(_NEWTON, " " * 4))
-            .replace("@MAIN_NEWTON@\n", textwrap.indent(_NEWTON, " " * 16)))
-
-
-_COMPILED: dict[str, object] = {}
+_COMPILED: dict[str, "Kernel"] = {}
 
 
 def cache_folder() -> Path | None:
@@ -586,13 +912,13 @@ def _load(source: str):
         if not _writable_folder(folder):
             warnings.warn(f"kernel cache folder {folder} is not writable (set NODALNET_CACHE to "
                           "a writable folder, or to an empty string to compile in memory); "
-                          "compiling in memory", KernelCacheWarning, stacklevel=3)
+                          "compiling in memory", KernelCacheWarning, stacklevel=4)
         else:
             try:
                 return _load_file(folder, source)
             except OSError as exc:
                 warnings.warn(f"kernel cache folder {folder}: {exc}; compiling in memory",
-                              KernelCacheWarning, stacklevel=3)
+                              KernelCacheWarning, stacklevel=4)
     namespace: dict = {}
     exec(compile(source, f"<nodal.fast kernel {len(_COMPILED)}>", "exec"), namespace)
     return namespace["run"]
@@ -612,11 +938,24 @@ def _load_file(folder: Path, source: str):
     return module.run
 
 
-def kernel(eq: Equations):
-    """The compiled `run` function of `eq`'s structure (compiled on first call, then cached)."""
-    source = kernel_source(eq)
+@dataclass(eq=False)
+class Kernel:
+    """A compiled kernel (`run`, numba) and the block layout compiled into it."""
+
+    run: object
+    layout: Layout
+
+    def __call__(self, *args):
+        return self.run(*args)
+
+
+def kernel(eq: Equations, plan: Layout | None = None) -> Kernel:
+    """The compiled kernel of `eq`'s structure split as `plan` (default: one block); compiled
+    on first call, then cached."""
+    plan = one_block(eq) if plan is None else plan
+    source = kernel_source(eq, plan)
     if source not in _COMPILED:
-        _COMPILED[source] = _load(source)
+        _COMPILED[source] = Kernel(_load(source), plan)
     return _COMPILED[source]
 
 
@@ -656,14 +995,44 @@ class KernelArrays:
         return tuple(getattr(self, name) for name in self.MATRICES) + (
             self.gx, self.is_ind, self.expand, self.jports, self.theta)
 
+    def in_frame(self, plan: Layout) -> tuple:
+        """`as_tuple` in the kernel's frame of `plan` (each block's coordinates and ports
+        contiguous), kept while the layout stays."""
+        cached = self.__dict__.get("_frame")
+        if cached is not None and cached[0] == plan:
+            return cached[1]
+        if plan.identity:
+            out = self.as_tuple()
+        else:
+            r, p = plan.order_r, plan.order_p
+            at = np.empty(len(p), dtype=np.int64)
+            at[p] = np.arange(len(p))
+            rows = {"G": (r, None), "H": (r, None), "K": (r, p), "C": (None, p),
+                    "F": (None, p), "Fs": (None, p)}
+            mats = []
+            for name in self.MATRICES:
+                m = getattr(self, name)
+                row, col = rows.get(name, (None, None))
+                if row is not None:
+                    m = m[:, row]
+                if col is not None:
+                    m = m[:, :, col]
+                mats.append(np.ascontiguousarray(m))
+            out = tuple(mats) + (self.gx, self.is_ind,
+                                 np.ascontiguousarray(self.expand[p][:, r]),
+                                 np.sort(at[self.jports]), self.theta)
+        self.__dict__["_frame"] = (plan, out)
+        return out
+
 
 @dataclass
 class Start:
     """Where a run begins, per batch item: canonical state s [B, nx], the previous sample's
     exposed states x [B, nx] and sources w [B, nw] (for substeps), and Newton's last two port
     coordinates q [B, r], q_before [B, r] (None: no previous solution, start from p), and the
-    previous sample's linear part p [B, r] (None: none, no tangent prediction at the first)
-    with the laws' Jacobian [B, ports, ports] that Newton last evaluated."""
+    previous sample's linear part p [B, r] (each block's: p and the currents of the blocks
+    before it; None: none, no tangent prediction at the first) with the laws' Jacobian
+    [B, ports, ports] that Newton last evaluated (inside each block)."""
 
     s: np.ndarray
     x: np.ndarray
@@ -677,11 +1046,11 @@ class Start:
 @dataclass
 class Run:
     """One kernel run's outputs (numpy): y [B, T], x [B, T, nx], s_final [B, nx], q [B, T, r]
-    (Newton's port coordinates per sample), p_last [B, r] (the last sample's linear part) and
-    jac_last [B, ports, ports] (the laws' Jacobian Newton last evaluated),
-    iterations [B, T] (int64, every Newton iteration of
-    the sample, fallbacks included), level [B, T] (int8: 0 none, l <= MAX_LEVELS 2^l substeps,
-    then gmin stepping, then source stepping) and failed [B, T] (bool)."""
+    (Newton's port coordinates per sample), p_last [B, r] (the last sample's linear part, per
+    block) and jac_last [B, ports, ports] (the laws' Jacobian Newton last evaluated),
+    iterations [B, T] (int64: Newton iterations of the sample, the most of any block,
+    fallbacks included), level [B, T] (int8: 0 none, l <= MAX_LEVELS 2^l substeps, then gmin
+    stepping, then source stepping) and failed [B, T] (bool)."""
 
     y: np.ndarray
     x: np.ndarray
@@ -698,11 +1067,17 @@ def _f64(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def run(kernel_run, arrays: KernelArrays, w: np.ndarray, start: Start, options) -> Run:
+def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, options) -> Run:
     """Run a compiled kernel on sources w [B, T, sources] from `start`; `options` is a
-    `newton.NewtonOptions`. Pure arrays in, arrays out."""
+    `newton.NewtonOptions`. Pure arrays in, arrays out (in the circuit's own order)."""
     batch, length = w.shape[:2]
     nx, r = arrays.A.shape[1], arrays.K.shape[1]
+    nports = arrays.expand.shape[0]
+    plan = kernel_run.layout
+    if plan.identity:
+        order_r, order_p = slice(None), slice(None)
+    else:
+        order_r, order_p = plan.order_r, plan.order_p
     y = np.zeros((batch, length))
     x = np.zeros((batch, length, nx))
     s_final = np.zeros((batch, nx))
@@ -710,18 +1085,23 @@ def run(kernel_run, arrays: KernelArrays, w: np.ndarray, start: Start, options) 
     iters = np.zeros((batch, length), dtype=np.int64)
     level = np.zeros((batch, length), dtype=np.int8)
     failed = np.zeros((batch, length), dtype=np.bool_)
-    q0 = np.zeros((batch, r)) if start.q is None else _f64(start.q)
-    q00 = q0 if start.q_before is None else _f64(start.q_before)
-    p00 = np.zeros((batch, r)) if start.p is None else _f64(start.p)
+    q0 = np.zeros((batch, r)) if start.q is None else _f64(start.q)[:, order_r]
+    q00 = q0 if start.q_before is None else _f64(start.q_before)[:, order_r]
+    p00 = np.zeros((batch, r)) if start.p is None else _f64(start.p)[:, order_r]
     p_last = np.zeros((batch, r))
-    nports = arrays.expand.shape[0]
     jac_last = np.zeros((batch, nports, nports))
-    jac00 = jac_last if start.jac is None else _f64(start.jac)
+    jac00 = jac_last if start.jac is None else _f64(start.jac)[:, order_p][:, :, order_p]
     levels = min(int(options.substep_levels), arrays.levels, MAX_LEVELS)
-    kernel_run(*arrays.as_tuple(), _f64(w), _f64(start.w).reshape(batch, -1),
-               _f64(start.s).reshape(batch, nx), _f64(start.x).reshape(batch, nx), q0, q00, p00,
-               jac00, start.q is not None, start.p is not None and start.jac is not None,
-               PREDICTORS.index(options.predictor), levels, int(options.max_iter),
-               float(options.abstol), float(options.reltol), y, x, s_final, q, p_last, jac_last,
-               iters, level, failed)
+    kernel_run.run(*arrays.in_frame(plan), _f64(w), _f64(start.w).reshape(batch, -1),
+                   _f64(start.s).reshape(batch, nx), _f64(start.x).reshape(batch, nx),
+                   _f64(q0), _f64(q00), _f64(p00), _f64(jac00), start.q is not None,
+                   start.p is not None and start.jac is not None,
+                   PREDICTORS.index(options.predictor), levels, int(options.max_iter),
+                   float(options.abstol), float(options.reltol), y, x, s_final, q, p_last,
+                   jac_last, iters, level, failed)
+    if not plan.identity:
+        back_r = np.argsort(plan.order_r)
+        back_p = np.argsort(plan.order_p)
+        p_last = p_last[:, back_r]
+        jac_last = jac_last[:, back_p][:, :, back_p]
     return Run(y, x, s_final, q, p_last, jac_last, iters, level, failed)

@@ -54,6 +54,11 @@ class NewtonOptions:
     reltol: float = 1e-10
     predictor: str = "tangent"  # Newton's start: one of PREDICTORS (see `predict`)
     substep_levels: int = 6    # fallback substeps 2 .. 2^substep_levels (at most 6)
+    # the compiled kernel solves independent blocks of the port equations one after the other
+    # (`fast.layout`); False: one joint solve, as the torch path and the C export do (the same
+    # samples wherever Newton converges; where it fails, the ladder is entered per sample, not
+    # per block)
+    split: bool = True
 
 
 def fallback_name(level: int, substep_levels: int = 6) -> str:

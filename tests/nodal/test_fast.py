@@ -40,9 +40,15 @@ def test_fast_path_gives_the_torch_paths_samples(name):
     assert (out.y - ref.y).abs().max() <= TOLERANCE
     assert (out.x - ref.x).abs().max() <= TOLERANCE
     # the same Newton, so the same iteration count (a sample may differ by one where the
-    # residual reaches its round-off floor in one summation order and not the other)
-    assert out.diagnostics.mean_iterations == pytest.approx(ref.diagnostics.mean_iterations,
-                                                            rel=1e-2)
+    # residual reaches its round-off floor in one summation order and not the other); where
+    # the kernel splits the equations into blocks (the torch path solves them together),
+    # each block stops when it has converged: no more iterations than the joint solve
+    arrays = solver._kernel_arrays(solver.theta())
+    if fast.layout(solver.eq, arrays.K).n_blocks <= 1:
+        assert out.diagnostics.mean_iterations == pytest.approx(
+            ref.diagnostics.mean_iterations, rel=1e-2)
+    else:
+        assert out.diagnostics.mean_iterations <= ref.diagnostics.mean_iterations * 1.01
     assert np.array_equal(out.diagnostics.level, ref.diagnostics.level)
 
 

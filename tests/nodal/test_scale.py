@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
+import torch
 
 import nodal
-from nodal import mna
+from nodal import fast, mna
 from nodal.errors import NetlistError
 from nodal.netlist import evaluate, parse
 
@@ -128,3 +129,90 @@ def test_the_cached_evaluator_agrees_with_sympy():
         assert value(expr) == pytest.approx(evaluate(expr.subs(mna.SAMPLE_PERIOD, env["T"]),
                                                      env), rel=1e-14)
     assert math.isnan(value(y ** 0.5)) and math.isnan(value(1 / (x - 2.5)))
+
+
+# -- blocks: independent Newton solves where the structure allows (issue 12, item 3) ---------
+
+CLIPPER = """R{k} in out{k} {r}
+C{k} out{k} 0 10n
+D{k}a out{k} 0 D1N4148
+D{k}b 0 out{k} D1N4148
+"""
+
+
+def _clippers(output: str, values: list[str]) -> str:
+    body = "".join(CLIPPER.format(k=k, r=r) for k, r in enumerate(values, start=1))
+    return (f"* clippers\n*@ input Vin\n*@ output {output}\n"
+            ".model D1N4148 D(IS=2.52n N=1.752)\nVin in 0 DC 0\n" + body + ".end\n")
+
+
+def _blocks(solver) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    arrays = solver._kernel_arrays(solver.theta())
+    return list(fast.layout(solver.eq, arrays.K).blocks)
+
+
+def _pluck(length: int = 2000) -> torch.Tensor:
+    from nodal import signals
+    return torch.tensor(signals.plucked_string(length / 48000, 48000, peak=1.0))[None, :, None]
+
+
+def test_two_clippers_in_one_netlist_are_two_blocks_each_as_it_is_alone():
+    u = _pluck()
+    alone = [nodal.NodalSolver(nodal.derive(parse(_clippers("out1", [r]), "one.cir")))
+             .simulate(u) for r in ("2.2k", "4.7k")]
+    for k, output in enumerate(("out1", "out2")):
+        pair = nodal.NodalSolver(nodal.derive(parse(_clippers(output, ["2.2k", "4.7k"]),
+                                                    "pair.cir")))
+        blocks = _blocks(pair)
+        assert len(blocks) == 2
+        # each block: one clipper's coordinate and its two diodes' ports, both across out{k}
+        for coords, ports in blocks:
+            assert len(coords) == 1
+            assert len({pair.eq.ports[c].p for c in ports} - {"0"}
+                       | {pair.eq.ports[c].m for c in ports} - {"0"}) == 1
+        both = pair.simulate(u)
+        assert float((both.y - alone[k].y).abs().max()) <= 1e-9
+        # each block has its own Newton: a sample takes as many iterations as its slower clipper
+        most = np.maximum(alone[0].diagnostics.iterations, alone[1].diagnostics.iterations)
+        assert np.mean(both.diagnostics.iterations == most) > 0.99
+        # the torch reference solves them together, to the same samples
+        ref = pair.simulate(u[:, :300], backend="torch")
+        assert float((ref.y - both.y[:, :300]).abs().max()) <= 1e-9
+
+
+def test_a_circuit_that_does_not_split_is_one_block():
+    for name in ("diode_clipper", "tube_screamer"):
+        solver = nodal.load(name)
+        assert len(_blocks(solver)) == 1
+
+
+def test_the_phaser_is_solved_stage_by_stage():
+    """The Phase 90's all-pass stages are buffered by ideal op-amps: each stage's JFET sees
+    the ones before it and not those after (K block lower triangular), so one block per JFET,
+    in the order of the signal chain."""
+    solver = nodal.load("phase90")
+    blocks = _blocks(solver)
+    jfets = [e for e in solver.eq.netlist.elements if e.name.upper().startswith("J")]
+    assert len(blocks) == len(jfets) == 4
+    K = solver._kernel_arrays(solver.theta()).K[0]
+    scale = np.abs(K).max()
+    for b, (coords, ports) in enumerate(blocks):
+        # a block's ports are one JFET's: they share its gate node
+        nodes = [{solver.eq.ports[c].p, solver.eq.ports[c].m} for c in ports]
+        assert len(set.intersection(*nodes) - {"0"}) == 1
+        for coords2, ports2 in blocks[b + 1:]:
+            assert np.abs(K[np.ix_(coords, ports2)]).max() < 1e-12 * scale    # no path back
+            assert np.abs(K[np.ix_(coords2, ports)]).max() > 1e-9 * scale     # a path forward
+
+
+def test_blocks_follow_the_couplings_not_round_off():
+    """Two one-port diode clippers where the second reads the first through K: coupling one
+    way gives two blocks in order; round-off back is ignored; a real coupling back joins them."""
+    eq = nodal.derive(parse(_clippers("out1", ["2.2k", "4.7k"]), "pair.cir"))
+    K = np.array([[1.0, 1.0, 1e-20, 1e-20], [0.5, 0.5, 2.0, 2.0]])
+    assert [c for c, _ in fast.layout(eq, K).blocks] == [(0,), (1,)]
+    K[0, 2] = 0.3
+    assert [c for c, _ in fast.layout(eq, K).blocks] == [(0, 1)]
+    # the first clipper reading the second: the second is solved first
+    K = np.array([[1.0, 1.0, 0.5, 0.5], [0.0, 0.0, 2.0, 2.0]])
+    assert [c for c, _ in fast.layout(eq, K).blocks] == [(1,), (0,)]

@@ -68,7 +68,9 @@ def equations(name_or_path: str | Path, given=None, command: str = "simulate") -
         if eq is None:
             eq = derive(parse_given(text, shown, given, command, folder=path.parent))
             check_solvable(eq)
+            eq.derived_key = entry
             derived.store(entry, eq)
+        eq.derived_key = entry
         _CACHE[key] = eq
     return _CACHE[key]
 

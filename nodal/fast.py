@@ -31,15 +31,20 @@ the ladder): in 2, 4, ... 2^levels trapezoidal substeps with the DK matrices for
 (inputs interpolated linearly within the sample), then by gmin stepping, then by stepping
 the sources; only if all fail is the sample reported in `failed` (keeping the previous
 sample's solution, never NaN). The torch path (`solver.py`) runs the same ladder, so both
-backends give the same samples to round-off.
+backends give the same samples to round-off. The ladder is its own function (`ladder`, one
+sample): the sample loop stops an item where Newton fails, `run` solves that sample with the
+ladder and resumes the loop after it, so the ladder is compiled only where a run needs it
+(it was ~40 % of a kernel's compile time).
 
 Kernels are compiled once per circuit structure and cached in this process (and on disk,
 `cache_folder`), keyed on the generated source; component values enter at run time, so
-changing a value never recompiles.
+changing a value never recompiles. The source itself is kept on disk too for equations from
+the derivation cache, so a second process does not write it again (`_source`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -300,8 +305,14 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, w, wprev0,
-        s0, x0, q0, q00, p00, jac00, use_q0, use_p0, predictor, levels, max_iter, abstol,
-        reltol, y, x, s_final, q_out, p_last, jac_last, iters, level, failed):
+        s0, x0, q0, q00, p00, jac00, use_q0, use_p0, first, predictor, max_iter, abstol,
+        reltol, y, x, s_final, q_out, p_last, jac_last, iters, level, stop, x_stop, w_stop,
+        q_stop):
+    """The sample loop, items b from sample first[b] (< 0: skip the item). Where Newton fails
+    at a sample the item stops there: stop[b] = n, with what `ladder` needs to solve the
+    sample (s_final[b] the canonical state before it, x_stop, w_stop the previous sample's
+    exposed states and sources, q_stop the previous solution); the caller then resumes the
+    item after it. Without a failure stop[b] stays -1."""
     batch, length = w.shape[0], w.shape[1]
     vte = np.empty(NJ)
     i_s = np.empty(NJ)
@@ -322,24 +333,20 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
     gshunt = 0.0
     s = np.empty(NX)
     s_new = np.empty(NX)
-    ss = np.empty(NX)
-    ss_new = np.empty(NX)
     xprev = np.empty(NX)
     xs = np.empty(NX)
-    ys = np.empty(1)
     wprev = np.empty(NW)
-    wsub = np.empty(NW)
     q = np.empty(NR)
     q1 = np.empty(NR)
     q2 = np.empty(NR)
     pprev = np.empty(NR)
     p = np.empty(NR)
     pe = np.empty(NR)
-    p0 = np.empty(NR)
-    pl = np.empty(NR)
     G0, H0, KN, A0, B0, C0 = G[0], H[0], K[0], A[0], B[0], C[0]
     D0, E0, F0, Ds0, Es0, Fs0 = D[0], E[0], F[0], Ds[0], Es[0], Fs[0]
     for b in range(batch):
+        if first[b] < 0:
+            continue
         for k in range(NX):
             s[k] = s0[b, k]
             xprev[k] = x0[b, k]
@@ -349,19 +356,19 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
             q1[a] = q0[b, a]
             q2[a] = q00[b, a]
             pprev[a] = p00[b, a]
-        have_p = use_p0
-        if use_p0:
+        have_p = use_p0[b]
+        if use_p0[b]:
             # the Jacobian where the previous run's last Newton left it, for the tangent step
             for c in range(NP):
                 for e in range(NP):
                     jac[c, e] = jac00[b, c, e]
-        for n in range(length):
+        stopped = False
+        for n in range(first[b], length):
             for k in range(NW):
                 wn[k] = w[b, n, k]
-            lev = 0
             if NR > 0:
                 _predict(G0, H0, s, wn, p)
-                if n == 0 and not use_q0:
+                if n == first[b] and not use_q0[b]:
                     # no previous solution: start from the linear prediction p
                     for a in range(NR):
                         q1[a] = p[a]
@@ -371,60 +378,34 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                 total = 0
                 ok = True
 @@MAIN_BLOCKS@@
-                if not ok:
-                    # the ladder: substeps 2, 4, ... 2^levels, then gmin and source stepping
-                    for lv in range(1, levels + 1):
-                        for a in range(NR):
-                            q[a] = q1[a]
-                        it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx,
-                                           is_ind, expand, jports, theta, vte, vcrit, max_iter,
-                                           abstol, reltol, s, xprev, wprev, wn, q, pl, pe, ss,
-                                           ss_new, wsub, xs, ys, s_new, v, dv, cur, jac, f,
-                                           dq, J, KJ, tmp)
-                        total += it
-                        if ok:
-                            lev = lv
-                            break
-                    if not ok:
-                        it, lv = _continuation(KN, expand, jports, theta, vte, vcrit, max_iter,
-                                               abstol, reltol, p, pe, q1, q, p0, pl, v, dv,
-                                               cur, jac, f, dq, J, KJ, tmp)
-                        total += it
-                        if lv > 0:
-                            ok = True
-                            lev = lv
-                    if not ok:
-                        # Keep the previous sample's solution (finite, as the torch path does);
-                        # the sample is reported in `failed`, and the caller raises or warns.
-                        failed[b, n] = True
-                        for a in range(NR):
-                            q[a] = q1[a]
-                        _expand_ports(expand, q, v)
-                        _laws_all(v, theta, cur, jac)
-                    # the tangent's next start: each block's linear part at this sample
-                    _predict(G0, H0, s, wn, p)
-@@EFFECTIVE_ALL@@
                 iters[b, n] = total
-                level[b, n] = lev
+                if not ok:
+                    # the ladder (`ladder`, compiled on first need) solves this sample
+                    stop[b] = n
+                    for a in range(NX):
+                        s_final[b, a] = s[a]
+                        x_stop[b, a] = xprev[a]
+                    for k in range(NW):
+                        w_stop[b, k] = wprev[k]
+                    for a in range(NR):
+                        q_stop[b, a] = q1[a]
+                    stopped = True
+                    break
                 for a in range(NR):
                     q_out[b, n, ORDER_R[a]] = q[a]
                     q2[a] = q1[a]
                     q1[a] = q[a]
                     pprev[a] = pe[a]
                 have_p = True
-            if 1 <= lev <= NLEV:
-                y[b, n] = ys[0]
-                for a in range(NX):
-                    x[b, n, a] = xs[a]
-            else:
-                y[b, n] = _update(D0, E0, F0, Ds0, Es0, Fs0, A0, B0, C0, s, wn, cur, xs, s_new)
-                for a in range(NX):
-                    x[b, n, a] = xs[a]
+            y[b, n] = _update(D0, E0, F0, Ds0, Es0, Fs0, A0, B0, C0, s, wn, cur, xs, s_new)
             for a in range(NX):
+                x[b, n, a] = xs[a]
                 s[a] = s_new[a]
                 xprev[a] = xs[a]
             for k in range(NW):
                 wprev[k] = wn[k]
+        if stopped:
+            continue
         for k in range(NX):
             s_final[b, k] = s[k]
         for a in range(NR):
@@ -432,6 +413,77 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
         for c in range(NP):
             for e in range(NP):
                 jac_last[b, c, e] = jac[c, e]
+
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, s, xprev,
+           wprev, wn, q1, levels, max_iter, abstol, reltol, y, xs, s_new, q, pe, jac):
+    """One sample where Newton failed, solved as SPICE would cut its time step: substeps 2,
+    4, ... 2^levels, then gmin and source stepping, each from the previous solution q1.
+    From the canonical state s, the previous exposed states xprev and sources wprev, this
+    sample's sources wn. Out: y[0], xs, s_new, q (failed: q1 kept), pe (each block's linear
+    part at the sample, for the next tangent), jac (the laws' Jacobian last evaluated).
+    Returns (iterations, level, failed). Only compiled where a sample needs it."""
+    vte = np.empty(NJ)
+    i_s = np.empty(NJ)
+    vcrit = np.empty(NJ)
+    _junctions(theta, vte, i_s)
+    for j in range(NJ):
+        vcrit[j] = vte[j] * math.log(vte[j] / (math.sqrt(2.0) * i_s[j]))
+    v = np.zeros(NP)
+    dv = np.zeros(NP)
+    cur = np.zeros(NP)
+    f = np.empty(NB_MAX)
+    dq = np.empty(NB_MAX)
+    J = np.empty((NB_MAX, NB_MAX))
+    KJ = np.empty((NB_MAX, NP))
+    tmp = np.empty(NP)
+    ss = np.empty(NX)
+    ss_new = np.empty(NX)
+    ys = np.empty(1)
+    wsub = np.empty(NW)
+    p = np.empty(NR)
+    p0 = np.empty(NR)
+    pl = np.empty(NR)
+    KN = K[0]
+    _predict(G[0], H[0], s, wn, p)
+    total = 0
+    lev = 0
+    ok = False
+    for lv in range(1, levels + 1):
+        for a in range(NR):
+            q[a] = q1[a]
+        it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand,
+                           jports, theta, vte, vcrit, max_iter, abstol, reltol, s, xprev,
+                           wprev, wn, q, pl, pe, ss, ss_new, wsub, xs, ys, s_new, v, dv, cur,
+                           jac, f, dq, J, KJ, tmp)
+        total += it
+        if ok:
+            lev = lv
+            break
+    if not ok:
+        it, lv = _continuation(KN, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol,
+                               p, pe, q1, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp)
+        total += it
+        if lv > 0:
+            ok = True
+            lev = lv
+    if not ok:
+        # Keep the previous sample's solution (finite, as the torch path does); the sample
+        # is reported as failed, and the caller raises or warns.
+        for a in range(NR):
+            q[a] = q1[a]
+        _expand_ports(expand, q, v)
+        _laws_all(v, theta, cur, jac)
+    # the tangent's next start: each block's linear part at this sample
+    _predict(G[0], H[0], s, wn, p)
+@@EFFECTIVE_ALL@@
+    if 1 <= lev <= NLEV:
+        y[0] = ys[0]
+    else:
+        y[0] = _update(D[0], E[0], F[0], Ds[0], Es[0], Fs[0], A[0], B[0], C[0], s, wn, cur, xs,
+                       s_new)
+    return total, lev, not ok
 '''
 
 # Newton on one block (q - pe - K i(Q q) = 0 over its coordinates R0..R1 and ports P0..P1),
@@ -815,7 +867,7 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
         effective.append(_fill("_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n", values))
     return ("\n\n".join(newtons), textwrap.indent("".join(solve_all), " " * 4),
             textwrap.indent("".join(main), " " * 16),
-            textwrap.indent("".join(effective), " " * 20))
+            textwrap.indent("".join(effective), " " * 4))
 
 
 def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
@@ -919,7 +971,7 @@ def _load(source: str):
                               KernelCacheWarning, stacklevel=4)
     namespace: dict = {}
     exec(compile(source, f"<nodal.fast kernel {len(_COMPILED)}>", "exec"), namespace)
-    return namespace["run"]
+    return namespace["run"], namespace["ladder"]
 
 
 def _load_file(folder: Path, source: str):
@@ -933,27 +985,49 @@ def _load_file(folder: Path, source: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module      # numba's cache re-imports it by name
     spec.loader.exec_module(module)
-    return module.run
+    return module.run, module.ladder
 
 
 @dataclass(eq=False)
 class Kernel:
-    """A compiled kernel (`run`, numba) and the block layout compiled into it."""
+    """A circuit's kernel: the sample loop `run` and the one-sample fallback `ladder` (numba;
+    each compiled on its first call, so a run where Newton never fails never compiles the
+    ladder), and the block layout compiled into them."""
 
     run: object
+    ladder: object
     layout: Layout
 
-    def __call__(self, *args):
-        return self.run(*args)
+
+def _source(eq: Equations, plan: Layout) -> str:
+    """`kernel_source(eq, plan)`, kept in the cache folder for equations that came through the
+    derivation cache (`eq.derived_key`, which covers the netlist, its includes and `nodal`'s
+    own code): on a large circuit writing the source costs seconds of Sympy CSE, a second
+    process reads it. A file that does not carry its own digest is written again."""
+    folder = cache_folder()
+    if not eq.derived_key or folder is None or not _writable_folder(folder):
+        return kernel_source(eq, plan)
+    name = hashlib.sha256(f"{eq.derived_key} {plan.blocks!r}".encode()).hexdigest()[:24]
+    path = folder / f"source_{name}.txt"
+    try:
+        head, body = path.read_text().split("\n", 1)
+        if head == "# " + hashlib.sha256(body.encode()).hexdigest():
+            return body
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    body = kernel_source(eq, plan)
+    with contextlib.suppress(OSError):
+        atomic_write(path, "# " + hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
+    return body
 
 
 def kernel(eq: Equations, plan: Layout | None = None) -> Kernel:
     """The compiled kernel of `eq`'s structure split as `plan` (default: one block); compiled
     on first call, then cached."""
     plan = one_block(eq) if plan is None else plan
-    source = kernel_source(eq, plan)
+    source = _source(eq, plan)
     if source not in _COMPILED:
-        _COMPILED[source] = Kernel(_load(source), plan)
+        _COMPILED[source] = Kernel(*_load(source), plan)
     return _COMPILED[source]
 
 
@@ -1090,13 +1164,45 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
     jac_last = np.zeros((batch, nports, nports))
     jac00 = jac_last if start.jac is None else _f64(start.jac)[:, order_p][:, :, order_p]
     levels = min(int(options.substep_levels), arrays.levels, MAX_LEVELS)
-    kernel_run.run(*arrays.in_frame(plan), _f64(w), _f64(start.w).reshape(batch, -1),
-                   _f64(start.s).reshape(batch, nx), _f64(start.x).reshape(batch, nx),
-                   _f64(q0), _f64(q00), _f64(p00), _f64(jac00), start.q is not None,
-                   start.p is not None and start.jac is not None,
-                   PREDICTORS.index(options.predictor), levels, int(options.max_iter),
-                   float(options.abstol), float(options.reltol), y, x, s_final, q, p_last,
-                   jac_last, iters, level, failed)
+    mats = arrays.in_frame(plan)
+    w = _f64(w)
+    wprev0 = _f64(start.w).reshape(batch, -1).copy()
+    s0 = _f64(start.s).reshape(batch, nx).copy()
+    x0 = _f64(start.x).reshape(batch, nx).copy()
+    q0, q00, p00, jac00 = _f64(q0).copy(), _f64(q00).copy(), _f64(p00).copy(), _f64(jac00).copy()
+    use_q0 = np.full(batch, start.q is not None)
+    use_p0 = np.full(batch, start.p is not None and start.jac is not None)
+    first = np.zeros(batch, dtype=np.int64)
+    stop = np.full(batch, -1, dtype=np.int64)
+    x_stop, w_stop, q_stop = np.zeros((batch, nx)), np.zeros_like(wprev0), np.zeros((batch, r))
+    predictor = PREDICTORS.index(options.predictor)
+    tol = (int(options.max_iter), float(options.abstol), float(options.reltol))
+    while True:
+        kernel_run.run(*mats, w, wprev0, s0, x0, q0, q00, p00, jac00, use_q0, use_p0, first,
+                       predictor, *tol, y, x, s_final, q, p_last, jac_last, iters, level, stop,
+                       x_stop, w_stop, q_stop)
+        stopped = np.flatnonzero(stop >= 0)
+        if not len(stopped):
+            break
+        # Newton failed at sample n of these items: the ladder solves it, the loop resumes
+        # after it from the ladder's solution (as if the loop had run the ladder itself)
+        first[:] = -1
+        for b in stopped:
+            n = int(stop[b])
+            out_y, out_q = np.zeros(1), np.zeros(r)
+            out_p, out_jac = np.zeros(r), np.zeros((nports, nports))
+            out_x, out_s = np.zeros(nx), np.zeros(nx)
+            it, lev, fail = kernel_run.ladder(*mats, s_final[b], x_stop[b], w_stop[b], w[b, n],
+                                              q_stop[b], levels, *tol, out_y, out_x, out_s,
+                                              out_q, out_p, out_jac)
+            y[b, n], x[b, n], q[b, n, order_r] = out_y[0], out_x, out_q
+            iters[b, n] += it
+            level[b, n], failed[b, n] = lev, fail
+            s0[b], x0[b], wprev0[b] = out_s, out_x, w[b, n]
+            q00[b], q0[b], p00[b], jac00[b] = q_stop[b], out_q, out_p, out_jac
+            use_q0[b] = use_p0[b] = True
+            first[b] = n + 1
+            stop[b] = -1
     if not plan.identity:
         back_r = np.argsort(plan.order_r)
         back_p = np.argsort(plan.order_p)

@@ -60,6 +60,9 @@ class Equations:
     gmin: dict[bool, list[tuple[int, int, float]]] = field(default_factory=dict)
     #: the laws grouped by kind (`nodal.laws`): the Jacobian was derived once per kind
     kinds: list[laws.LawKind] = field(default_factory=list)
+    #: the derivation cache's name for these equations (`nodal.derived`; '' when derived
+    #: directly): it names the kernel source kept on disk (`fast.kernel`)
+    derived_key: str = field(default="", compare=False)
 
     @property
     def n_inputs(self) -> int:

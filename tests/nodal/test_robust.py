@@ -191,4 +191,43 @@ def test_an_unwritable_kernel_cache_path_warns(tmp_path, monkeypatch):
         warnings.simplefilter("always")
         run = fast.kernel(nodal.equations("rc_lowpass"))
     assert any(issubclass(w.category, fast.KernelCacheWarning) for w in caught)
-    assert callable(run)
+    assert callable(run.run) and callable(run.ladder)
+
+
+def test_the_ladder_is_compiled_only_where_a_sample_needs_it(starved, monkeypatch):
+    """The sample loop stops an item where Newton fails and `fast.run` hands that sample to
+    the ladder, a separate function compiled on its first call: a run where Newton never
+    fails never compiles it."""
+    monkeypatch.setattr(fast, "_COMPILED", {})
+    plain = nodal.load("diode_clipper")
+    plain.simulate(torch.tensor(_pluck(0.005, 0.5))[None, :, None])
+    (kernel,) = fast._COMPILED.values()
+    assert kernel.run.signatures and not kernel.ladder.signatures
+    _, u = starved
+    solver = nodal.load("diode_clipper")          # a solver of its own: the same kernel
+    solver.newton = NewtonOptions(max_iter=5)
+    out = solver.simulate(u)
+    assert out.diagnostics.fallback_samples
+    assert kernel.ladder.signatures
+
+
+def test_the_kernel_source_is_read_back_and_written_again_if_damaged(tmp_path, monkeypatch):
+    """Equations from the derivation cache name their kernel source on disk: a second process
+    reads it instead of writing it again with Sympy; a damaged file is written again."""
+    monkeypatch.setenv("NODALNET_CACHE", str(tmp_path))
+    eq = nodal.equations("tube_screamer")
+    assert eq.derived_key
+    plan = fast.one_block(eq)
+    source = fast._source(eq, plan)
+    assert source == fast.kernel_source(eq, plan)
+    (stored,) = (tmp_path / "kernels").glob("source_*.txt")
+
+    def no_sympy(*args):
+        raise AssertionError("the stored source was not used")
+
+    with monkeypatch.context() as m:
+        m.setattr(fast, "kernel_source", no_sympy)
+        assert fast._source(eq, plan) == source
+    stored.write_text(stored.read_text()[:-40])          # truncated by hand
+    assert fast._source(eq, plan) == source
+    assert stored.read_text().endswith(source)

@@ -47,6 +47,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
+import math
 import os
 import sys
 import textwrap
@@ -843,9 +845,7 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
         called = body
         for helper in ("_ports", "_dports", "_matrix", "_pnjlim", f"_laws_{k}"):
             called = called.replace(f"{helper}(", f"{helper}_c(")
-        newtons.append(f"_laws_{k}_c = " + (
-            f"numba.njit(cache=CACHE, nogil=True, error_model='numpy')(_laws_{k}.py_func)"
-            if rg["LAW_INLINE"] else f"_laws_{k}") + "\n\n\n")
+        newtons.append(f"_laws_{k}_c = _laws_{k}\n\n\n")
         newtons.append(f'@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
                        f"def _newton_{k}({_NEWTON_ARGS}):\n"
                        + textwrap.indent(called, "    ") + "    return it, conv\n")
@@ -870,13 +870,71 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
             textwrap.indent("".join(effective), " " * 4))
 
 
+class _Literals:
+    """The floating-point constants of the device laws taken out of the source: each becomes
+    an entry of theta after the parameters, so that circuits whose laws differ only in
+    constants (the thermal voltage and IS factors of another `.temp`, a gain written as a
+    number) share one compiled kernel. Sympy orders a sum's terms by their coefficients, so
+    the constants are numbered by where they sit in the expression with every constant
+    blanked out (a value-free key: the terms each sits in), not by the order Sympy keeps them
+    in; equal values share one entry. An exponent stays in the source (x**0.5 keeps its
+    square root)."""
+
+    _HERE, _OTHER = sp.Symbol("@"), sp.Symbol("X")
+
+    def __init__(self, offset: int):
+        self.offset = offset
+        self.values: list[float] = []
+        self.symbols: dict[float, sp.Symbol] = {}
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        expr = sp.sympify(expr)
+        found: dict = {}
+        self._collect(expr, None, found)
+        if not found:
+            return expr
+
+        def key(f):
+            blank = {g: self._HERE if g == f else self._OTHER for g in found}
+            return sorted(str(parent.xreplace(blank)) for parent in found[f]), float(f)
+
+        names = {}
+        for f in sorted(found, key=key):
+            value = float(f)
+            if value not in self.symbols:
+                self.symbols[value] = sp.Symbol(f"_lit{len(self.values)}", real=True)
+                self.values.append(value)
+            names[f] = self.symbols[value]
+        return expr.xreplace(names)
+
+    def _collect(self, expr, parent, found: dict) -> None:
+        """found: each constant -> the nodes it is an argument of (its context)."""
+        if isinstance(expr, sp.Float):
+            if math.isfinite(float(expr)):
+                found.setdefault(expr, set()).add(parent if parent is not None else expr)
+            return
+        args = expr.args[:1] if isinstance(expr, sp.Pow) else expr.args
+        for arg in args:
+            self._collect(arg, expr, found)
+
+    def inputs(self) -> list[tuple[str, sp.Symbol]]:
+        return [(f"theta[{self.offset + k}]", sym) for k, sym in enumerate(self.symbols.values())]
+
+
 def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
+    """The Python source of a circuit's kernel (`kernel_text` without the constants)."""
+    return kernel_text(eq, plan)[0]
+
+
+def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[float]]:
     """The Python source of a circuit's kernel for a split into blocks (`layout`; default
-    one block): its device laws per block, then the shared sample loop."""
+    one block): its device laws per block, then the shared sample loop; and the constants of
+    the laws, read at run time after the parameters in theta (`_Literals`)."""
     plan = one_block(eq) if plan is None else plan
     order_r, order_p = plan.order_r, plan.order_p
     n = len(eq.ports)
     at = {int(c): k for k, c in enumerate(order_p)}          # original port -> kernel position
+    lit = _Literals(len(eq.symbols))
     params = [(f"theta[{k}]", s) for k, s in enumerate(eq.symbols)]
     voltages = [(f"v[{at[c]}]", s) for c, s in enumerate(eq.port_voltages)]
     laws, ranges = [], []
@@ -884,11 +942,10 @@ def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
     junction_out = []
     ptr, rows = [0], []
     for k, (coords, ports) in enumerate(plan.blocks):
-        out = [(f"i[{at[c]}]", eq.currents[c]) for c in ports]
-        out += [(f"jac[{at[c]}, {at[e]}]", eq.jacobian[c, e]) for c in ports for e in ports
+        out = [(f"i[{at[c]}]", lit(eq.currents[c])) for c in ports]
+        out += [(f"jac[{at[c]}, {at[e]}]", lit(eq.jacobian[c, e])) for c in ports for e in ports
                 if c == e or eq.jacobian[c, e] != 0]
-        laws.append(_print_function(f"_laws_{k}", "v, theta, i, jac", out, voltages + params))
-        law_inline = "inline='always'" in laws[-1].split("\n", 1)[0]
+        laws.append((f"_laws_{k}", out))
         for e in ports:
             rows += [at[c] for c in ports if c == e or eq.jacobian[c, e] != 0]
             ptr.append(len(rows))
@@ -896,18 +953,20 @@ def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
         for c in junctions:
             junction = eq.ports[c].junction
             m = len(junction_out) // 2
-            junction_out += [(f"vte[{m}]", junction[0]), (f"i_s[{m}]", junction[1])]
+            junction_out += [(f"vte[{m}]", lit(junction[0])), (f"i_s[{m}]", lit(junction[1]))]
         rows_q = np.asarray(eq.expand)[np.ix_(ports, order_r[:r0 + len(coords)])]
         ident = len(coords) == len(ports) and bool(np.array_equal(
             rows_q, np.hstack([np.zeros((len(ports), r0)), np.eye(len(ports))])))
         ranges.append(dict(R0=r0, R1=r0 + len(coords), P0=p0, P1=p0 + len(ports), J0=j0,
-                           J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident,
-                           LAW_INLINE=law_inline))
+                           J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"
                 + "".join(f"    _laws_{k}(v, theta, i, jac)\n" for k in range(len(ranges)))
                 + "    return\n")
+    params += lit.inputs()
+    laws = [_print_function(name, "v, theta, i, jac", out, voltages + params)
+            for name, out in laws]
     junctions_fn = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
     nb_max = max([rg["NB"] for rg in ranges] + [1])
     dims = dict(NW=len(eq.sources), NX=eq.n_states, NR=len(eq.reduced), NP=n,
@@ -929,10 +988,10 @@ def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
             .replace("@@MAIN_BLOCKS@@\n", main)
             .replace("@@EFFECTIVE_ALL@@\n", effective))
     return ("\n".join(header) + "\n\n".join(laws) + "\n\n" + laws_all + "\n\n" + junctions_fn
-            + "\n" + loop)
+            + "\n" + loop), lit.values
 
 
-_COMPILED: dict[str, "Kernel"] = {}
+_COMPILED: dict[str, tuple] = {}
 
 
 def cache_folder() -> Path | None:
@@ -988,47 +1047,52 @@ def _load_file(folder: Path, source: str):
     return module.run, module.ladder
 
 
-@dataclass(eq=False)
-class Kernel:
-    """A circuit's kernel: the sample loop `run` and the one-sample fallback `ladder` (numba;
-    each compiled on its first call, so a run where Newton never fails never compiles the
-    ladder), and the block layout compiled into them."""
-
-    run: object
-    ladder: object
-    layout: Layout
-
-
-def _source(eq: Equations, plan: Layout) -> str:
-    """`kernel_source(eq, plan)`, kept in the cache folder for equations that came through the
+def _text(eq: Equations, plan: Layout) -> tuple[str, list[float]]:
+    """`kernel_text(eq, plan)`, kept in the cache folder for equations that came through the
     derivation cache (`eq.derived_key`, which covers the netlist, its includes and `nodal`'s
     own code): on a large circuit writing the source costs seconds of Sympy CSE, a second
     process reads it. A file that does not carry its own digest is written again."""
     folder = cache_folder()
     if not eq.derived_key or folder is None or not _writable_folder(folder):
-        return kernel_source(eq, plan)
+        return kernel_text(eq, plan)
     name = hashlib.sha256(f"{eq.derived_key} {plan.blocks!r}".encode()).hexdigest()[:24]
-    path = folder / f"source_{name}.txt"
+    path = folder / f"source_{name}.json"
     try:
         head, body = path.read_text().split("\n", 1)
-        if head == "# " + hashlib.sha256(body.encode()).hexdigest():
-            return body
-    except (OSError, ValueError, UnicodeDecodeError):
+        if head == hashlib.sha256(body.encode()).hexdigest():
+            stored = json.loads(body)
+            return stored["source"], [float(v) for v in stored["literals"]]
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
         pass
-    body = kernel_source(eq, plan)
+    source, literals = kernel_text(eq, plan)
+    body = json.dumps({"source": source, "literals": literals})
     with contextlib.suppress(OSError):
-        atomic_write(path, "# " + hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
-    return body
+        atomic_write(path, hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
+    return source, literals
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A circuit's kernel: the sample loop `run` and the one-sample fallback `ladder` (numba;
+    each compiled on its first call, so a run where Newton never fails never compiles the
+    ladder, and shared by every circuit with the same source), the block layout compiled
+    into them and this circuit's constants of the laws (read after the parameters in theta)."""
+
+    run: object
+    ladder: object
+    layout: Layout
+    literals: np.ndarray
 
 
 def kernel(eq: Equations, plan: Layout | None = None) -> Kernel:
     """The compiled kernel of `eq`'s structure split as `plan` (default: one block); compiled
     on first call, then cached."""
     plan = one_block(eq) if plan is None else plan
-    source = _source(eq, plan)
+    source, literals = _text(eq, plan)
     if source not in _COMPILED:
-        _COMPILED[source] = Kernel(*_load(source), plan)
-    return _COMPILED[source]
+        _COMPILED[source] = _load(source)
+    run_fn, ladder_fn = _COMPILED[source]
+    return Kernel(run_fn, ladder_fn, plan, np.array(literals, dtype=np.float64))
 
 
 @dataclass
@@ -1165,6 +1229,7 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
     jac00 = jac_last if start.jac is None else _f64(start.jac)[:, order_p][:, :, order_p]
     levels = min(int(options.substep_levels), arrays.levels, MAX_LEVELS)
     mats = arrays.in_frame(plan)
+    mats = mats[:-1] + (np.concatenate([mats[-1], kernel_run.literals]),)   # theta, constants
     w = _f64(w)
     wprev0 = _f64(start.w).reshape(batch, -1).copy()
     s0 = _f64(start.s).reshape(batch, nx).copy()

@@ -95,7 +95,7 @@ def test_non_convergence_is_reported_not_nan():
 def test_kernel_is_compiled_once_per_structure():
     a = nodal.load("diode_clipper")
     b = nodal.load("diode_clipper", r1=4.7e3)
-    assert fast.kernel(a.eq) is fast.kernel(b.eq)
+    assert fast.kernel(a.eq).run is fast.kernel(b.eq).run
     u = _inputs(a)
     # a different resistor is a different output from the same kernel
     assert not torch.equal(a.simulate(u).y, b.simulate(u).y)
@@ -154,3 +154,23 @@ def test_forward_without_autograd_is_the_kernel():
         out = solver(u)
     fast_out = solver.simulate(u, backend="fast")
     assert torch.equal(out.y, fast_out.y) and not out.y.requires_grad
+
+
+def test_another_temperature_is_the_same_kernel_with_other_constants(tmp_path):
+    """The thermal voltage and the IS factor of a `.temp` are constants of the laws, read at
+    run time: the clipper at 60 C and at -10 C is one compiled kernel, and still clips as
+    each temperature says (a hotter diode conducts at a lower voltage)."""
+    text = circuits.path_of("diode_clipper").read_text().replace(".end", "")
+    peaks = {}
+    kernels = {}
+    for celsius in (60, -10):
+        path = tmp_path / f"clipper_{celsius}.cir"
+        path.write_text(text + f".temp {celsius}\n.end\n")
+        solver = nodal.load(path)
+        kernels[celsius] = fast.kernel(solver.eq)
+        u = torch.tensor(signals.sine(1000.0, 0.004, 48000, amplitude=5.0))[None, :, None]
+        peaks[celsius] = float(solver.simulate(u).y.max())
+    assert kernels[60].run is kernels[-10].run
+    assert not np.array_equal(kernels[60].literals, kernels[-10].literals)
+    # the forward voltage falls ~2 mV/K per diode: 70 K -> ~0.1 V or more at these currents
+    assert peaks[-10] - peaks[60] > 0.05

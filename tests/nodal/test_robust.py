@@ -201,14 +201,14 @@ def test_the_ladder_is_compiled_only_where_a_sample_needs_it(starved, monkeypatc
     monkeypatch.setattr(fast, "_COMPILED", {})
     plain = nodal.load("diode_clipper")
     plain.simulate(torch.tensor(_pluck(0.005, 0.5))[None, :, None])
-    (kernel,) = fast._COMPILED.values()
-    assert kernel.run.signatures and not kernel.ladder.signatures
+    ((run, ladder),) = fast._COMPILED.values()
+    assert run.signatures and not ladder.signatures
     _, u = starved
     solver = nodal.load("diode_clipper")          # a solver of its own: the same kernel
     solver.newton = NewtonOptions(max_iter=5)
     out = solver.simulate(u)
     assert out.diagnostics.fallback_samples
-    assert kernel.ladder.signatures
+    assert ladder.signatures
 
 
 def test_the_kernel_source_is_read_back_and_written_again_if_damaged(tmp_path, monkeypatch):
@@ -218,16 +218,18 @@ def test_the_kernel_source_is_read_back_and_written_again_if_damaged(tmp_path, m
     eq = nodal.equations("tube_screamer")
     assert eq.derived_key
     plan = fast.one_block(eq)
-    source = fast._source(eq, plan)
-    assert source == fast.kernel_source(eq, plan)
-    (stored,) = (tmp_path / "kernels").glob("source_*.txt")
+    text = fast._text(eq, plan)
+    assert text == fast.kernel_text(eq, plan)
+    (stored,) = (tmp_path / "kernels").glob("source_*.json")
 
     def no_sympy(*args):
         raise AssertionError("the stored source was not used")
 
     with monkeypatch.context() as m:
-        m.setattr(fast, "kernel_source", no_sympy)
-        assert fast._source(eq, plan) == source
+        m.setattr(fast, "kernel_text", no_sympy)
+        assert fast._text(eq, plan) == text
     stored.write_text(stored.read_text()[:-40])          # truncated by hand
-    assert fast._source(eq, plan) == source
-    assert stored.read_text().endswith(source)
+    assert fast._text(eq, plan) == text               # written again
+    with monkeypatch.context() as m:
+        m.setattr(fast, "kernel_text", no_sympy)
+        assert fast._text(eq, plan) == text           # and read back

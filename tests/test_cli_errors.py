@@ -409,12 +409,12 @@ def test_equations_of_a_missing_netlist(tmp_path):
 
 # -- compare: the report folder ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def one_run(tmp_path_factory):
+def one_run(tmp_path_factory, shared_cache):
     from nets import runs
     from nets.data import MaterialSpec
 
     root = tmp_path_factory.mktemp("compare")
-    os.environ["NODALNET_CACHE"] = str(root / "cache")
+    os.environ["NODALNET_CACHE"] = str(shared_cache)
     out = root / "stn"
     runs.start("diode_clipper", "stn", out=out, epochs=1, steps_per_epoch=2, segment=256,
                batch=4, window=1, material=MaterialSpec(train_seconds=0.4, val_seconds=0.05,

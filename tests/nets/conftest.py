@@ -11,8 +11,8 @@ TINY = MaterialSpec(train_seconds=0.4, val_seconds=0.05, test_seconds=0.05, seed
 
 
 @pytest.fixture(scope="session")
-def cache_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("nodalnet-cache")
+def cache_root(shared_cache):
+    return shared_cache
 
 
 @pytest.fixture(autouse=True)

@@ -55,7 +55,8 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .files import atomic_write, cache_dir
 from .mna import Equations
-from .newton import GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS, ROUNDOFF, STALL
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS,
+                     ROUNDOFF, STALL, stopping_rule)
 
 # The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
 # of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
@@ -211,7 +212,7 @@ _pnjlim_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_pnjlim.py_
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _solve_all(q, p, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol,
-               reltol, v, dv, cur, jac, f, dq, J, KJ, tmp):
+               reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """Every block's Newton in order from q (in place); (iterations: the most of any block,
     converged). pe: each block's linear part (p and the currents of the blocks before it)."""
     total = 0
@@ -221,8 +222,8 @@ def _solve_all(q, p, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta,
-              vte, vcrit, max_iter, abstol, reltol, s, xprev, wprev, wn, q, p, pe, ss, ss_new,
-              wsub, xs, ys, s_out, v, dv, cur, jac, f, dq, J, KJ, tmp):
+              vte, vcrit, max_iter, abstol, reltol, stopping, s, xprev, wprev, wn, q, p, pe, ss,
+              ss_new, wsub, xs, ys, s_out, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """The sample again in k = 2^lev trapezoidal substeps (matrices [lev]: T/k), from canonical
     state s with the previous sample's exposed states xprev, inputs interpolated linearly from
     wprev to wn. On success: ys[0], xs, s_out (the canonical state at T) and q, cur at the end.
@@ -245,7 +246,7 @@ def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jp
                 wsub[a] = wprev[a] + frac * (wn[a] - wprev[a])
         _predict(G[lev], H[lev], ss, wsub, p)
         it, ok = _solve_all(q, p, pe, K[lev], expand, jports, theta, vte, vcrit, 0.0, max_iter,
-                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                            abstol, reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             return total, False
@@ -262,8 +263,8 @@ def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jp
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, p, pe,
-                  qstart, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp):
+def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, stopping, p,
+                  pe, qstart, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """Gmin stepping, then source stepping, at the full step; (iterations, level or -1)."""
     total = 0
     for a in range(NR):
@@ -271,7 +272,7 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
     ok = True
     for g in GMIN_STEPS:
         it, ok = _solve_all(q, p, pe, K, expand, jports, theta, vte, vcrit, g, max_iter,
-                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                            abstol, reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             break
@@ -291,7 +292,7 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
         for a in range(NR):
             pl[a] = p[a] if j == HOMOTOPY else p0[a] + (j / HOMOTOPY) * (p[a] - p0[a])
         it, ok = _solve_all(q, pl, pe, K, expand, jports, theta, vte, vcrit, 0.0, max_iter,
-                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                            abstol, reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             return total, -1
@@ -301,7 +302,7 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, w, wprev0,
         s0, x0, q0, q00, p00, jac00, use_q0, use_p0, predictor, levels, max_iter, abstol,
-        reltol, y, x, s_final, q_out, p_last, jac_last, iters, level, failed):
+        reltol, stopping, y, x, s_final, q_out, p_last, jac_last, iters, level, failed):
     batch, length = w.shape[0], w.shape[1]
     vte = np.empty(NJ)
     i_s = np.empty(NJ)
@@ -378,17 +379,17 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                             q[a] = q1[a]
                         it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx,
                                            is_ind, expand, jports, theta, vte, vcrit, max_iter,
-                                           abstol, reltol, s, xprev, wprev, wn, q, pl, pe, ss,
-                                           ss_new, wsub, xs, ys, s_new, v, dv, cur, jac, f,
-                                           dq, J, KJ, tmp)
+                                           abstol, reltol, stopping, s, xprev, wprev, wn, q, pl,
+                                           pe, ss, ss_new, wsub, xs, ys, s_new, v, dv, cur,
+                                           jac, f, dq, J, KJ, tmp)
                         total += it
                         if ok:
                             lev = lv
                             break
                     if not ok:
                         it, lv = _continuation(KN, expand, jports, theta, vte, vcrit, max_iter,
-                                               abstol, reltol, p, pe, q1, q, p0, pl, v, dv,
-                                               cur, jac, f, dq, J, KJ, tmp)
+                                               abstol, reltol, stopping, p, pe, q1, q, p0, pl,
+                                               v, dv, cur, jac, f, dq, J, KJ, tmp)
                         total += it
                         if lv > 0:
                             ok = True
@@ -486,7 +487,7 @@ for _ in range(max_iter):
     if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
         small = True       # steps no longer shrink, below STALL volts: round-off, not Newton
     last = big
-    if small:
+@AHEAD@    if small:
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
         # far below round-off in y, and an evaluation is saved.
@@ -497,6 +498,55 @@ for _ in range(max_iter):
             tmp[c] = acc
         for c in range(@P0@, @P1@):
             cur[c] = tmp[c]
+        conv = True
+        break
+'''
+
+# The "predicted" stopping rule (`newton.py`) for a block whose ports are all junctions (port
+# P0 + k is junction J0 + k): after a full step whose port steps are all within AHEAD_REACH
+# vte, the next step J^-1 K r is predicted from the
+# currents' second-order remainder r_c = sum_e jac[c, e] dv_e^2 / (2 vte_e), with J's
+# factors kept by `_solve_n` (pivots left in f); below the tolerance (times AHEAD_SAFETY) the
+# block is accepted with q and the currents taken to that point, without evaluating the laws.
+_AHEAD = '''if stopping == 1 and alpha == 1.0:
+    near = True
+    for e in range(@P0@, @P1@):
+        if not abs(dv[e]) <= AHEAD_REACH * vte[@J0@ + e - @P0@]:
+            near = False
+    if near:
+        for c in range(@P0@, @P1@):
+            tmp[c] = 0.0
+        for e in range(@P0@, @P1@):
+            d = dv[e]
+            d2 = d * d * (0.5 / vte[@J0@ + e - @P0@])
+            for k in range(JAC_PTR[e], JAC_PTR[e + 1]):
+                tmp[JAC_ROW[k]] += jac[JAC_ROW[k], e] * d2
+        for a in range(@NB@):
+            acc = 0.0
+            for c in range(@P0@, @P1@):
+                acc += KN[@R0@ + a, c] * tmp[c]
+            dq[a] = acc
+        _resolve_@NB@(J, f, dq)
+        for a in range(@NB@):
+            if not AHEAD_SAFETY * abs(dq[a]) <= abstol + reltol * abs(q[@R0@ + a]):
+                near = False
+    if near:
+        for a in range(@NB@):
+            q[@R0@ + a] += dq[a]
+        # the ports' step to the accepted q, and the currents there to second order
+        for c in range(@P0@, @P1@):
+            if @ID@:
+                dv[c] += dq[c - @P0@]
+            else:
+                acc = 0.0
+                for a in range(@NB@):
+                    acc += expand[c, @R0@ + a] * dq[a]
+                dv[c] += acc
+        for c in range(@P0@, @P1@):
+            acc = cur[c] + tmp[c]
+            for e in range(@P0@, @P1@):
+                acc += jac[c, e] * dv[e]
+            cur[c] = acc
         conv = True
         break
 '''
@@ -527,8 +577,9 @@ _MAIN_BLOCK = '''if ok:
     ok = conv
 '''
 
-# `_solve_n`: out = J^-1 b for an n x n block by Gaussian elimination with partial pivoting
-# (J, b overwritten); n = 1 is a division.
+# `_solve_n`: out = J^-1 b for an n x n block by Gaussian elimination with partial pivoting;
+# J is left holding its LU factors (the multipliers below the diagonal) and b the pivot rows,
+# for `_resolve_n`; n = 1 is a division (J kept).
 _SOLVE_ONE = '''
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _solve_1(J, b, out):
@@ -545,21 +596,50 @@ def _solve_@N@(J, b, out):
             if abs(J[k, c]) > big:
                 big = abs(J[k, c])
                 piv = k
+        out[c] = piv
         if piv != c:
             for j in range(@N@):
                 J[c, j], J[piv, j] = J[piv, j], J[c, j]
             b[c], b[piv] = b[piv], b[c]
         for k in range(c + 1, @N@):
             m = J[k, c] / J[c, c]
+            J[k, c] = m
             if m != 0.0:
                 for j in range(c + 1, @N@):
                     J[k, j] -= m * J[c, j]
                 b[k] -= m * b[c]
     for c in range(@N@ - 1, -1, -1):
         acc = b[c]
+        b[c] = out[c]
         for j in range(c + 1, @N@):
             acc -= J[c, j] * out[j]
         out[c] = acc / J[c, c]
+'''
+
+# `_resolve_n`: b = J^-1 b in place for a second right-hand side, from the factors `_solve_n`
+# leaves: U above the diagonal of J, the multipliers below it (rows as finally permuted) and
+# the pivot rows in piv (the b it was given, as floats).
+_RESOLVE_ONE = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _resolve_1(J, piv, b):
+    b[0] = b[0] / J[0, 0]
+'''
+
+_RESOLVE = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy"@INLINE@)
+def _resolve_@N@(J, piv, b):
+    for c in range(@N@):
+        k = int(piv[c])
+        if k != c:
+            b[c], b[k] = b[k], b[c]
+    for c in range(@N@):
+        for k in range(c + 1, @N@):
+            b[k] -= J[k, c] * b[c]
+    for c in range(@N@ - 1, -1, -1):
+        acc = b[c]
+        for j in range(c + 1, @N@):
+            acc -= J[c, j] * b[j]
+        b[c] = acc / J[c, c]
 '''
 
 
@@ -764,10 +844,11 @@ def _solvers(sizes: set[int]) -> str:
     out = []
     for size in sorted(sizes):
         if size == 1:
-            out.append(_SOLVE_ONE)
+            out += [_SOLVE_ONE, _RESOLVE_ONE]
         else:
             inline = ', inline="always"' if size <= _INLINE_SOLVE else ""
-            out.append(_fill(_SOLVE, {"N": size, "INLINE": inline}))
+            out += [_fill(_SOLVE, {"N": size, "INLINE": inline}),
+                    _fill(_RESOLVE, {"N": size, "INLINE": inline})]
     return "\n".join(out)
 
 
@@ -778,7 +859,7 @@ INLINE_BLOCK = 8
 _INLINE_SOLVE = 4
 
 _NEWTON_ARGS = ("q, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol, reltol, "
-                "v, dv, cur, jac, f, dq, J, KJ, tmp")
+                "stopping, v, dv, cur, jac, f, dq, J, KJ, tmp")
 
 
 def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
@@ -786,7 +867,8 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
     sample loop's block sections and the effective linear parts after the ladder."""
     newtons, solve_all, main, effective = [], [], [], []
     for k, rg in enumerate(ranges):
-        values = dict(rg, K=k)
+        ahead = textwrap.indent(_fill(_AHEAD, rg), " " * 4) if rg["AHEAD"] else ""
+        values = dict(rg, K=k, AHEAD=ahead)
         body = _fill(_NEWTON, values)
         called = body
         for helper in ("_ports", "_dports", "_matrix", "_pnjlim", f"_laws_{k}"):
@@ -850,7 +932,9 @@ def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
             rows_q, np.hstack([np.zeros((len(ports), r0)), np.eye(len(ports))])))
         ranges.append(dict(R0=r0, R1=r0 + len(coords), P0=p0, P1=p0 + len(ports), J0=j0,
                            J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident,
-                           LAW_INLINE=law_inline))
+                           LAW_INLINE=law_inline,
+                           # the "predicted" stopping rule: every port a junction (newton.py)
+                           AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports)))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"
@@ -869,6 +953,7 @@ def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
                f"IS_CHARGE = np.array({[int(c) in eq.charge_ports for c in order_p]}, "
                "dtype=np.bool_)"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
+               f"AHEAD_SAFETY = {AHEAD_SAFETY!r}", f"AHEAD_REACH = {AHEAD_REACH!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     newtons, solve_all, main, effective = _block_code(ranges)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))
@@ -1095,8 +1180,8 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
                    _f64(q0), _f64(q00), _f64(p00), _f64(jac00), start.q is not None,
                    start.p is not None and start.jac is not None,
                    PREDICTORS.index(options.predictor), levels, int(options.max_iter),
-                   float(options.abstol), float(options.reltol), y, x, s_final, q, p_last,
-                   jac_last, iters, level, failed)
+                   float(options.abstol), float(options.reltol), stopping_rule(options), y, x,
+                   s_final, q, p_last, jac_last, iters, level, failed)
     if not plan.identity:
         back_r = np.argsort(plan.order_r)
         back_p = np.argsort(plan.order_p)

@@ -25,7 +25,10 @@ Per sample n, for every signal of the batch (units SI: volts, amperes):
 
 Newton starts from a prediction (`NewtonOptions.predictor`): by default the tangent step
 q[n-1] + J^-1 (p[n] - p[n-1]) with the previous sample's Jacobian J (first order in the change
-of the linear part, so it follows a clipping diode's flattened slope). Where it does not
+of the linear part, so it follows a clipping diode's flattened slope), and stops by
+`NewtonOptions.stopping`: by default when the next step, predicted from the junctions'
+curvature, is below the tolerance (`newton.py`; in a block whose ports are all junctions, the
+others when an evaluated step is). Where it does not
 converge, the sample is solved again as SPICE would cut its time step (`newton.py` describes
 the ladder): in 2, 4, ... 2^levels trapezoidal substeps with the DK matrices for T/k
 (inputs interpolated linearly within the sample), then by gmin stepping, then by stepping

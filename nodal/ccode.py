@@ -9,7 +9,8 @@ the port laws `Equations.currents`, their Jacobian `Equations.jacobian` and each
 DK matrices of `dk.NumericEquations` (at T and at T/2, ... T/64 for the substep fallback, and
 the DC ones) evaluated at the given component values, written into the file as numbers. The C
 per-sample loop is the kernel's, line for line: the tangent predictor, Newton with SPICE's
-pnjlim step limiting and the same convergence tests, then the fallback ladder of `newton.py`
+pnjlim step limiting and the same convergence tests (the "predicted" stopping rule where every
+port is a junction, `newton.py`), then the fallback ladder of `newton.py`
 (2 ... 64 substeps, gmin stepping, source stepping); `nodalnet_init` finds the DC operating
 point as `NodalSolver` does. So the C build gives the numba path's samples to round-off (the
 tests hold it there: 1e-9 V with double samples, 1e-6 V with float ones).
@@ -52,7 +53,8 @@ from sympy.printing.c import C99CodePrinter, get_math_macros
 from .errors import NodalError
 from .files import check_output_file, write_output_file
 from .mna import Equations
-from .newton import GMIN_STEPS, HOMOTOPY_STEPS, ROUNDOFF, STALL, NewtonOptions
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, ROUNDOFF, STALL,
+                     STOPPING, NewtonOptions, stopping_rule)
 
 #: Substep levels written into every file: 2, 4, ... 2^LEVELS substeps (as `fast.MAX_LEVELS`).
 LEVELS = 6
@@ -151,6 +153,9 @@ int nodalnet_release_control(nodalnet_state *st, int index);
 #define RELTOL @RELTOL@
 #define ROUNDOFF @ROUNDOFF@
 #define STALL @STALL@
+#define STOPPING @STOPPING@
+#define AHEAD_SAFETY @AHEAD_SAFETY@
+#define AHEAD_REACH @AHEAD_REACH@
 '''
 
 _IPOW = r'''
@@ -173,7 +178,10 @@ static double ipow(double a, int b)
 
 # The per-sample loop: `fast.py`'s kernel, written in C for one signal.
 _LOOP = r'''
-/* out = J^-1 b by Gaussian elimination with partial pivoting (J, b are overwritten) */
+static void expand_ports(const double *q, double *out);
+
+/* out = J^-1 b by Gaussian elimination with partial pivoting; J is left holding its LU
+   factors (the multipliers below the diagonal) and b the pivot rows, for resolve_linear */
 static void solve_linear(double *J, double *b, double *out)
 {
     int c, k, j;
@@ -186,6 +194,7 @@ static void solve_linear(double *J, double *b, double *out)
                 piv = k;
             }
         }
+        out[c] = piv;
         if (piv != c) {
             for (j = 0; j < NR; j++) {
                 double t = J[c * NR1 + j];
@@ -200,6 +209,7 @@ static void solve_linear(double *J, double *b, double *out)
         }
         for (k = c + 1; k < NR; k++) {
             double m = J[k * NR1 + c] / J[c * NR1 + c];
+            J[k * NR1 + c] = m;
             if (m != 0.0) {
                 for (j = c + 1; j < NR; j++)
                     J[k * NR1 + j] -= m * J[c * NR1 + j];
@@ -209,10 +219,81 @@ static void solve_linear(double *J, double *b, double *out)
     }
     for (c = NR - 1; c >= 0; c--) {
         double acc = b[c];
+        b[c] = out[c];
         for (j = c + 1; j < NR; j++)
             acc -= J[c * NR1 + j] * out[j];
         out[c] = acc / J[c * NR1 + c];
     }
+}
+
+/* b = J^-1 b in place for a second right-hand side, from the factors and pivots (piv) that
+   solve_linear left */
+static void resolve_linear(const double *J, const double *piv, double *b)
+{
+    int c, k, j;
+    for (c = 0; c < NR; c++) {
+        k = (int)piv[c];
+        if (k != c) {
+            double t = b[c];
+            b[c] = b[k];
+            b[k] = t;
+        }
+    }
+    for (c = 0; c < NR; c++)
+        for (k = c + 1; k < NR; k++)
+            b[k] -= J[k * NR1 + c] * b[c];
+    for (c = NR - 1; c >= 0; c--) {
+        double acc = b[c];
+        for (j = c + 1; j < NR; j++)
+            acc -= J[c * NR1 + j] * b[j];
+        b[c] = acc / J[c * NR1 + c];
+    }
+}
+
+/* The "predicted" stopping rule (newton.py; STOPPING 1 only where every port is a junction):
+   after a full step (port steps dv, all within AHEAD_REACH vte), the next step J^-1 K r is
+   predicted from the currents' second-order remainder r_c = sum_e jac[c, e] dv_e^2 / (2 vte_e).
+   Below the tolerance (times AHEAD_SAFETY), q takes that step, the currents their value there
+   to second order, and 1 is returned. J, piv: the factors and pivots solve_linear left. */
+static int ahead(double *q, const double *KN, const double *vte, const double *jac,
+                 const double *J, const double *piv, double *dv, double *cur)
+{
+    double port_vte[NP1], r[NP1], d2[NR1], dv2[NP1];
+    int a, c, e, j, k;
+    for (j = 0; j < NJ; j++)
+        port_vte[JPORTS[j]] = vte[j];
+    for (e = 0; e < NP; e++)
+        if (!(fabs(dv[e]) <= AHEAD_REACH * port_vte[e]))
+            return 0;
+    for (c = 0; c < NP; c++)
+        r[c] = 0.0;
+    for (e = 0; e < NP; e++) {
+        double d = dv[e] * dv[e] * (0.5 / port_vte[e]);
+        for (k = JAC_PTR[e]; k < JAC_PTR[e + 1]; k++)
+            r[JAC_ROW[k]] += jac[JAC_ROW[k] * NP1 + e] * d;
+    }
+    for (a = 0; a < NR; a++) {
+        double acc = 0.0;
+        for (c = 0; c < NP; c++)
+            acc += KN[a * NP1 + c] * r[c];
+        d2[a] = acc;
+    }
+    resolve_linear(J, piv, d2);
+    for (a = 0; a < NR; a++)
+        if (!(AHEAD_SAFETY * fabs(d2[a]) <= ABSTOL + RELTOL * fabs(q[a])))
+            return 0;
+    for (a = 0; a < NR; a++)
+        q[a] += d2[a];
+    expand_ports(d2, dv2);
+    for (c = 0; c < NP; c++)
+        dv[c] += dv2[c];
+    for (c = 0; c < NP; c++) {
+        double acc = cur[c] + r[c];
+        for (e = 0; e < NP; e++)
+            acc += jac[c * NP1 + e] * dv[e];
+        cur[c] = acc;
+    }
+    return 1;
 }
 
 /* out = Q q: every port voltage from the independent ones */
@@ -383,6 +464,8 @@ static int newton(double *q, const double *p, const double *KN, const double *vt
         if (alpha == 1.0 && big <= STALL && big >= 0.5 * last)
             small = 1;       /* steps no longer shrink, below STALL volts: round-off */
         last = big;
+        if (STOPPING && alpha == 1.0 && ahead(q, KN, vte, jac, J, f, dv, cur))
+            return 1;
         if (small) {
             /* the currents at the converged q, to first order from the last evaluation */
             for (c = 0; c < NP; c++) {
@@ -976,6 +1059,10 @@ def source(eq: Equations, values: dict[str, float] | None = None,
                  "@MAX_ITER@": str(int(options.max_iter)),
                  "@ABSTOL@": _c_number(options.abstol), "@RELTOL@": _c_number(options.reltol),
                  "@ROUNDOFF@": _c_number(ROUNDOFF), "@STALL@": _c_number(STALL),
+                 "@STOPPING@": str(int(stopping_rule(options) == STOPPING.index("predicted")
+                                       and n_p > 0 and nj == n_p)),
+                 "@AHEAD_SAFETY@": _c_number(AHEAD_SAFETY),
+                 "@AHEAD_REACH@": _c_number(AHEAD_REACH),
                  "@MACROS@": _macros()})
     preamble = _PREAMBLE
     for key, value in subs.items():

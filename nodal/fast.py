@@ -25,7 +25,10 @@ Per sample n, for every signal of the batch (units SI: volts, amperes):
 
 Newton starts from a prediction (`NewtonOptions.predictor`): by default the tangent step
 q[n-1] + J^-1 (p[n] - p[n-1]) with the previous sample's Jacobian J (first order in the change
-of the linear part, so it follows a clipping diode's flattened slope). Where it does not
+of the linear part, so it follows a clipping diode's flattened slope), and stops by
+`NewtonOptions.stopping`: by default when the next step, predicted from the junctions'
+curvature, is below the tolerance (`newton.py`; in a block whose ports are all junctions, the
+others when an evaluated step is). Where it does not
 converge, the sample is solved again as SPICE would cut its time step (`newton.py` describes
 the ladder): in 2, 4, ... 2^levels trapezoidal substeps with the DK matrices for T/k
 (inputs interpolated linearly within the sample), then by gmin stepping, then by stepping
@@ -62,7 +65,8 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .files import atomic_write, cache_dir
 from .mna import Equations
-from .newton import GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS, ROUNDOFF, STALL
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS,
+                     ROUNDOFF, STALL, stopping_rule)
 
 # The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
 # of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
@@ -218,7 +222,7 @@ _pnjlim_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_pnjlim.py_
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _solve_all(q, p, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol,
-               reltol, v, dv, cur, jac, f, dq, J, KJ, tmp):
+               reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """Every block's Newton in order from q (in place); (iterations: the most of any block,
     converged). pe: each block's linear part (p and the currents of the blocks before it)."""
     total = 0
@@ -228,8 +232,8 @@ def _solve_all(q, p, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta,
-              vte, vcrit, max_iter, abstol, reltol, s, xprev, wprev, wn, q, p, pe, ss, ss_new,
-              wsub, xs, ys, s_out, v, dv, cur, jac, f, dq, J, KJ, tmp):
+              vte, vcrit, max_iter, abstol, reltol, stopping, s, xprev, wprev, wn, q, p, pe, ss,
+              ss_new, wsub, xs, ys, s_out, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """The sample again in k = 2^lev trapezoidal substeps (matrices [lev]: T/k), from canonical
     state s with the previous sample's exposed states xprev, inputs interpolated linearly from
     wprev to wn. On success: ys[0], xs, s_out (the canonical state at T) and q, cur at the end.
@@ -252,7 +256,7 @@ def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jp
                 wsub[a] = wprev[a] + frac * (wn[a] - wprev[a])
         _predict(G[lev], H[lev], ss, wsub, p)
         it, ok = _solve_all(q, p, pe, K[lev], expand, jports, theta, vte, vcrit, 0.0, max_iter,
-                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                            abstol, reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             return total, False
@@ -269,8 +273,8 @@ def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jp
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, p, pe,
-                  qstart, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp):
+def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, stopping, p,
+                  pe, qstart, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp):
     """Gmin stepping, then source stepping, at the full step; (iterations, level or -1)."""
     total = 0
     for a in range(NR):
@@ -278,7 +282,7 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
     ok = True
     for g in GMIN_STEPS:
         it, ok = _solve_all(q, p, pe, K, expand, jports, theta, vte, vcrit, g, max_iter,
-                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                            abstol, reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             break
@@ -298,7 +302,7 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
         for a in range(NR):
             pl[a] = p[a] if j == HOMOTOPY else p0[a] + (j / HOMOTOPY) * (p[a] - p0[a])
         it, ok = _solve_all(q, pl, pe, K, expand, jports, theta, vte, vcrit, 0.0, max_iter,
-                            abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                            abstol, reltol, stopping, v, dv, cur, jac, f, dq, J, KJ, tmp)
         total += it
         if not ok:
             return total, -1
@@ -308,8 +312,8 @@ def _continuation(K, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, w, wprev0,
         s0, x0, q0, q00, p00, jac00, use_q0, use_p0, first, predictor, max_iter, abstol,
-        reltol, y, x, s_final, q_out, p_last, jac_last, iters, level, stop, x_stop, w_stop,
-        q_stop):
+        reltol, stopping, y, x, s_final, q_out, p_last, jac_last, iters, level, stop, x_stop,
+        w_stop, q_stop):
     """The sample loop, items b from sample first[b] (< 0: skip the item). Where Newton fails
     at a sample the item stops there: stop[b] = n, with what `ladder` needs to solve the
     sample (s_final[b] the canonical state before it, x_stop, w_stop the previous sample's
@@ -419,7 +423,8 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, s, xprev,
-           wprev, wn, q1, levels, max_iter, abstol, reltol, y, xs, s_new, q, pe, jac):
+           wprev, wn, q1, levels, max_iter, abstol, reltol, stopping, y, xs, s_new, q,
+           pe, jac):
     """One sample where Newton failed, solved as SPICE would cut its time step: substeps 2,
     4, ... 2^levels, then gmin and source stepping, each from the previous solution q1.
     From the canonical state s, the previous exposed states xprev and sources wprev, this
@@ -456,16 +461,17 @@ def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, th
         for a in range(NR):
             q[a] = q1[a]
         it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand,
-                           jports, theta, vte, vcrit, max_iter, abstol, reltol, s, xprev,
-                           wprev, wn, q, pl, pe, ss, ss_new, wsub, xs, ys, s_new, v, dv, cur,
-                           jac, f, dq, J, KJ, tmp)
+                           jports, theta, vte, vcrit, max_iter, abstol, reltol, stopping, s,
+                           xprev, wprev, wn, q, pl, pe, ss, ss_new, wsub, xs, ys, s_new, v, dv,
+                           cur, jac, f, dq, J, KJ, tmp)
         total += it
         if ok:
             lev = lv
             break
     if not ok:
         it, lv = _continuation(KN, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol,
-                               p, pe, q1, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ, tmp)
+                               stopping, p, pe, q1, q, p0, pl, v, dv, cur, jac, f, dq, J, KJ,
+                               tmp)
         total += it
         if lv > 0:
             ok = True
@@ -540,7 +546,7 @@ for _ in range(max_iter):
     if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
         small = True       # steps no longer shrink, below STALL volts: round-off, not Newton
     last = big
-    if small:
+@AHEAD@    if small:
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
         # far below round-off in y, and an evaluation is saved.
@@ -551,6 +557,55 @@ for _ in range(max_iter):
             tmp[c] = acc
         for c in range(@P0@, @P1@):
             cur[c] = tmp[c]
+        conv = True
+        break
+'''
+
+# The "predicted" stopping rule (`newton.py`) for a block whose ports are all junctions (port
+# P0 + k is junction J0 + k): after a full step whose port steps are all within AHEAD_REACH
+# vte, the next step J^-1 K r is predicted from the
+# currents' second-order remainder r_c = sum_e jac[c, e] dv_e^2 / (2 vte_e), with J's
+# factors kept by `_solve_n` (pivots left in f); below the tolerance (times AHEAD_SAFETY) the
+# block is accepted with q and the currents taken to that point, without evaluating the laws.
+_AHEAD = '''if stopping == 1 and alpha == 1.0:
+    near = True
+    for e in range(@P0@, @P1@):
+        if not abs(dv[e]) <= AHEAD_REACH * vte[@J0@ + e - @P0@]:
+            near = False
+    if near:
+        for c in range(@P0@, @P1@):
+            tmp[c] = 0.0
+        for e in range(@P0@, @P1@):
+            d = dv[e]
+            d2 = d * d * (0.5 / vte[@J0@ + e - @P0@])
+            for k in range(JAC_PTR[e], JAC_PTR[e + 1]):
+                tmp[JAC_ROW[k]] += jac[JAC_ROW[k], e] * d2
+        for a in range(@NB@):
+            acc = 0.0
+            for c in range(@P0@, @P1@):
+                acc += KN[@R0@ + a, c] * tmp[c]
+            dq[a] = acc
+        _resolve_@NB@(J, f, dq)
+        for a in range(@NB@):
+            if not AHEAD_SAFETY * abs(dq[a]) <= abstol + reltol * abs(q[@R0@ + a]):
+                near = False
+    if near:
+        for a in range(@NB@):
+            q[@R0@ + a] += dq[a]
+        # the ports' step to the accepted q, and the currents there to second order
+        for c in range(@P0@, @P1@):
+            if @ID@:
+                dv[c] += dq[c - @P0@]
+            else:
+                acc = 0.0
+                for a in range(@NB@):
+                    acc += expand[c, @R0@ + a] * dq[a]
+                dv[c] += acc
+        for c in range(@P0@, @P1@):
+            acc = cur[c] + tmp[c]
+            for e in range(@P0@, @P1@):
+                acc += jac[c, e] * dv[e]
+            cur[c] = acc
         conv = True
         break
 '''
@@ -581,8 +636,9 @@ _MAIN_BLOCK = '''if ok:
     ok = conv
 '''
 
-# `_solve_n`: out = J^-1 b for an n x n block by Gaussian elimination with partial pivoting
-# (J, b overwritten); n = 1 is a division.
+# `_solve_n`: out = J^-1 b for an n x n block by Gaussian elimination with partial pivoting;
+# J is left holding its LU factors (the multipliers below the diagonal) and b the pivot rows,
+# for `_resolve_n`; n = 1 is a division (J kept).
 _SOLVE_ONE = '''
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _solve_1(J, b, out):
@@ -599,21 +655,50 @@ def _solve_@N@(J, b, out):
             if abs(J[k, c]) > big:
                 big = abs(J[k, c])
                 piv = k
+        out[c] = piv
         if piv != c:
             for j in range(@N@):
                 J[c, j], J[piv, j] = J[piv, j], J[c, j]
             b[c], b[piv] = b[piv], b[c]
         for k in range(c + 1, @N@):
             m = J[k, c] / J[c, c]
+            J[k, c] = m
             if m != 0.0:
                 for j in range(c + 1, @N@):
                     J[k, j] -= m * J[c, j]
                 b[k] -= m * b[c]
     for c in range(@N@ - 1, -1, -1):
         acc = b[c]
+        b[c] = out[c]
         for j in range(c + 1, @N@):
             acc -= J[c, j] * out[j]
         out[c] = acc / J[c, c]
+'''
+
+# `_resolve_n`: b = J^-1 b in place for a second right-hand side, from the factors `_solve_n`
+# leaves: U above the diagonal of J, the multipliers below it (rows as finally permuted) and
+# the pivot rows in piv (the b it was given, as floats).
+_RESOLVE_ONE = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _resolve_1(J, piv, b):
+    b[0] = b[0] / J[0, 0]
+'''
+
+_RESOLVE = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy"@INLINE@)
+def _resolve_@N@(J, piv, b):
+    for c in range(@N@):
+        k = int(piv[c])
+        if k != c:
+            b[c], b[k] = b[k], b[c]
+    for c in range(@N@):
+        for k in range(c + 1, @N@):
+            b[k] -= J[k, c] * b[c]
+    for c in range(@N@ - 1, -1, -1):
+        acc = b[c]
+        for j in range(c + 1, @N@):
+            acc -= J[c, j] * b[j]
+        b[c] = acc / J[c, c]
 '''
 
 
@@ -818,10 +903,11 @@ def _solvers(sizes: set[int]) -> str:
     out = []
     for size in sorted(sizes):
         if size == 1:
-            out.append(_SOLVE_ONE)
+            out += [_SOLVE_ONE, _RESOLVE_ONE]
         else:
             inline = ', inline="always"' if size <= _INLINE_SOLVE else ""
-            out.append(_fill(_SOLVE, {"N": size, "INLINE": inline}))
+            out += [_fill(_SOLVE, {"N": size, "INLINE": inline}),
+                    _fill(_RESOLVE, {"N": size, "INLINE": inline})]
     return "\n".join(out)
 
 
@@ -832,7 +918,7 @@ INLINE_BLOCK = 8
 _INLINE_SOLVE = 4
 
 _NEWTON_ARGS = ("q, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter, abstol, reltol, "
-                "v, dv, cur, jac, f, dq, J, KJ, tmp")
+                "stopping, v, dv, cur, jac, f, dq, J, KJ, tmp")
 
 
 def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
@@ -840,7 +926,8 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
     sample loop's block sections and the effective linear parts after the ladder."""
     newtons, solve_all, main, effective = [], [], [], []
     for k, rg in enumerate(ranges):
-        values = dict(rg, K=k)
+        ahead = textwrap.indent(_fill(_AHEAD, rg), " " * 4) if rg["AHEAD"] else ""
+        values = dict(rg, K=k, AHEAD=ahead)
         body = _fill(_NEWTON, values)
         called = body
         for helper in ("_ports", "_dports", "_matrix", "_pnjlim", f"_laws_{k}"):
@@ -958,7 +1045,9 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
         ident = len(coords) == len(ports) and bool(np.array_equal(
             rows_q, np.hstack([np.zeros((len(ports), r0)), np.eye(len(ports))])))
         ranges.append(dict(R0=r0, R1=r0 + len(coords), P0=p0, P1=p0 + len(ports), J0=j0,
-                           J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident))
+                           J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident,
+                           # the "predicted" stopping rule: every port a junction (newton.py)
+                           AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports)))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"
@@ -980,6 +1069,7 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                f"IS_CHARGE = np.array({[int(c) in eq.charge_ports for c in order_p]}, "
                "dtype=np.bool_)"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
+               f"AHEAD_SAFETY = {AHEAD_SAFETY!r}", f"AHEAD_REACH = {AHEAD_REACH!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     newtons, solve_all, main, effective = _block_code(ranges)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))
@@ -1241,7 +1331,8 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
     stop = np.full(batch, -1, dtype=np.int64)
     x_stop, w_stop, q_stop = np.zeros((batch, nx)), np.zeros_like(wprev0), np.zeros((batch, r))
     predictor = PREDICTORS.index(options.predictor)
-    tol = (int(options.max_iter), float(options.abstol), float(options.reltol))
+    tol = (int(options.max_iter), float(options.abstol), float(options.reltol),
+           stopping_rule(options))
     while True:
         kernel_run.run(*mats, w, wprev0, s0, x0, q0, q00, p00, jac00, use_q0, use_p0, first,
                        predictor, *tol, y, x, s_final, q, p_last, jac_last, iters, level, stop,

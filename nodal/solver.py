@@ -175,7 +175,7 @@ class NodalSolver(StateSpaceModel):
         p_full = w0 @ dc.H.T
         with torch.no_grad():
             options = NewtonOptions(max_iter=200, abstol=self.newton.abstol,
-                                    reltol=self.newton.reltol)
+                                    reltol=self.newton.reltol, stopping=self.newton.stopping)
             q, _, ok, _ = self._solve(torch.zeros_like(p_full), p_full, dc.K, laws, junctions,
                                    options)
             if not bool(ok.all()):

@@ -92,7 +92,9 @@ def test_the_fallback_ladder_gives_the_numba_paths_samples(circuit, tmp_path):
     """With 3 Newton iterations a sample, steps of +-5 V send samples down the whole ladder
     (substeps, gmin and source stepping, and failures that keep the last solution)."""
     eq = nodal.equations(circuit)
-    options = NewtonOptions(max_iter=3, split=False)     # the C file solves one joint system
+    # the C file solves one joint system; "step": the stopping rule this iteration limit was
+    # chosen for (the "predicted" one converges within it at more samples)
+    options = NewtonOptions(max_iter=3, split=False, stopping="step")
     x = np.zeros(3000)
     x[100:1000], x[1000:1500] = 5.0, -5.0
     solver = NodalSolver(eq, RATE, newton=options, strict=False)

@@ -55,7 +55,8 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .files import atomic_write, cache_dir
 from .mna import Equations
-from .newton import GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS, ROUNDOFF, STALL
+from .newton import (ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA, PREDICTORS, ROUNDOFF,
+                     SEARCH_DEPTH, STALL)
 
 # The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
 # of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
@@ -440,6 +441,16 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
 _NEWTON = '''it = 0
 conv = False
 last = math.inf
+# the line search along a step (newton.py): from |f0|^2 = ls_base (f0 kept in tmp[@P0@..]) the
+# fraction ls_lam of the step alpha dq is evaluated; ls_mode 0: none, 1: halving, 2: bisecting
+alpha = 1.0
+ls_base = math.inf
+ls_lam = 1.0
+ls_lo = 0.0
+ls_hi = 1.0
+ls_trial = 0.0
+ls_mode = 0
+ls_count = 0
 for _ in range(max_iter):
     _ports(expand, q, v, @P0@, @P1@, @R0@, @R1@, @ID@)
     _laws_@K@(v, theta, cur, jac)
@@ -451,6 +462,7 @@ for _ in range(max_iter):
     it += 1
     # f = q - pe - K i, and whether it is already at its round-off floor
     settled = True
+    norm = 0.0
     for a in range(@R0@, @R1@):
         acc = q[a] - pe[a]
         mag = abs(q[a]) + abs(pe[a])
@@ -459,11 +471,43 @@ for _ in range(max_iter):
             acc -= t
             mag += abs(t)
         f[a - @R0@] = -acc
+        norm += acc * acc
         if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
             settled = False
     if settled:
         conv = True
         break
+    if ls_trial > STALL:
+        # the last step, or a point along it: Armijo's test, and whether f turned against f0
+        good = norm <= (1.0 - 2.0 * ARMIJO * ls_lam * alpha) * ls_base
+        psi = 0.0
+        for a in range(@NB@):
+            psi += f[a] * tmp[@P0@ + a]
+        if ls_mode == 0:
+            if not good:
+                ls_mode = 2 if psi < 0.0 else 1
+                ls_count = 0
+                ls_lo = 0.0
+                ls_hi = 1.0
+        else:
+            ls_count += 1
+            if psi < 0.0:
+                ls_hi = ls_lam
+            else:
+                ls_lo = ls_lam
+            if ls_count >= SEARCH_DEPTH or (
+                    norm <= KAPPA * KAPPA * ls_base if ls_mode == 2 else good):
+                ls_mode = 0
+        if ls_mode != 0:
+            nxt = 0.5 * ls_lam if ls_mode == 1 else 0.5 * (ls_lo + ls_hi)
+            for a in range(@NB@):
+                q[@R0@ + a] += (nxt - ls_lam) * (alpha * dq[a])
+            ls_lam = nxt
+            continue
+    ls_base = norm
+    ls_lam = 1.0
+    for a in range(@NB@):
+        tmp[@P0@ + a] = f[a]
     _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
     _solve_@NB@(J, f, dq)
     _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
@@ -486,6 +530,7 @@ for _ in range(max_iter):
     if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
         small = True       # steps no longer shrink, below STALL volts: round-off, not Newton
     last = big
+    ls_trial = big
     if small:
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
@@ -869,6 +914,7 @@ def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
                f"IS_CHARGE = np.array({[int(c) in eq.charge_ports for c in order_p]}, "
                "dtype=np.bool_)"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
+               f"ARMIJO = {ARMIJO!r}", f"KAPPA = {KAPPA!r}", f"SEARCH_DEPTH = {SEARCH_DEPTH!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     newtons, solve_all, main, effective = _block_code(ranges)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))

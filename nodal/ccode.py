@@ -335,7 +335,8 @@ static void predict(const double *G, const double *H, const double *s, const dou
 static int newton(double *q, const double *p, const double *KN, const double *vte,
                   const double *vcrit, double gshunt, int max_iter, double *cur, double *jac)
 {
-    double v[NP1], dv[NP1], f[NR1], dq[NR1], J[NR1 * NR1], tmp[NP1], f0[NR1] = {0.0};
+    double v[NP1], dv[NP1], f[NR1], J[NR1 * NR1], tmp[NP1];
+    double dq[NR1] = {0.0}, f0[NR1] = {0.0};    /* read by the line search before a step */
     double last = HUGE_VAL, alpha = 1.0;
     /* the line search along a step (newton.py): from |f0|^2 = ls_base the fraction ls_lam of
        the step alpha dq is evaluated; ls_mode 0: none, 1: halving, 2: bisecting */

@@ -128,9 +128,10 @@ SPICE_OPTIONS = {"reltol": 1e-5, "abstol": 1e-13, "vntol": 1e-9, "chgtol": 1e-16
 def test_it_agrees_with_ngspice(oversample, bound):
     """ESR of the output against ngspice (a 16th of a 48 kHz sample). The solver's error is the
     trapezoidal rule's: its frequency warping at the plucked string's 5 kHz edge is
-    (pi f / fs)^2 / 3 relative, 1.2% at 48 kHz, 0.02% at 8x, so an ESR of at most about its
-    square, 1.4e-4 and 3e-8 (the clipping's harmonics above 5 kHz alias at 48 kHz too): the
-    bounds are those with a margin."""
+    (pi f / fs)^2 / 3 relative, 3.6% at 48 kHz and 0.06% at 8x; through the output's one-pole
+    (7.2 kHz) a little over half that in the response, so an ESR of at most its square at the
+    band edge, ~4e-4 and ~1e-7, less over the string's falling spectrum (at 48 kHz the
+    clipping's harmonics above 5 kHz alias too). Measured: 7e-5 and 3e-8."""
     eq = equations()
     x = pluck()
     net = eq.netlist

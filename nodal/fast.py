@@ -441,7 +441,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
 _NEWTON = '''it = 0
 conv = False
 last = math.inf
-# the line search along a step (newton.py): from |f0|^2 = ls_base (f0 kept in tmp[@P0@..]) the
+# the line search along a step (newton.py): from |f0|^2 = ls_base (f0 kept in KJ[:, 0]) the
 # fraction ls_lam of the step alpha dq is evaluated; ls_mode 0: none, 1: halving, 2: bisecting
 alpha = 1.0
 ls_base = math.inf
@@ -482,7 +482,7 @@ for _ in range(max_iter):
         good = norm <= (1.0 - 2.0 * ARMIJO * ls_lam * alpha) * ls_base
         psi = 0.0
         for a in range(@NB@):
-            psi += f[a] * tmp[@P0@ + a]
+            psi += f[a] * KJ[a, 0]
         if ls_mode == 0:
             if not good:
                 ls_mode = 2 if psi < 0.0 else 1
@@ -506,9 +506,9 @@ for _ in range(max_iter):
             continue
     ls_base = norm
     ls_lam = 1.0
-    for a in range(@NB@):
-        tmp[@P0@ + a] = f[a]
     _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
+    for a in range(@NB@):
+        KJ[a, 0] = f[a]     # f0: KJ is _matrix's scratch, unused until the next step
     _solve_@NB@(J, f, dq)
     _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
     alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)

@@ -94,7 +94,7 @@ class BenchResult:
     c_rtf: float | None = None        # the exported C file, cc -O2 (`ccode.bench_c`); None: not run
     reference_setting: str = ""       # the REFERENCE_LADDER setting ngspice finished at
     reference_failures: list[str] = field(default_factory=list)   # settings that stopped short
-    blocks: int | None = None         # independent Newton blocks (`fast.blocks`, where exposed)
+    blocks: int | None = None         # Newton blocks of the compiled kernel (`fast.layout`)
     ports: int | None = None          # nonlinear ports (junctions, charges, ...)
     #: start-up in a fresh process (seconds: import, derive, solver, kernel); None: not measured
     startup_cold: dict | None = None
@@ -232,17 +232,13 @@ def startup(name: str, repeats: int = 3, timeout: float = 1800.0,
     return cold, warm
 
 
-def _blocks(eq) -> int | None:
-    """How many independent blocks `nodal.fast` splits Newton into, where it says."""
+def _blocks(solver) -> int:
+    """How many Newton blocks the compiled kernel solves the circuit in (`fast.layout` at the
+    solver's values, as `NodalSolver` splits it)."""
     from . import fast
 
-    blocks = getattr(fast, "blocks", None)
-    if not callable(blocks):
-        return None
-    try:
-        return len(blocks(eq))
-    except (TypeError, AttributeError, ValueError):
-        return None
+    arrays = solver._kernel_arrays(solver.theta())
+    return fast.layout(solver.eq, arrays.K).n_blocks
 
 
 def _fast_part(solver, u, repeats: int, log) -> dict:
@@ -448,7 +444,7 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
         speedup_vs_spice_default=_ratio(fast_rtf, rtf("default")),
         speedup_vs_spice_matched=_ratio(fast_rtf, rtf("matched")), notes=notes,
         c_rtf=c_build.rtf, reference_setting=ref.label or "did not finish at any setting",
-        reference_failures=ref.failures, blocks=_blocks(solver.eq),
+        reference_failures=ref.failures, blocks=_blocks(solver),
         ports=len(solver.eq.ports), startup_cold=cold, startup_warm=warm)
 
 

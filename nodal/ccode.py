@@ -9,9 +9,8 @@ the port laws `Equations.currents`, their Jacobian `Equations.jacobian` and each
 DK matrices of `dk.NumericEquations` (at T and at T/2, ... T/64 for the substep fallback, and
 the DC ones) evaluated at the given component values, written into the file as numbers. The C
 per-sample loop is the kernel's, line for line: the tangent predictor, Newton with SPICE's
-pnjlim step limiting, the line search along a step that does not reduce |f| and the same
-convergence tests (the "predicted" stopping rule where every port is a junction,
-`newton.py`), then the fallback ladder of `newton.py`
+pnjlim step limiting and the same convergence tests (the "predicted" stopping rule where every
+port is a junction, `newton.py`), then the fallback ladder of `newton.py`
 (2 ... 64 substeps, gmin stepping, source stepping); `nodalnet_init` finds the DC operating
 point as `NodalSolver` does. So the C build gives the numba path's samples to round-off (the
 tests hold it there: 1e-9 V with double samples, 1e-6 V with float ones).
@@ -54,8 +53,8 @@ from sympy.printing.c import C99CodePrinter, get_math_macros
 from .errors import NodalError
 from .files import check_output_file, write_output_file
 from .mna import Equations
-from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
-                     ROUNDOFF, SEARCH_DEPTH, STALL, STOPPING, NewtonOptions, stopping_rule)
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, ROUNDOFF, STALL,
+                     STOPPING, NewtonOptions, stopping_rule)
 
 #: Substep levels written into every file: 2, 4, ... 2^LEVELS substeps (as `fast.MAX_LEVELS`).
 LEVELS = 6
@@ -157,9 +156,6 @@ int nodalnet_release_control(nodalnet_state *st, int index);
 #define STOPPING @STOPPING@
 #define AHEAD_SAFETY @AHEAD_SAFETY@
 #define AHEAD_REACH @AHEAD_REACH@
-#define ARMIJO @ARMIJO@
-#define KAPPA @KAPPA@
-#define SEARCH_DEPTH @SEARCH_DEPTH@
 '''
 
 _IPOW = r'''
@@ -415,17 +411,12 @@ static void predict(const double *G, const double *H, const double *s, const dou
 static int newton(double *q, const double *p, const double *KN, const double *vte,
                   const double *vcrit, double gshunt, int max_iter, double *cur, double *jac)
 {
-    double v[NP1], dv[NP1], f[NR1], J[NR1 * NR1], tmp[NP1];
-    double dq[NR1] = {0.0}, f0[NR1] = {0.0};    /* read by the line search before a step */
-    double last = HUGE_VAL, alpha = 1.0;
-    /* the line search along a step (newton.py): from |f0|^2 = ls_base the fraction ls_lam of
-       the step alpha dq is evaluated; ls_mode 0: none, 1: halving, 2: bisecting */
-    double ls_base = HUGE_VAL, ls_lam = 1.0, ls_lo = 0.0, ls_hi = 1.0, ls_trial = 0.0;
-    int ls_mode = 0, ls_count = 0;
+    double v[NP1], dv[NP1], f[NR1], dq[NR1], J[NR1 * NR1], tmp[NP1];
+    double last = HUGE_VAL;
     int it, a, c, e;
     for (it = 0; it < max_iter; it++) {
         int settled = 1, finite = 1, small;
-        double big, norm = 0.0;
+        double alpha, big;
         expand_ports(q, v);
         laws(v, cur, jac);
         if (gshunt != 0.0) {
@@ -446,48 +437,11 @@ static int newton(double *q, const double *p, const double *KN, const double *vt
                 mag += fabs(t);
             }
             f[a] = -acc;
-            norm += acc * acc;
             if (!(fabs(acc) <= ROUNDOFF * mag && mag < HUGE_VAL))
                 settled = 0;
         }
         if (settled)
             return 1;
-        if (ls_trial > STALL) {
-            /* the last step, or a point along it: Armijo's test, and whether f turned
-               against f0 */
-            int good = norm <= (1.0 - 2.0 * ARMIJO * ls_lam * alpha) * ls_base;
-            double psi = 0.0;
-            for (a = 0; a < NR; a++)
-                psi += f[a] * f0[a];
-            if (ls_mode == 0) {
-                if (!good) {
-                    ls_mode = psi < 0.0 ? 2 : 1;
-                    ls_count = 0;
-                    ls_lo = 0.0;
-                    ls_hi = 1.0;
-                }
-            } else {
-                ls_count++;
-                if (psi < 0.0)
-                    ls_hi = ls_lam;
-                else
-                    ls_lo = ls_lam;
-                if (ls_count >= SEARCH_DEPTH
-                        || (ls_mode == 2 ? norm <= KAPPA * KAPPA * ls_base : good))
-                    ls_mode = 0;
-            }
-            if (ls_mode != 0) {
-                double nxt = ls_mode == 1 ? 0.5 * ls_lam : 0.5 * (ls_lo + ls_hi);
-                for (a = 0; a < NR; a++)
-                    q[a] += (nxt - ls_lam) * (alpha * dq[a]);
-                ls_lam = nxt;
-                continue;
-            }
-        }
-        ls_base = norm;
-        ls_lam = 1.0;
-        for (a = 0; a < NR; a++)
-            f0[a] = f[a];
         newton_matrix(KN, jac, J);
         solve_linear(J, f, dq);
         expand_ports(dq, dv);
@@ -510,7 +464,6 @@ static int newton(double *q, const double *p, const double *KN, const double *vt
         if (alpha == 1.0 && big <= STALL && big >= 0.5 * last)
             small = 1;       /* steps no longer shrink, below STALL volts: round-off */
         last = big;
-        ls_trial = big;
         if (STOPPING && alpha == 1.0 && ahead(q, KN, vte, jac, J, f, dv, cur))
             return 1;
         if (small) {
@@ -1110,8 +1063,6 @@ def source(eq: Equations, values: dict[str, float] | None = None,
                                        and n_p > 0 and nj == n_p)),
                  "@AHEAD_SAFETY@": _c_number(AHEAD_SAFETY),
                  "@AHEAD_REACH@": _c_number(AHEAD_REACH),
-                 "@ARMIJO@": _c_number(ARMIJO), "@KAPPA@": _c_number(KAPPA),
-                 "@SEARCH_DEPTH@": str(SEARCH_DEPTH),
                  "@MACROS@": _macros()})
     preamble = _PREAMBLE
     for key, value in subs.items():

@@ -65,8 +65,8 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .files import atomic_write, cache_dir
 from .mna import Equations
-from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
-                     PREDICTORS, ROUNDOFF, SEARCH_DEPTH, STALL, stopping_rule)
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS,
+                     ROUNDOFF, STALL, stopping_rule)
 
 # The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
 # of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
@@ -500,16 +500,6 @@ def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, th
 _NEWTON = '''it = 0
 conv = False
 last = math.inf
-# the line search along a step (newton.py): from |f0|^2 = ls_base (f0 kept in KJ[:, 0]) the
-# fraction ls_lam of the step alpha dq is evaluated; ls_mode 0: none, 1: halving, 2: bisecting
-alpha = 1.0
-ls_base = math.inf
-ls_lam = 1.0
-ls_lo = 0.0
-ls_hi = 1.0
-ls_trial = 0.0
-ls_mode = 0
-ls_count = 0
 for _ in range(max_iter):
     _ports(expand, q, v, @P0@, @P1@, @R0@, @R1@, @ID@)
     _laws_@K@(v, theta, cur, jac)
@@ -521,7 +511,6 @@ for _ in range(max_iter):
     it += 1
     # f = q - pe - K i, and whether it is already at its round-off floor
     settled = True
-    norm = 0.0
     for a in range(@R0@, @R1@):
         acc = q[a] - pe[a]
         mag = abs(q[a]) + abs(pe[a])
@@ -530,44 +519,12 @@ for _ in range(max_iter):
             acc -= t
             mag += abs(t)
         f[a - @R0@] = -acc
-        norm += acc * acc
         if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
             settled = False
     if settled:
         conv = True
         break
-    if ls_trial > STALL:
-        # the last step, or a point along it: Armijo's test, and whether f turned against f0
-        good = norm <= (1.0 - 2.0 * ARMIJO * ls_lam * alpha) * ls_base
-        psi = 0.0
-        for a in range(@NB@):
-            psi += f[a] * KJ[a, 0]
-        if ls_mode == 0:
-            if not good:
-                ls_mode = 2 if psi < 0.0 else 1
-                ls_count = 0
-                ls_lo = 0.0
-                ls_hi = 1.0
-        else:
-            ls_count += 1
-            if psi < 0.0:
-                ls_hi = ls_lam
-            else:
-                ls_lo = ls_lam
-            if ls_count >= SEARCH_DEPTH or (
-                    norm <= KAPPA * KAPPA * ls_base if ls_mode == 2 else good):
-                ls_mode = 0
-        if ls_mode != 0:
-            nxt = 0.5 * ls_lam if ls_mode == 1 else 0.5 * (ls_lo + ls_hi)
-            for a in range(@NB@):
-                q[@R0@ + a] += (nxt - ls_lam) * (alpha * dq[a])
-            ls_lam = nxt
-            continue
-    ls_base = norm
-    ls_lam = 1.0
     _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
-    for a in range(@NB@):
-        KJ[a, 0] = f[a]     # f0: KJ is _matrix's scratch, unused until the next step
     _solve_@NB@(J, f, dq)
     _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
     alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
@@ -589,7 +546,6 @@ for _ in range(max_iter):
     if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
         small = True       # steps no longer shrink, below STALL volts: round-off, not Newton
     last = big
-    ls_trial = big
 @AHEAD@    if small:
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
@@ -633,11 +589,6 @@ _AHEAD = '''if stopping == 1 and alpha == 1.0:
         for a in range(@NB@):
             if not AHEAD_SAFETY * abs(dq[a]) <= abstol + reltol * abs(q[@R0@ + a]):
                 near = False
-        if not near:
-            # dq is the line search's direction again (J^-1 f0, f0 kept in KJ[:, 0])
-            for a in range(@NB@):
-                dq[a] = KJ[a, 0]
-            _resolve_@NB@(J, f, dq)
     if near:
         for a in range(@NB@):
             q[@R0@ + a] += dq[a]
@@ -1119,7 +1070,6 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                "dtype=np.bool_)"]
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"AHEAD_SAFETY = {AHEAD_SAFETY!r}", f"AHEAD_REACH = {AHEAD_REACH!r}",
-               f"ARMIJO = {ARMIJO!r}", f"KAPPA = {KAPPA!r}", f"SEARCH_DEPTH = {SEARCH_DEPTH!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     newtons, solve_all, main, effective = _block_code(ranges)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))

@@ -49,25 +49,6 @@ previous sample's solution:
    sample's own p in HOMOTOPY_STEPS steps.
 
 Only if all fail is the sample reported as failed.
-
-Line search. A law that is piecewise linear (an op-amp written as `max(min(A v, Vsat), -Vsat)`
-with A ~ 1e5) has a linear band tens of microvolts wide between its rails. Newton from one
-rail steps along that rail's slope to the other rail, and from there back: the iterates cycle
-and never enter the band, and no rung helps (each substep, gmin and source step starts from a
-rail too). So every step must reduce the residual, as circuit simulators damp Newton: after a
-step of more than STALL volts whose f does not satisfy Armijo's test |f|^2 <= (1 - 2 ARMIJO t)
-|f0|^2 (t the fraction of the Newton step taken, pnjlim's factor included), the iteration
-searches along that step instead of taking a new one:
-
-- where f has turned against f0 (f . f0 < 0: the step went past a root along it, across a
-  kink or a steep band), it bisects on the sign of f . f0 until |f| <= KAPPA |f0| (inside the
-  band the next Newton step is exact);
-- else it halves the step until Armijo's test holds (an exponential's overshoot).
-
-Each search ends after SEARCH_DEPTH evaluations at the latest, taking the last point. Every
-evaluation counts as an iteration. A full step that reduces |f| enough, the common case of
-smooth laws, is taken as it was; where the diodes' exponentials do overshoot (the Tube
-Screamer's first steps) the search saves iterations.
 """
 
 from __future__ import annotations
@@ -86,11 +67,6 @@ ROUNDOFF = 8.0 * 2.220446049250313e-16
 STALL = 1e-6
 #: Gmin stepping: the shunt conductance (S) across every port, one Newton solve each.
 GMIN_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 0.0)
-#: Line search: Armijo's sufficient decrease, the bisection's target |f| / |f0|, and the most
-#: evaluations one search along a step may take.
-ARMIJO = 1e-4
-KAPPA = 0.1
-SEARCH_DEPTH = 40
 #: Source stepping: how many steps walk p to the sample's own.
 HOMOTOPY_STEPS = 16
 #: Where Newton starts at sample n: "previous" q[n-1]; "linear" 2 q[n-1] - q[n-2]; "tangent"
@@ -242,7 +218,6 @@ def solve_with_jacobian(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor,
     converged = torch.zeros(batch, dtype=torch.bool)
     stopped = torch.zeros(batch, dtype=torch.bool)     # a non-finite step: given up
     last = torch.full((batch,), torch.inf, dtype=q.dtype)
-    search = _Search(q)
     for _ in range(options.max_iter):
         active = ~converged & ~stopped
         if not bool(active.any()):
@@ -259,10 +234,6 @@ def solve_with_jacobian(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor,
         active = active & ~settled
         if not bool(active.any()):
             break
-        q, along = search.next_point(q, f, active)
-        active = active & ~along            # these evaluate a point along the step next
-        if not bool(active.any()):
-            continue
         J = eye - K @ jac @ expand
         # a singular J (a device far outside its range) fails that item, as the kernel's
         # elimination does (a zero pivot gives a non-finite step), never a LinAlgError
@@ -292,61 +263,10 @@ def solve_with_jacobian(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor,
             near = active & near.all(1) & reach & (alpha == 1)
             q = torch.where(near[:, None], q + ahead, q)
             small = small | near
-        search.took(active, f, step, alpha, big)
         converged = converged | (active & (small | stall))
     if jac_last is None:
         jac_last = laws(q @ expand.T)[1]
     return q, iterations, converged, jac_last
-
-
-class _Search:
-    """Each item's line search along its last Newton step (the module docstring), as the
-    compiled kernel's `_NEWTON` runs it: the step `alpha dq` from the point where f was f0
-    (|f0|^2 = base), the fraction `lam` of it now evaluated, and the search's state (mode 0:
-    none, 1: halving, 2: bisecting on the sign of f . f0 between lo and hi)."""
-
-    def __init__(self, q: Tensor):
-        batch = q.shape[0]
-        zeros = torch.zeros(batch, dtype=q.dtype)
-        self.base = torch.full((batch,), torch.inf, dtype=q.dtype)
-        self.f0 = torch.zeros_like(q)
-        self.step = torch.zeros_like(q)
-        self.alpha, self.lam, self.lo, self.hi = zeros + 1, zeros + 1, zeros, zeros + 1
-        self.trial = zeros                  # the step's largest component; 0: none to check
-        self.mode = torch.zeros(batch, dtype=torch.long)
-        self.count = torch.zeros(batch, dtype=torch.long)
-
-    def next_point(self, q: Tensor, f: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
-        """(q, which items evaluate a point along their step next instead of a new step)."""
-        check = active & (self.trial > STALL)
-        if not bool(check.any()):
-            return q, torch.zeros_like(active)
-        norm = (f * f).sum(1)
-        good = norm <= (1.0 - 2.0 * ARMIJO * self.lam * self.alpha) * self.base
-        past = (f * self.f0).sum(1) < 0.0       # f turned against f0: past a root
-        begin = check & (self.mode == 0) & ~good
-        going = check & (self.mode != 0)
-        self.count = torch.where(begin, 0, self.count + going.long())
-        self.lo = torch.where(begin, 0.0, torch.where(going & ~past, self.lam, self.lo))
-        self.hi = torch.where(begin, 1.0, torch.where(going & past, self.lam, self.hi))
-        mode = torch.where(begin, torch.where(past, 2, 1), self.mode)
-        done = going & ((self.count >= SEARCH_DEPTH) | torch.where(
-            mode == 2, norm <= KAPPA * KAPPA * self.base, good))
-        self.mode = torch.where(done, 0, mode)
-        along = check & (self.mode != 0)
-        nxt = torch.where(self.mode == 1, 0.5 * self.lam, 0.5 * (self.lo + self.hi))
-        q = torch.where(along[:, None], q + (nxt - self.lam)[:, None] * self.step, q)
-        self.lam = torch.where(along, nxt, self.lam)
-        return q, along
-
-    def took(self, items: Tensor, f: Tensor, step: Tensor, alpha: Tensor, big: Tensor) -> None:
-        """A new Newton step `step` (`alpha` pnjlim's factor) from f for these items."""
-        self.base = torch.where(items, (f * f).sum(1), self.base)
-        self.f0 = torch.where(items[:, None], f, self.f0)
-        self.step = torch.where(items[:, None], step, self.step)
-        self.alpha = torch.where(items, alpha, self.alpha)
-        self.lam = torch.where(items, 1.0, self.lam)
-        self.trial = torch.where(items, big, self.trial)
 
 
 def newton_step(q: Tensor, p: Tensor, K: Tensor, laws, expand: Tensor) -> Tensor:

@@ -64,6 +64,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from .files import atomic_write, cache_dir
+from . import scalar_block
 from .mna import Equations
 from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS,
                      ROUNDOFF, STALL, stopping_rule)
@@ -217,6 +218,7 @@ _pnjlim_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_pnjlim.py_
 
 
 @@SOLVERS@@
+@@PNJLIM_ONE@@
 
 @@BLOCK_NEWTONS@@
 
@@ -716,8 +718,9 @@ class _KernelPrinter(PythonCodePrinter):
 
 
 def _print_function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
-                    inputs: list[tuple[str, sp.Symbol]]) -> str:
-    """A numba function assigning each output `target = expr`, with common subexpressions shared.
+                    inputs: list[tuple[str, sp.Symbol]], returns: bool = False) -> str:
+    """A numba function assigning each output `target = expr`, with common subexpressions shared
+    (returns: the targets are local names, returned as a tuple).
 
     inputs: (array element, symbol) pairs read at the top, e.g. ("v[0]", v_d1).
     """
@@ -735,6 +738,8 @@ def _print_function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
               for lhs, rhs in common if lhs in guards]
     lines += [f"{target} = {printer.doprint(e)}"
               for (target, _), e in zip(outputs, reduced, strict=True)]
+    if returns:
+        lines.append(f"return ({', '.join(target for target, _ in outputs)},)")
     body = textwrap.indent("\n".join(lines) or "pass", "    ")
     # Numba's own inlining (inline="always") re-types the callee at every call site, which
     # doubled the compile time (Phase 90 63 s -> 28 s without it) for no measured gain: the
@@ -941,7 +946,10 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str]:
             f"it, ok = _newton_{k}({_NEWTON_ARGS})\n"
             "if it > total:\n    total = it\nif not ok:\n    return total, False\n", values))
         section = _fill(_MAIN_BLOCK, values)
-        if rg["NB"] <= INLINE_BLOCK:
+        if scalar_block.fits(rg):
+            section = scalar_block.section(k, rg, rg["NZ"], rg["JUNCTIONS"],
+                                           scalar_block.laws_outputs(rg["NPB"], rg["NZ"]))
+        elif rg["NB"] <= INLINE_BLOCK:
             section = section.replace("@NEWTON@\n", textwrap.indent(body, " " * 4))
         else:
             # a large block: its Newton is called, not written out (compile time grows with
@@ -1032,7 +1040,9 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
         out = [(f"i[{at[c]}]", lit(eq.currents[c])) for c in ports]
         out += [(f"jac[{at[c]}, {at[e]}]", lit(eq.jacobian[c, e])) for c in ports for e in ports
                 if c == e or eq.jacobian[c, e] != 0]
-        laws.append((f"_laws_{k}", out))
+        nz = [(x, y) for x, c in enumerate(ports) for y, e in enumerate(ports)
+              if c == e or eq.jacobian[c, e] != 0]
+        laws.append((f"_laws_{k}", out, nz))
         for e in ports:
             rows += [at[c] for c in ports if c == e or eq.jacobian[c, e] != 0]
             ptr.append(len(rows))
@@ -1047,15 +1057,32 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
         ranges.append(dict(R0=r0, R1=r0 + len(coords), P0=p0, P1=p0 + len(ports), J0=j0,
                            J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident,
                            # the "predicted" stopping rule: every port a junction (newton.py)
-                           AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports)))
+                           AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports),
+                           NZ=nz, JUNCTIONS=[(j0 + t, ports.index(c))
+                                             for t, c in enumerate(junctions)]))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"
                 + "".join(f"    _laws_{k}(v, theta, i, jac)\n" for k in range(len(ranges)))
                 + "    return\n")
     params += lit.inputs()
-    laws = [_print_function(name, "v, theta, i, jac", out, voltages + params)
-            for name, out in laws]
+    printed = []
+    for k, (name, out, nz) in enumerate(laws):
+        rg = ranges[k]
+        if not scalar_block.fits(rg):
+            printed.append(_print_function(name, "v, theta, i, jac", out, voltages + params))
+            continue
+        # the block's laws as a function of its port voltages returning a tuple (the
+        # scalar Newton calls it), and the array form over it (the ladder's)
+        local = [(f"v{at[c] - rg['P0']}", s) for c, s in enumerate(eq.port_voltages)
+                 if rg["P0"] <= at[c] < rg["P1"]]
+        names = scalar_block.laws_outputs(rg["NPB"], nz)
+        args = ", ".join(f"v{c}" for c in range(rg["NPB"])) + ", theta"
+        printed.append(_print_function(f"_laws_s_{k}", args,
+                                       list(zip(names, (e for _, e in out), strict=True)),
+                                       local + params, returns=True)
+                       + "\n\n" + scalar_block.laws_wrapper(k, rg["P0"], rg["NPB"], nz))
+    laws = printed
     junctions_fn = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
     nb_max = max([rg["NB"] for rg in ranges] + [1])
     dims = dict(NW=len(eq.sources), NX=eq.n_states, NR=len(eq.reduced), NP=n,
@@ -1073,6 +1100,7 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
     newtons, solve_all, main, effective = _block_code(ranges)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))
+            .replace("@@PNJLIM_ONE@@\n", scalar_block.PNJLIM_ONE)
             .replace("@@BLOCK_NEWTONS@@", newtons)
             .replace("@@SOLVE_ALL@@\n", solve_all)
             .replace("@@MAIN_BLOCKS@@\n", main)

@@ -30,16 +30,43 @@ def laws_outputs(npb: int, nz: list[tuple[int, int]]) -> list[str]:
     return [f"i{c}" for c in range(npb)] + [f"g{c}_{e}" for c, e in nz]
 
 
-def laws_wrapper(k: int, p0: int, npb: int, nz: list[tuple[int, int]]) -> str:
-    """`_laws_k(v, theta, i, jac)` (the array form the ladder uses) over `_laws_s_k`."""
+def laws_wrapper(k: int, p0: int, npb: int, nz: list[tuple[int, int]], theta: list[int]) -> str:
+    """`_laws_k(v, theta, i, jac)` (the array form the ladder uses) over `_laws_s_k`, which
+    takes the block's port voltages and the parameters it reads (theta[t] for t in theta)."""
     outs = laws_outputs(npb, nz)
-    args = ", ".join(f"v[{p0 + c}]" for c in range(npb))
-    lines = [f"({', '.join(outs)},) = _laws_s_{k}({args}, theta)"]
+    args = ", ".join([f"v[{p0 + c}]" for c in range(npb)] + [f"theta[{t}]" for t in theta])
+    lines = [f"({', '.join(outs)},) = _laws_s_{k}({args})"]
     lines += [f"i[{p0 + c}] = i{c}" for c in range(npb)]
     lines += [f"jac[{p0 + c}, {p0 + e}] = g{c}_{e}" for c, e in nz]
     body = "".join(f"    {line}\n" for line in lines)
     return (f"@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
             f"def _laws_{k}(v, theta, i, jac):\n{body}")
+
+
+def kn(rg: dict, a: int, c: int) -> str:
+    """The local holding KN[R0 + a, P0 + c] (read once per run, `prologue`)."""
+    return f"kn{rg['K']}_{a}_{c}"
+
+
+def ex(rg: dict, c: int, a: int) -> str:
+    """The local holding expand[P0 + c, R0 + a]."""
+    return f"ex{rg['K']}_{c}_{a}"
+
+
+def prologue(rg: dict, theta: list[int]) -> str:
+    """Locals read once per run, before the sample loop, for a written-out block: its part of
+    K and Q, its junctions' constants and the parameters its laws read. As locals (not array
+    elements, which a store to any output array makes LLVM read again) LLVM keeps them in
+    registers and hoists whatever the laws compute from parameters alone out of the loop."""
+    nb, npb, r0, p0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"]
+    lines = [f"{kn(rg, a, c)} = KN[{r0 + a}, {p0 + c}]" for a in range(nb) for c in range(npb)]
+    if not rg["ID"]:
+        lines += [f"{ex(rg, c, a)} = expand[{p0 + c}, {r0 + a}]"
+                  for c in range(npb) for a in range(nb)]
+    for m, _ in rg["JUNCTIONS"]:
+        lines += [f"vt{m} = vte[{m}]", f"vc{m} = vcrit[{m}]", f"hv{m} = 0.5 / vte[{m}]"]
+    lines += [f"th{k} = theta[{k}]" for k in theta]
+    return "".join(line + "\n" for line in lines)
 
 
 class _Code:
@@ -71,7 +98,9 @@ def _solve(code: _Code, nb: int, J: str, b: str, x: str) -> None:
     the factors in J{a}_{b}, the multipliers in {J}m{k}_{c} and the swaps in {J}s{c} for
     `_resolve`. b{a} is overwritten."""
     if nb == 1:
-        code(f"{x}0 = {b}0 / {J}0_0")
+        # the reciprocal, computed beside the right-hand side, is used again by `_resolve`:
+        # a multiplication on the sample's critical path instead of a division (1 ulp apart)
+        code(f"{J}r = 1.0 / {J}0_0", f"{x}0 = {b}0 * {J}r")
         return
     # nb == 2
     code(f"{J}s0 = abs({J}1_0) > abs({J}0_0)",
@@ -90,7 +119,7 @@ def _solve(code: _Code, nb: int, J: str, b: str, x: str) -> None:
 def _resolve(code: _Code, nb: int, J: str, b: str) -> None:
     """b = J^-1 b in place from `_solve`'s factors."""
     if nb == 1:
-        code(f"{b}0 = {b}0 / {J}0_0")
+        code(f"{b}0 = {b}0 * {J}r")
         return
     code(f"if {J}s0:")
     with code.indent():
@@ -102,10 +131,10 @@ def _resolve(code: _Code, nb: int, J: str, b: str) -> None:
 
 def _matrix(code: _Code, rg: dict, nz: list[tuple[int, int]], J: str, g: str) -> None:
     """J = I - K (di/dv) Q over the block, with the Jacobian's nonzeros in {g}{c}_{e}."""
-    nb, npb, r0, p0, ident = rg["NB"], rg["NPB"], rg["R0"], rg["P0"], rg["ID"]
+    nb, npb, ident = rg["NB"], rg["NPB"], rg["ID"]
     for a in range(nb):
         for c in range(npb):
-            terms = [f"KN[{r0 + a}, {p0 + r}] * {g}{r}_{e}" for r, e in nz if e == c]
+            terms = [f"{kn(rg, a, r)} * {g}{r}_{e}" for r, e in nz if e == c]
             code(f"kj{a}_{c} = {' + '.join(terms) if terms else '0.0'}")
     for a in range(nb):
         for b in range(nb):
@@ -113,31 +142,30 @@ def _matrix(code: _Code, rg: dict, nz: list[tuple[int, int]], J: str, g: str) ->
             if ident:
                 code(f"{J}{a}_{b} = {one} - kj{a}_{b}")
             else:
-                terms = " + ".join(f"kj{a}_{c} * expand[{p0 + c}, {r0 + b}]"
-                                   for c in range(npb))
+                terms = " + ".join(f"kj{a}_{c} * {ex(rg, c, b)}" for c in range(npb))
                 code(f"{J}{a}_{b} = {one} - ({terms})")
 
 
 def _ports(code: _Code, rg: dict, q: str, v: str, base: str) -> None:
     """{v}{c} = Q q over the block's ports from the block's coordinates {q}{a} and, where Q
     reaches the blocks before it, their part `base`{c} (computed once per sample)."""
-    nb, npb, r0, p0, ident = rg["NB"], rg["NPB"], rg["R0"], rg["P0"], rg["ID"]
+    nb, npb, r0, ident = rg["NB"], rg["NPB"], rg["R0"], rg["ID"]
     for c in range(npb):
         if ident:
             code(f"{v}{c} = {q}{c}")
         else:
-            terms = " + ".join(f"expand[{p0 + c}, {r0 + a}] * {q}{a}" for a in range(nb))
+            terms = " + ".join(f"{ex(rg, c, a)} * {q}{a}" for a in range(nb))
             code(f"{v}{c} = {base}{c} + {terms}" if r0 else f"{v}{c} = {terms}")
 
 
 def _dports(code: _Code, rg: dict, dq: str, dv: str, add: bool = False) -> None:
-    nb, npb, r0, p0, ident = rg["NB"], rg["NPB"], rg["R0"], rg["P0"], rg["ID"]
+    nb, npb, ident = rg["NB"], rg["NPB"], rg["ID"]
     op = "+=" if add else "="
     for c in range(npb):
         if ident:
             code(f"{dv}{c} {op} {dq}{c}")
         else:
-            terms = " + ".join(f"expand[{p0 + c}, {r0 + a}] * {dq}{a}" for a in range(nb))
+            terms = " + ".join(f"{ex(rg, c, a)} * {dq}{a}" for a in range(nb))
             code(f"{dv}{c} {op} {terms}")
 
 
@@ -145,7 +173,7 @@ def _limit(code: _Code, junctions: list[tuple[int, int]], v: str, dv: str) -> No
     """alpha: SPICE's pnjlim over the block's junctions (global index m at local port c)."""
     code("alpha = 1.0")
     for m, c in junctions:
-        code(f"alpha = min(alpha, _pnjlim_one({v}{c}, {dv}{c}, vte[{m}], vcrit[{m}]))")
+        code(f"alpha = min(alpha, _pnjlim_one({v}{c}, {dv}{c}, vt{m}, vc{m}))")
 
 
 def _finite(code: _Code, nb: int, dq: str) -> None:
@@ -153,7 +181,7 @@ def _finite(code: _Code, nb: int, dq: str) -> None:
 
 
 def section(k: int, rg: dict, nz: list[tuple[int, int]], junctions: list[tuple[int, int]],
-            npb_outputs: list[str]) -> str:
+            npb_outputs: list[str], theta: list[int]) -> str:
     """The sample loop's part for block k (replaces `fast._MAIN_BLOCK`), at the loop's
     indentation 0. nz: the Jacobian's structural nonzeros (local c, e); junctions: (global
     junction index, local port)."""
@@ -203,7 +231,7 @@ def section(k: int, rg: dict, nz: list[tuple[int, int]], junctions: list[tuple[i
             code(f"g{c}_{e} = jac[{p0 + c}, {p0 + e}]")
         code("for _ in range(max_iter):")
         with code.indent():
-            _newton_body(code, k, rg, nz, junctions, npb_outputs)
+            _newton_body(code, k, rg, nz, junctions, npb_outputs, theta)
         code("if it > total:")
         with code.indent():
             code("total = it")
@@ -217,15 +245,16 @@ def section(k: int, rg: dict, nz: list[tuple[int, int]], junctions: list[tuple[i
     return code.text()
 
 
-def _newton_body(code: _Code, k: int, rg: dict, nz, junctions, outs) -> None:
-    nb, npb, r0, p0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"]
+def _newton_body(code: _Code, k: int, rg: dict, nz, junctions, outs, theta) -> None:
+    nb, npb, r0 = rg["NB"], rg["NPB"], rg["R0"]
     _ports(code, rg, "z", "v", "vb")
-    code(f"({', '.join(outs)},) = _laws_s_{k}({', '.join(f'v{c}' for c in range(npb))}, theta)")
+    args = [f"v{c}" for c in range(npb)] + [f"th{t}" for t in theta]
+    code(f"({', '.join(outs)},) = _laws_s_{k}({', '.join(args)})")
     code("it += 1")
     # f = q - pe - K i, and whether it is already at its round-off floor
     code("settled = True")
     for a in range(nb):
-        terms = [f"KN[{r0 + a}, {p0 + c}] * i{c}" for c in range(npb)]
+        terms = [f"{kn(rg, a, c)} * i{c}" for c in range(npb)]
         code(f"acc = z{a} - pe[{r0 + a}]", f"mag = abs(z{a}) + abs(pe[{r0 + a}])")
         for term in terms:
             code(f"t = {term}", "acc -= t", "mag += abs(t)")
@@ -271,20 +300,20 @@ def _newton_body(code: _Code, k: int, rg: dict, nz, junctions, outs) -> None:
 def _ahead(code: _Code, rg: dict, nz) -> None:
     """The "predicted" stopping rule (`fast._AHEAD`), for a block whose port c is junction
     J0 + c."""
-    nb, npb, r0, p0, j0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"], rg["J0"]
+    nb, npb, j0 = rg["NB"], rg["NPB"], rg["J0"]
     code("if stopping == 1 and alpha == 1.0:")
     with code.indent():
-        code("near = " + " and ".join(f"abs(dv{e}) <= AHEAD_REACH * vte[{j0 + e}]"
+        code("near = " + " and ".join(f"abs(dv{e}) <= AHEAD_REACH * vt{j0 + e}"
                                       for e in range(npb)))
         code("if near:")
         with code.indent():
             for e in range(npb):
-                code(f"sq{e} = dv{e} * dv{e} * (0.5 / vte[{j0 + e}])")
+                code(f"sq{e} = dv{e} * dv{e} * hv{j0 + e}")
             for c in range(npb):
                 terms = " + ".join(f"g{c}_{e} * sq{e}" for cc, e in nz if cc == c)
                 code(f"r{c} = {terms or '0.0'}")
             for a in range(nb):
-                terms = " + ".join(f"KN[{r0 + a}, {p0 + c}] * r{c}" for c in range(npb))
+                terms = " + ".join(f"{kn(rg, a, c)} * r{c}" for c in range(npb))
                 code(f"e{a} = {terms}")
             _resolve(code, nb, "J", "e")
             code("near = " + " and ".join(

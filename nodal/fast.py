@@ -980,9 +980,9 @@ class _Literals:
     constants (the thermal voltage and IS factors of another `.temp`, a gain written as a
     number) share one compiled kernel. Sympy orders a sum's terms by their coefficients, so
     the constants are numbered by where they sit in the expression with every constant
-    blanked out (a value-free key: the terms each sits in), not by the order Sympy keeps them
-    in; equal values share one entry. An exponent stays in the source (x**0.5 keeps its
-    square root)."""
+    blanked out (a value-free key: the terms each sits in, then the terms around those where
+    two sit alike), not by the order Sympy keeps them in; equal values share one entry. An
+    exponent stays in the source (x**0.5 keeps its square root)."""
 
     _HERE, _OTHER = sp.Symbol("@"), sp.Symbol("X")
 
@@ -994,16 +994,11 @@ class _Literals:
     def __call__(self, expr: sp.Expr) -> sp.Expr:
         expr = sp.sympify(expr)
         found: dict = {}
-        self._collect(expr, None, found)
+        self._collect(expr, (), found)
         if not found:
             return expr
-
-        def key(f):
-            blank = {g: self._HERE if g == f else self._OTHER for g in found}
-            return sorted(str(parent.xreplace(blank)) for parent in found[f]), float(f)
-
         names = {}
-        for f in sorted(found, key=key):
+        for f in self._ordered(list(found), found, 0):
             value = float(f)
             if value not in self.symbols:
                 self.symbols[value] = sp.Symbol(f"_lit{len(self.values)}", real=True)
@@ -1011,15 +1006,35 @@ class _Literals:
             names[f] = self.symbols[value]
         return expr.xreplace(names)
 
-    def _collect(self, expr, parent, found: dict) -> None:
-        """found: each constant -> the nodes it is an argument of (its context)."""
+    def _ordered(self, group: list, found: dict, depth: int) -> list:
+        """`group` ordered by the terms each constant sits in (its ancestors `depth` levels
+        up, every constant blanked out); where those are the same, by the next level up
+        (two temperature factors each in "X + @*T" differ further up); at the root, by
+        value."""
+        if len(group) <= 1:
+            return group
+        if all(len(chain) <= depth for f in group for chain in found[f]):
+            return sorted(group, key=float)
+
+        def key(f):
+            blank = {g: self._HERE if g == f else self._OTHER for g in found}
+            return tuple(sorted(str(chain[depth].xreplace(blank)) if len(chain) > depth else ""
+                                for chain in found[f]))
+
+        ties: dict = {}
+        for f in group:
+            ties.setdefault(key(f), []).append(f)
+        return [f for k in sorted(ties) for f in self._ordered(ties[k], found, depth + 1)]
+
+    def _collect(self, expr, chain: tuple, found: dict) -> None:
+        """found: each constant -> the chains of nodes above it (its context), nearest first."""
         if isinstance(expr, sp.Float):
             if math.isfinite(float(expr)):
-                found.setdefault(expr, set()).add(parent if parent is not None else expr)
+                found.setdefault(expr, set()).add(chain or (expr,))
             return
         args = expr.args[:1] if isinstance(expr, sp.Pow) else expr.args
         for arg in args:
-            self._collect(arg, expr, found)
+            self._collect(arg, (expr,) + chain, found)
 
     def inputs(self) -> list[tuple[str, sp.Symbol]]:
         return [(f"theta[{self.offset + k}]", sym) for k, sym in enumerate(self.symbols.values())]

@@ -53,3 +53,24 @@ def test_junction_capacitances_follow_the_temperature_as_in_ngspice(kind, tmp_pa
     unscaled = _against_ngspice(_varactor(tmp_path, kind, 60, "unscaled.cir"), seconds=0.01,
                                 skip=SETTLED)
     assert unscaled >= 100 * max(ours[60], 1e-10)
+
+
+@pytest.mark.parametrize("kind", [k for k in VARACTORS if k != "mosfet"])
+def test_another_temperature_is_the_same_kernel_source(kind, tmp_path):
+    """The temperature enters the junction-capacitance laws as constants, which the kernel
+    reads at run time: 60 C and -10 C are one kernel to compile (not two), with other
+    constants. (Not the MOSFET: its threshold shifts up at one temperature and down at the
+    other, and Sympy writes the comparison with the threshold in another form for each sign,
+    so each is a kernel of its own.)"""
+    import nodal
+    from nodal import fast
+
+    texts = []
+    for celsius in (60, -10):
+        eq = nodal.equations(_varactor(tmp_path, kind, celsius))
+        solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+        texts.append(fast.kernel_text(eq, fast.layout(eq, solver._kernel_arrays(
+            solver.theta()).K)))
+    (hot, hot_constants), (cold, cold_constants) = texts
+    assert hot == cold
+    assert hot_constants != cold_constants

@@ -30,11 +30,12 @@ of the linear part, so it follows a clipping diode's flattened slope), and stops
 curvature, is below the tolerance (`newton.py`; in a block whose ports are all junctions, the
 others when an evaluated step is). Where it does not
 converge, the sample is solved again as SPICE would cut its time step (`newton.py` describes
-the ladder): in 2, 4, ... 2^levels trapezoidal substeps with the DK matrices for T/k
-(inputs interpolated linearly within the sample), then by gmin stepping, then by stepping
-the sources; only if all fail is the sample reported in `failed` (keeping the previous
-sample's solution, never NaN). The torch path (`solver.py`) runs the same ladder, so both
-backends give the same samples to round-off. The ladder is its own function (`ladder`, one
+the ladder): by Newton with a line search at the full step (`_newton_ls_k`), in 2, 4, ...
+2^levels trapezoidal substeps with the DK matrices for T/k (inputs interpolated linearly
+within the sample), then by gmin stepping, then by stepping the sources; only if all fail
+is the sample reported in `failed` (keeping the previous sample's solution, never NaN).
+The torch path (`solver.py`) runs the same ladder, so both backends give the same samples to
+round-off. The ladder is its own function (`ladder`, one
 sample): the sample loop stops an item where Newton fails, `run` solves that sample with the
 ladder and resumes the loop after it, so the ladder is compiled only where a run needs it
 (it was ~40 % of a kernel's compile time).
@@ -1411,7 +1412,8 @@ class Run:
     block) and jac_last [B, ports, ports] (the laws' Jacobian Newton last evaluated),
     iterations [B, T] (int64: Newton iterations of the sample, the most of any block,
     fallbacks included), level [B, T] (int8: 0 none, l <= MAX_LEVELS 2^l substeps, then gmin
-    stepping, then source stepping) and failed [B, T] (bool)."""
+    stepping, source stepping and the line search: `newton.fallback_name`) and failed [B, T]
+    (bool)."""
 
     y: np.ndarray
     x: np.ndarray

@@ -131,6 +131,19 @@ def test_the_torch_loop_and_the_kernel_give_the_same_samples(tmp_path):
     np.testing.assert_array_equal(d_fast.iterations, d_torch.iterations)
 
 
+def test_gradients_through_the_line_search_match_the_reference_loop(tmp_path):
+    solver = nodal.NodalSolver(equations(tmp_path), FS, strict=True)
+    rf = solver.make_trainable("rf")
+    u = torch.from_numpy(pluck(0.008))[None, :, None]
+    out = solver(u)
+    ref = solver.forward_reference(u)
+    assert (out.diagnostics.level == line_search_level()).any()
+    assert float((out.y - ref.y).detach().abs().max()) <= 1e-9
+    g, = torch.autograd.grad(out.y.square().sum(), rf)
+    h, = torch.autograd.grad(ref.y.square().sum(), rf)
+    assert torch.isfinite(g) and float(abs(g - h)) <= 1e-7 * float(abs(h))
+
+
 @needs_cc
 def test_the_c_build_gives_the_kernels_samples(tmp_path):
     eq = equations(tmp_path)

@@ -64,8 +64,11 @@ step taken, pnjlim's factor included), the iteration searches along that step in
 taking a new one:
 
 - where f has turned against f0 (f . f0 < 0: the step went past a root along it, across a
-  kink or a steep band), it bisects on the sign of f . f0 until |f| <= KAPPA |f0| (inside the
-  band the next Newton step is exact);
+  kink or a steep band), it bisects on the sign of f . f0 until |f| <= KAPPA |f0| or
+  |f . f0| <= KAPPA |f0|^2: the second where the step cannot reach a root (on a rail the
+  E source's own coordinate has a zero step, so along the step |f| stays large while its
+  component along f0 vanishes inside the band); inside the band the next Newton step is
+  exact;
 - else it halves the step until Armijo's test holds (an exponential's overshoot).
 
 Each search ends after SEARCH_DEPTH evaluations at the latest, taking the last point; every
@@ -75,7 +78,9 @@ Newton's way: inside every Newton it made Newton give up on a MOSFET clipper wit
 that converges without it, and where plain Newton converges it is not entered, so those
 samples stay exactly as they were. Where it is first, a sample it solves keeps the sample
 rate's discretisation (the same trapezoidal step as its neighbours), and the op-amp's rail
-crossings cost ~10 evaluations instead of every substep level failing first.
+crossings cost ~18 evaluations on the rung instead of every substep level failing first
+(`tests/nodal/test_rails.py`'s clipper: 5.9 evaluations per sample over 0.1 s, 34 with the
+rung after the substeps).
 """
 
 from __future__ import annotations

@@ -553,9 +553,10 @@ class NodalSolver(StateSpaceModel):
         return SolverTrajectory(y, x, s, diagnostics)
 
     def _ladder(self, theta, s, x_prev, w_prev, w_n, p, K, q, q_prev, its, ok, jac):
-        """The fallback ladder for the items where the full step's Newton failed (no grad).
-        Returns (q, iterations, level, converged, substep outputs (y, x, s_new) or None, the
-        last Jacobian)."""
+        """The fallback ladder for the items where the full step's Newton failed (no grad):
+        Newton with the line search, the substeps, the continuation (`newton.py`). Returns
+        (q, iterations, level, converged, substep outputs (y, x, s_new) or None, the last
+        Jacobian)."""
         batch = q.shape[0]
         need = ~ok
         level = torch.zeros(batch, dtype=torch.long)

@@ -10,10 +10,10 @@ DK matrices of `dk.NumericEquations` (at T and at T/2, ... T/64 for the substep 
 the DC ones) evaluated at the given component values, written into the file as numbers. The C
 per-sample loop is the kernel's, line for line: the tangent predictor, Newton with SPICE's
 pnjlim step limiting and the same convergence tests (the "predicted" stopping rule where every
-port is a junction, `newton.py`), then the fallback ladder of `newton.py`
-(2 ... 64 substeps, gmin stepping, source stepping); `nodalnet_init` finds the DC operating
-point as `NodalSolver` does. So the C build gives the numba path's samples to round-off (the
-tests hold it there: 1e-9 V with double samples, 1e-6 V with float ones).
+port is a junction, `newton.py`), then the fallback ladder of `newton.py` (Newton with a line
+search, 2 ... 64 substeps, gmin stepping, source stepping); `nodalnet_init` finds the DC
+operating point as `NodalSolver` does. So the C build gives the numba path's samples to
+round-off (the tests hold it there: 1e-9 V with double samples, 1e-6 V with float ones).
 
 What the file offers (its header comment says the same, with the circuit and its values):
 
@@ -53,8 +53,8 @@ from sympy.printing.c import C99CodePrinter, get_math_macros
 from .errors import NodalError
 from .files import check_output_file, write_output_file
 from .mna import Equations
-from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, ROUNDOFF, STALL,
-                     STOPPING, NewtonOptions, stopping_rule)
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
+                     ROUNDOFF, SEARCH_DEPTH, STALL, STOPPING, NewtonOptions, stopping_rule)
 
 #: Substep levels written into every file: 2, 4, ... 2^LEVELS substeps (as `fast.MAX_LEVELS`).
 LEVELS = 6
@@ -156,6 +156,9 @@ int nodalnet_release_control(nodalnet_state *st, int index);
 #define STOPPING @STOPPING@
 #define AHEAD_SAFETY @AHEAD_SAFETY@
 #define AHEAD_REACH @AHEAD_REACH@
+#define ARMIJO @ARMIJO@
+#define KAPPA @KAPPA@
+#define SEARCH_DEPTH @SEARCH_DEPTH@
 '''
 
 _IPOW = r'''
@@ -482,6 +485,111 @@ static int newton(double *q, const double *p, const double *KN, const double *vt
     return 0;
 }
 
+/* The ladder's first rung (newton.py: the line search): Newton at the full step whose every
+   step must pass Armijo's test, else it is searched along (halved, or bisected on the sign of
+   f . f0 where f turned against f0); the "step" stopping rule; 1 if converged. As the numba
+   kernel's _newton_ls_k and newton._Search. */
+static int newton_ls(double *q, const double *p, const double *KN, const double *vte,
+                     const double *vcrit, int max_iter, double *cur, double *jac)
+{
+    double v[NP1], dv[NP1], f[NR1], J[NR1 * NR1], tmp[NP1];
+    double dq[NR1] = {0.0}, f0[NR1] = {0.0};     /* read by the search before a step */
+    double last = HUGE_VAL, alpha = 1.0, base = HUGE_VAL, lam = 1.0, lo = 0.0, hi = 1.0;
+    double trial = 0.0;       /* the step's largest component: 0, none to check */
+    int mode = 0, count = 0;  /* mode 0: no search, 1: halving, 2: bisecting */
+    int it, a, c, e;
+    for (it = 0; it < max_iter; it++) {
+        int settled = 1, small;
+        double big, norm = 0.0;
+        expand_ports(q, v);
+        laws(v, cur, jac);
+        for (a = 0; a < NR; a++) {
+            double acc = q[a] - p[a];
+            double mag = fabs(q[a]) + fabs(p[a]);
+            for (c = 0; c < NP; c++) {
+                double t = KN[a * NP1 + c] * cur[c];
+                acc -= t;
+                mag += fabs(t);
+            }
+            f[a] = -acc;
+            norm += acc * acc;
+            if (!(fabs(acc) <= ROUNDOFF * mag && mag < HUGE_VAL))
+                settled = 0;
+        }
+        if (settled)
+            return 1;
+        if (trial > STALL) {
+            int good = norm <= (1.0 - 2.0 * ARMIJO * lam * alpha) * base;
+            double psi = 0.0;
+            for (a = 0; a < NR; a++)
+                psi += f[a] * f0[a];
+            if (mode == 0) {
+                if (!good) {
+                    mode = psi < 0.0 ? 2 : 1;
+                    count = 0;
+                    lo = 0.0;
+                    hi = 1.0;
+                }
+            } else {
+                count++;
+                if (psi < 0.0)
+                    hi = lam;
+                else
+                    lo = lam;
+                if (count >= SEARCH_DEPTH
+                        || (mode == 2 ? (norm <= KAPPA * KAPPA * base
+                                         || fabs(psi) <= KAPPA * base)
+                                      : good))
+                    mode = 0;
+            }
+            if (mode != 0) {
+                double nxt = mode == 1 ? 0.5 * lam : 0.5 * (lo + hi);
+                for (a = 0; a < NR; a++)
+                    q[a] += (nxt - lam) * (alpha * dq[a]);
+                lam = nxt;
+                continue;
+            }
+        }
+        base = norm;
+        lam = 1.0;
+        for (a = 0; a < NR; a++)
+            f0[a] = f[a];
+        newton_matrix(KN, jac, J);
+        solve_linear(J, f, dq);
+        expand_ports(dq, dv);
+        alpha = pnjlim(v, dv, vte, vcrit);
+        for (a = 0; a < NR; a++)
+            if (!isfinite(alpha * dq[a]))
+                return 0;
+        small = alpha == 1.0;
+        big = 0.0;
+        for (a = 0; a < NR; a++) {
+            double step = alpha * dq[a];
+            q[a] += step;
+            if (fabs(step) > ABSTOL + RELTOL * fabs(q[a]))
+                small = 0;
+            if (fabs(step) > big)
+                big = fabs(step);
+        }
+        if (alpha == 1.0 && big <= STALL && big >= 0.5 * last)
+            small = 1;
+        last = big;
+        trial = big;
+        if (small) {
+            for (c = 0; c < NP; c++) {
+                double acc = cur[c];
+                for (e = 0; e < NP; e++)
+                    acc += jac[c * NP1 + e] * dv[e];
+                tmp[c] = acc;
+            }
+            for (c = 0; c < NP; c++)
+                cur[c] = tmp[c];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The sample again in k = 2^lev trapezoidal substeps (matrices for T/k), inputs interpolated
    linearly from the previous sample's; on success y, x and the canonical state at T. */
 static int substeps(nodalnet_state *st, int lev, const double *wn, double *q, double *y,
@@ -593,9 +701,15 @@ static int step(nodalnet_state *st, const double *wn, double *y)
         }
         ok = newton(q, p, MAT_K[0], st->vte, st->vcrit, 0.0, MAX_ITER, st->cur, st->jac);
         if (!ok) {
-            /* the ladder: substeps 2, 4, ... 2^NLEV, then gmin and source stepping */
+            /* the ladder: Newton with the line search at the full step, substeps 2, 4, ...
+               2^NLEV, then gmin and source stepping */
             int lv;
-            for (lv = 1; lv <= NLEV; lv++) {
+            for (a = 0; a < NR; a++)
+                q[a] = st->q1[a];
+            ok = newton_ls(q, p, MAT_K[0], st->vte, st->vcrit, MAX_ITER, st->cur, st->jac);
+            if (ok)
+                lev = NLEV + 3;
+            for (lv = 1; lv <= NLEV && !ok; lv++) {
                 for (a = 0; a < NR; a++)
                     q[a] = st->q1[a];
                 ok = substeps(st, lv, wn, q, &ys, xs, s_new);
@@ -1063,6 +1177,8 @@ def source(eq: Equations, values: dict[str, float] | None = None,
                                        and n_p > 0 and nj == n_p)),
                  "@AHEAD_SAFETY@": _c_number(AHEAD_SAFETY),
                  "@AHEAD_REACH@": _c_number(AHEAD_REACH),
+                 "@ARMIJO@": _c_number(ARMIJO), "@KAPPA@": _c_number(KAPPA),
+                 "@SEARCH_DEPTH@": str(SEARCH_DEPTH),
                  "@MACROS@": _macros()})
     preamble = _PREAMBLE
     for key, value in subs.items():
@@ -1118,9 +1234,9 @@ def _header(eq: Equations, a: CircuitArrays, sample_rate: float, source_notes: l
         "",
         "The device laws below are printed from the same Sympy expressions as nodalnet's",
         "compiled solver; the DK matrices are numbers at these values. Per sample: Newton with",
-        "SPICE's junction limiting from a tangent prediction, and where it fails the sample",
-        f"again in 2 ... {1 << LEVELS} substeps, then gmin and source stepping. Only libm is "
-        "needed.",
+        "SPICE's junction limiting from a tangent prediction, and where it fails Newton with",
+        f"a line search, the sample again in 2 ... {1 << LEVELS} substeps, then gmin and source",
+        "stepping. Only libm is needed.",
         "",
         "Build:  cc -std=c99 -O2 -c pedal.c     (-DNODALNET_SAMPLE_DOUBLE: double samples)",
         "Use:",

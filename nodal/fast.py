@@ -30,11 +30,12 @@ of the linear part, so it follows a clipping diode's flattened slope), and stops
 curvature, is below the tolerance (`newton.py`; in a block whose ports are all junctions, the
 others when an evaluated step is). Where it does not
 converge, the sample is solved again as SPICE would cut its time step (`newton.py` describes
-the ladder): in 2, 4, ... 2^levels trapezoidal substeps with the DK matrices for T/k
-(inputs interpolated linearly within the sample), then by gmin stepping, then by stepping
-the sources; only if all fail is the sample reported in `failed` (keeping the previous
-sample's solution, never NaN). The torch path (`solver.py`) runs the same ladder, so both
-backends give the same samples to round-off. The ladder is its own function (`ladder`, one
+the ladder): by Newton with a line search at the full step (`_newton_ls_k`), in 2, 4, ...
+2^levels trapezoidal substeps with the DK matrices for T/k (inputs interpolated linearly
+within the sample), then by gmin stepping, then by stepping the sources; only if all fail
+is the sample reported in `failed` (keeping the previous sample's solution, never NaN).
+The torch path (`solver.py`) runs the same ladder, so both backends give the same samples to
+round-off. The ladder is its own function (`ladder`, one
 sample): the sample loop stops an item where Newton fails, `run` solves that sample with the
 ladder and resumes the loop after it, so the ladder is compiled only where a run needs it
 (it was ~40 % of a kernel's compile time).
@@ -66,8 +67,8 @@ from sympy.printing.pycode import PythonCodePrinter
 from .files import atomic_write, cache_dir
 from . import scalar_block
 from .mna import Equations
-from .newton import (AHEAD_REACH, AHEAD_SAFETY, GMIN_STEPS, HOMOTOPY_STEPS, PREDICTORS,
-                     ROUNDOFF, STALL, stopping_rule)
+from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
+                     PREDICTORS, ROUNDOFF, SEARCH_DEPTH, STALL, stopping_rule)
 
 # The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
 # of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
@@ -231,6 +232,8 @@ def _solve_all(q, p, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter
 @@SOLVE_ALL@@
     return total, True
 
+
+@@LINE_SEARCH@@
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _substeps(lev, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta,
@@ -428,8 +431,9 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
 def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta, s, xprev,
            wprev, wn, q1, levels, max_iter, abstol, reltol, stopping, y, xs, s_new, q,
            pe, jac):
-    """One sample where Newton failed, solved as SPICE would cut its time step: substeps 2,
-    4, ... 2^levels, then gmin and source stepping, each from the previous solution q1.
+    """One sample where Newton failed, solved as SPICE would cut its time step: Newton with
+    the line search at the full step, substeps 2, 4, ... 2^levels, then gmin and source
+    stepping, each from the previous solution q1.
     From the canonical state s, the previous exposed states xprev and sources wprev, this
     sample's sources wn. Out: y[0], xs, s_new, q (failed: q1 kept), pe (each block's linear
     part at the sample, for the next tangent), jac (the laws' Jacobian last evaluated).
@@ -455,12 +459,18 @@ def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, th
     p = np.empty(NR)
     p0 = np.empty(NR)
     pl = np.empty(NR)
+    f0 = np.empty(NB_MAX)
     KN = K[0]
     _predict(G[0], H[0], s, wn, p)
-    total = 0
-    lev = 0
-    ok = False
+    # rung 1: Newton with the line search at the full step, from the previous solution
+    for a in range(NR):
+        q[a] = q1[a]
+    total, ok = _solve_all_ls(q, p, pe, KN, expand, jports, theta, vte, vcrit, max_iter,
+                              abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp, f0)
+    lev = NLEV + 3 if ok else 0
     for lv in range(1, levels + 1):
+        if ok:
+            break
         for a in range(NR):
             q[a] = q1[a]
         it, ok = _substeps(lv, G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand,
@@ -974,6 +984,131 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
             textwrap.indent("".join(prologue), " " * 4))
 
 
+# The ladder's first rung (`newton.py`: the line search): Newton on one block with every step
+# checked by Armijo's test and searched along where it fails, the "step" stopping rule; as
+# `newton._Search` runs it in torch. Only the ladder calls it, so it is compiled only where a
+# sample needs the ladder. f0 keeps f where the step began; dq stays the step meanwhile.
+_NEWTON_LS = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _newton_ls_@K@(q, pe, KN, expand, jports, theta, vte, vcrit, max_iter, abstol, reltol, v,
+                   dv, cur, jac, f, dq, J, KJ, tmp, f0):
+    it = 0
+    last = math.inf
+    alpha = 1.0
+    base = math.inf         # |f0|^2
+    lam = 1.0               # the fraction of the step alpha dq now evaluated
+    lo = 0.0
+    hi = 1.0
+    trial = 0.0             # the step's largest component: 0, none to check
+    mode = 0                # 0: no search, 1: halving, 2: bisecting on the sign of f . f0
+    count = 0
+    for _ in range(max_iter):
+        _ports_c(expand, q, v, @P0@, @P1@, @R0@, @R1@, @ID@)
+        _laws_@K@(v, theta, cur, jac)
+        it += 1
+        settled = True
+        norm = 0.0
+        for a in range(@R0@, @R1@):
+            acc = q[a] - pe[a]
+            mag = abs(q[a]) + abs(pe[a])
+            for c in range(@P0@, @P1@):
+                t = KN[a, c] * cur[c]
+                acc -= t
+                mag += abs(t)
+            f[a - @R0@] = -acc
+            norm += acc * acc
+            if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
+                settled = False
+        if settled:
+            return it, True
+        if trial > STALL:
+            good = norm <= (1.0 - 2.0 * ARMIJO * lam * alpha) * base
+            psi = 0.0
+            for a in range(@NB@):
+                psi += f[a] * f0[a]
+            if mode == 0:
+                if not good:
+                    mode = 2 if psi < 0.0 else 1
+                    count = 0
+                    lo = 0.0
+                    hi = 1.0
+            else:
+                count += 1
+                if psi < 0.0:
+                    hi = lam
+                else:
+                    lo = lam
+                if count >= SEARCH_DEPTH or (
+                        (norm <= KAPPA * KAPPA * base or abs(psi) <= KAPPA * base)
+                        if mode == 2 else good):
+                    mode = 0
+            if mode != 0:
+                nxt = 0.5 * lam if mode == 1 else 0.5 * (lo + hi)
+                for a in range(@NB@):
+                    q[@R0@ + a] += (nxt - lam) * (alpha * dq[a])
+                lam = nxt
+                continue
+        base = norm
+        lam = 1.0
+        for a in range(@NB@):
+            f0[a] = f[a]
+        _matrix_c(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
+        _solve_@NB@(J, f, dq)
+        _dports_c(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
+        alpha = _pnjlim_c(v, dv, jports, vte, vcrit, @J0@, @J1@)
+        for a in range(@NB@):
+            if not math.isfinite(alpha * dq[a]):
+                return it, False
+        small = alpha == 1.0
+        big = 0.0
+        for a in range(@NB@):
+            step = alpha * dq[a]
+            q[@R0@ + a] += step
+            if abs(step) > abstol + reltol * abs(q[@R0@ + a]):
+                small = False
+            if abs(step) > big:
+                big = abs(step)
+        if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
+            small = True
+        last = big
+        trial = big
+        if small:
+            # the currents at the converged q, to first order from the last evaluation
+            for c in range(@P0@, @P1@):
+                acc = cur[c]
+                for e in range(@P0@, @P1@):
+                    acc += jac[c, e] * dv[e]
+                tmp[c] = acc
+            for c in range(@P0@, @P1@):
+                cur[c] = tmp[c]
+            return it, True
+    return it, False
+'''
+
+
+def _line_search_code(ranges: list[dict]) -> str:
+    """The ladder's line-search rung for a kernel's blocks: its constants, `_newton_ls_k` per
+    block and `_solve_all_ls` (every block's in order, as `_solve_all`)."""
+    lines = [f"ARMIJO = {ARMIJO!r}", f"KAPPA = {KAPPA!r}", f"SEARCH_DEPTH = {SEARCH_DEPTH!r}",
+             ""]
+    body = []
+    for k, rg in enumerate(ranges):
+        lines.append(_fill(_NEWTON_LS, dict(rg, K=k)))
+        body.append(_fill(
+            "    _effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n"
+            f"    it, ok = _newton_ls_{k}(q, pe, KN, expand, jports, theta, vte, vcrit, "
+            "max_iter, abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp, f0)\n"
+            "    if it > total:\n        total = it\n"
+            "    if not ok:\n        return total, False\n", rg))
+    lines.append('\n@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
+                 "def _solve_all_ls(q, p, pe, KN, expand, jports, theta, vte, vcrit, max_iter,"
+                 " abstol, reltol, v, dv, cur, jac, f, dq, J, KJ, tmp, f0):\n"
+                 '    """Every block\'s Newton with the line search in order from q (in place);'
+                 ' (iterations: the most of any block, converged)."""\n'
+                 "    total = 0\n" + "".join(body) + "    return total, True\n")
+    return "\n".join(lines)
+
+
 class _Literals:
     """The floating-point constants of the device laws taken out of the source: each becomes
     an entry of theta after the parameters, so that circuits whose laws differ only in
@@ -1134,7 +1269,8 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
             .replace("@@SOLVE_ALL@@\n", solve_all)
             .replace("@@MAIN_BLOCKS@@\n", main)
             .replace("@@EFFECTIVE_ALL@@\n", effective)
-            .replace("@@PROLOGUE@@\n", prologue))
+            .replace("@@PROLOGUE@@\n", prologue)
+            .replace("@@LINE_SEARCH@@", _line_search_code(ranges)))
     return ("\n".join(header) + "\n\n".join(laws) + "\n\n" + laws_all + "\n\n" + junctions_fn
             + "\n" + loop), lit.values
 
@@ -1334,7 +1470,8 @@ class Run:
     block) and jac_last [B, ports, ports] (the laws' Jacobian Newton last evaluated),
     iterations [B, T] (int64: Newton iterations of the sample, the most of any block,
     fallbacks included), level [B, T] (int8: 0 none, l <= MAX_LEVELS 2^l substeps, then gmin
-    stepping, then source stepping) and failed [B, T] (bool)."""
+    stepping, source stepping and the line search: `newton.fallback_name`) and failed [B, T]
+    (bool)."""
 
     y: np.ndarray
     x: np.ndarray

@@ -27,8 +27,8 @@ from .errors import (ConvergenceError, NonFiniteOutputError, SignalError, Unknow
 from .interface import StateSpaceModel
 from .mna import Equations
 from .netlist import check_values
-from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, newton_step, predict, shunted,
-                     solve_with_jacobian)
+from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, line_search_level, newton_step,
+                     predict, shunted, solve_with_jacobian)
 
 F64 = torch.float64
 BACKENDS = ("fast", "torch")
@@ -136,10 +136,11 @@ class NodalSolver(StateSpaceModel):
         vcrit = vte * torch.log(vte / (math.sqrt(2.0) * i_s))
         return vte, vcrit
 
-    def _solve(self, q0, p, K, laws, theta_j, options=None):
+    def _solve(self, q0, p, K, laws, theta_j, options=None, line_search: bool = False):
         """(q, iterations, converged, last Jacobian): `newton.solve_with_jacobian`."""
         return solve_with_jacobian(q0, p, K, laws, self.numeric.expand,
-                                   self.numeric.junction_ports, *theta_j, options or self.newton)
+                                   self.numeric.junction_ports, *theta_j, options or self.newton,
+                                   line_search=line_search)
 
     def _level_theta(self, theta, level: int):
         """theta with the sample period T / 2^level (the fallback's substeps)."""
@@ -216,14 +217,14 @@ class NodalSolver(StateSpaceModel):
         if self.strict:
             raise self._failed_at(failures[0])
         warnings.warn(f"Newton did not converge at {len(failures)} of {diagnostics.length} "
-                      f"samples (first at sample {failures[0]}), even in "
+                      f"samples (first at sample {failures[0]}), even with a line search, in "
                       f"{1 << self.newton.substep_levels} substeps and with gmin and source "
                       "stepping; their outputs hold the previous sample's solution",
                       stacklevel=3)
 
     def _failed_at(self, sample: int) -> ConvergenceError:
         return ConvergenceError(
-            f"Newton did not converge at sample {sample}, even in "
+            f"Newton did not converge at sample {sample}, even with a line search, in "
             f"{1 << self.newton.substep_levels} substeps and with gmin and source stepping: "
             "stopped there; check the component values, or oversample, or raise the "
             "iteration limit", [sample])
@@ -552,13 +553,23 @@ class NodalSolver(StateSpaceModel):
         return SolverTrajectory(y, x, s, diagnostics)
 
     def _ladder(self, theta, s, x_prev, w_prev, w_n, p, K, q, q_prev, its, ok, jac):
-        """The fallback ladder for the items where the full step's Newton failed (no grad).
-        Returns (q, iterations, level, converged, substep outputs (y, x, s_new) or None, the
-        last Jacobian)."""
+        """The fallback ladder for the items where the full step's Newton failed (no grad):
+        Newton with the line search, the substeps, the continuation (`newton.py`). Returns
+        (q, iterations, level, converged, substep outputs (y, x, s_new) or None, the last
+        Jacobian)."""
         batch = q.shape[0]
         need = ~ok
         level = torch.zeros(batch, dtype=torch.long)
         sub = None
+        # rung 1: Newton with the line search at the full step, from the previous solution
+        q_l, it_l, ok_l, jac_l = self._solve(q_prev, p, K, self._laws(theta),
+                                             self._junctions(theta), line_search=True)
+        jac = torch.where(need[:, None, None], jac_l, jac)
+        its = its + it_l * need
+        take = need & ok_l
+        q = torch.where(take[:, None], q_l, q)
+        level = torch.where(take, line_search_level(), level)
+        need = need & ~ok_l
         for lev in range(1, min(int(self.newton.substep_levels), fast.MAX_LEVELS) + 1):
             if not bool(need.any()):
                 break

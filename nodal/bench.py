@@ -457,6 +457,11 @@ def run(names: list[str] | None = None, seconds: float = 10.0, log=print,
     return [bench_circuit(n, seconds=seconds, log=log, **options) for n in names]
 
 
+def _rtf(value: float) -> str:
+    """A real-time factor: whole above 10, else two decimals (0.32 is not "0")."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
+
+
 def _cell(value, spec: str, unit: str = "") -> str:
     """A figure, or why there is none (an ngspice run that did not finish is not a result)."""
     return "did not finish" if value is None else f"{value:{spec}}{unit}"
@@ -481,10 +486,9 @@ def table(results: list[BenchResult]):
         ("nonlinear ports / Newton blocks",
          lambda r: f"{_cell(r.ports, 'd')} / "
                    f"{'not exposed' if r.blocks is None else r.blocks}"),
-        ("fast path RTF", lambda r: f"{r.fast_rtf:.0f}" if r.fast_rtf >= 10
-         else f"{r.fast_rtf:.2f}"),
+        ("fast path RTF", lambda r: _rtf(r.fast_rtf)),
         ("C build RTF (export --format c, cc -O2)",
-         lambda r: "not measured" if r.c_rtf is None else f"{r.c_rtf:.0f}"),
+         lambda r: "not measured" if r.c_rtf is None else _rtf(r.c_rtf)),
         ("  ... C / fast path",
          lambda r: "-" if r.c_rtf is None else f"{r.c_rtf / r.fast_rtf:.2f}x"),
         ("Newton iterations / sample, before (start: last sample's q)",

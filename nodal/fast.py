@@ -963,10 +963,8 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
             "if it > total:\n    total = it\nif not ok:\n    return total, False\n", values))
         section = _fill(_MAIN_BLOCK, values)
         if scalar_block.fits(rg):
-            section = scalar_block.section(k, rg, rg["NZ"], rg["JUNCTIONS"],
-                                           scalar_block.laws_outputs(rg["NPB"], rg["NZ"]),
-                                           rg["THETA"])
-            prologue.append(scalar_block.prologue(rg, rg["THETA"]))
+            section = scalar_block.section(k, rg)
+            prologue.append(scalar_block.prologue(rg))
         elif rg["NB"] <= INLINE_BLOCK:
             section = section.replace("@NEWTON@\n", textwrap.indent(body, " " * 4))
         else:
@@ -1218,7 +1216,8 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                            # the "predicted" stopping rule: every port a junction (newton.py)
                            AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports),
                            NZ=nz, JUNCTIONS=[(j0 + t, ports.index(c))
-                                             for t, c in enumerate(junctions)], K=k, THETA=[]))
+                                             for t, c in enumerate(junctions)], K=k, THETA=[],
+                           OUTSIDE=[]))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"
@@ -1234,18 +1233,25 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
         # the block's laws as a function of its port voltages and the parameters they read,
         # returning a tuple (the scalar Newton calls it), and the array form over it (the
         # ladder's)
+        # (a law may read a port of another block where its derivative there is zero, as a
+        # step function's does: that voltage comes from the loop's array, as in the generic
+        # Newton; the parameters come as one tuple, read before the sample loop)
+        free = set().union(*(sp.sympify(e).free_symbols for _, e in out))
         local = [(f"v{at[c] - rg['P0']}", s) for c, s in enumerate(eq.port_voltages)
                  if rg["P0"] <= at[c] < rg["P1"]]
-        free = set().union(*(sp.sympify(e).free_symbols for _, e in out))
+        outside = [(at[c], s) for c, s in enumerate(eq.port_voltages)
+                   if s in free and not rg["P0"] <= at[c] < rg["P1"]]
+        rg["OUTSIDE"] = [pos for pos, _ in outside]
         rg["THETA"] = [t for t, (_, sym) in enumerate(params) if sym in free]
         names = scalar_block.laws_outputs(rg["NPB"], nz)
-        args = ", ".join([f"v{c}" for c in range(rg["NPB"])] + [f"t{t}" for t in rg["THETA"]])
-        given = local + [(f"t{t}", params[t][1]) for t in rg["THETA"]]
+        args = ", ".join([f"v{c}" for c in range(rg["NPB"])]
+                         + [f"u{j}" for j in range(len(outside))] + ["th"])
+        given = (local + [(f"u{j}", sym) for j, (_, sym) in enumerate(outside)]
+                 + [(f"th[{j}]", params[t][1]) for j, t in enumerate(rg["THETA"])])
         printed.append(_print_function(f"_laws_s_{k}", args,
                                        list(zip(names, (e for _, e in out), strict=True)),
                                        given, returns=True)
-                       + "\n\n" + scalar_block.laws_wrapper(k, rg["P0"], rg["NPB"], nz,
-                                                             rg["THETA"]))
+                       + "\n\n" + scalar_block.laws_wrapper(k, rg))
     laws = printed
     junctions_fn = _print_function("_junctions", "theta, vte, i_s", junction_out, params)
     nb_max = max([rg["NB"] for rg in ranges] + [1])

@@ -30,11 +30,20 @@ def laws_outputs(npb: int, nz: list[tuple[int, int]]) -> list[str]:
     return [f"i{c}" for c in range(npb)] + [f"g{c}_{e}" for c, e in nz]
 
 
-def laws_wrapper(k: int, p0: int, npb: int, nz: list[tuple[int, int]], theta: list[int]) -> str:
+def _theta_tuple(rg: dict) -> str:
+    """The parameters a block's laws read, as a tuple literal of theta's elements."""
+    items = "".join(f"theta[{t}], " for t in rg["THETA"])
+    return f"({items.rstrip()})" if rg["THETA"] else "()"
+
+
+def laws_wrapper(k: int, rg: dict) -> str:
     """`_laws_k(v, theta, i, jac)` (the array form the ladder uses) over `_laws_s_k`, which
-    takes the block's port voltages and the parameters it reads (theta[t] for t in theta)."""
+    takes the block's port voltages, the other ports' voltages its laws read (`OUTSIDE`) and
+    the parameters they read (`THETA`, one tuple)."""
+    p0, npb, nz = rg["P0"], rg["NPB"], rg["NZ"]
     outs = laws_outputs(npb, nz)
-    args = ", ".join([f"v[{p0 + c}]" for c in range(npb)] + [f"theta[{t}]" for t in theta])
+    args = ", ".join([f"v[{p0 + c}]" for c in range(npb)] + [f"v[{pos}]" for pos in rg["OUTSIDE"]]
+                     + [_theta_tuple(rg)])
     lines = [f"({', '.join(outs)},) = _laws_s_{k}({args})"]
     lines += [f"i[{p0 + c}] = i{c}" for c in range(npb)]
     lines += [f"jac[{p0 + c}, {p0 + e}] = g{c}_{e}" for c, e in nz]
@@ -53,7 +62,7 @@ def ex(rg: dict, c: int, a: int) -> str:
     return f"ex{rg['K']}_{c}_{a}"
 
 
-def prologue(rg: dict, theta: list[int]) -> str:
+def prologue(rg: dict) -> str:
     """Locals read once per run, before the sample loop, for a written-out block: its part of
     K and Q, its junctions' constants and the parameters its laws read. As locals (not array
     elements, which a store to any output array makes LLVM read again) LLVM keeps them in
@@ -65,7 +74,7 @@ def prologue(rg: dict, theta: list[int]) -> str:
                   for c in range(npb) for a in range(nb)]
     for m, _ in rg["JUNCTIONS"]:
         lines += [f"vt{m} = vte[{m}]", f"vc{m} = vcrit[{m}]", f"hv{m} = 0.5 / vte[{m}]"]
-    lines += [f"th{k} = theta[{k}]" for k in theta]
+    lines.append(f"th{rg['K']} = {_theta_tuple(rg)}")
     return "".join(line + "\n" for line in lines)
 
 
@@ -180,11 +189,41 @@ def _finite(code: _Code, nb: int, dq: str) -> None:
     code("good = " + " and ".join(f"math.isfinite(alpha * {dq}{a})" for a in range(nb)))
 
 
-def section(k: int, rg: dict, nz: list[tuple[int, int]], junctions: list[tuple[int, int]],
-            npb_outputs: list[str], theta: list[int]) -> str:
+def _tangent(code: _Code, rg: dict) -> None:
+    """Newton's start from the tangent: J dq = pe - pe_prev with J at the last evaluation
+    (the jac array), limited as a Newton step (a junction never starts far past its knee)."""
+    nz, junctions = rg["NZ"], rg["JUNCTIONS"]
+    nb, npb, r0, p0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"]
+    # tangent: J dq = pe - pe_prev with J at the last evaluation (the jac array)
+    for c, e in nz:
+        code(f"h{c}_{e} = jac[{p0 + c}, {p0 + e}]")
+    _matrix(code, rg, nz, "T", "h")
+    for a in range(nb):
+        code(f"b{a} = pe[{r0 + a}] - pprev[{r0 + a}]")
+    _solve(code, nb, "T", "b", "d")
+    for a in range(nb):
+        code(f"o{a} = q1[{r0 + a}]")
+    if r0 and not rg["ID"]:
+        for c in range(npb):
+            code(f"vp{c} = 0.0",
+                 f"for a in range({r0}):")
+            with code.indent():
+                code(f"vp{c} += expand[{p0 + c}, a] * q1[a]")
+    _ports(code, rg, "o", "v", "vp")
+    _dports(code, rg, "d", "dv")
+    _limit(code, junctions, "v", "dv")
+    _finite(code, nb, "d")
+    code("if good:")
+    with code.indent():
+        for a in range(nb):
+            code(f"z{a} = o{a} + alpha * d{a}")
+
+
+def section(k: int, rg: dict) -> str:
     """The sample loop's part for block k (replaces `fast._MAIN_BLOCK`), at the loop's
-    indentation 0. nz: the Jacobian's structural nonzeros (local c, e); junctions: (global
-    junction index, local port)."""
+    indentation 0. rg["NZ"]: the Jacobian's structural nonzeros (local c, e);
+    rg["JUNCTIONS"]: (global junction index, local port)."""
+    nz, junctions = rg["NZ"], rg["JUNCTIONS"]
     nb, npb, r0, p0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"]
     code = _Code()
     code("if ok:")
@@ -201,37 +240,15 @@ def section(k: int, rg: dict, nz: list[tuple[int, int]], junctions: list[tuple[i
             code(f"z{a} = q[{r0 + a}]")
         code("if predictor == 2 and have_p:")
         with code.indent():
-            # tangent: J dq = pe - pe_prev with J at the last evaluation (the jac array)
-            for c, e in nz:
-                code(f"h{c}_{e} = jac[{p0 + c}, {p0 + e}]")
-            _matrix(code, rg, nz, "T", "h")
-            for a in range(nb):
-                code(f"b{a} = pe[{r0 + a}] - pprev[{r0 + a}]")
-            _solve(code, nb, "T", "b", "d")
-            for a in range(nb):
-                code(f"o{a} = q1[{r0 + a}]")
-            if r0 and not rg["ID"]:
-                for c in range(npb):
-                    code(f"vp{c} = 0.0",
-                         f"for a in range({r0}):")
-                    with code.indent():
-                        code(f"vp{c} += expand[{p0 + c}, a] * q1[a]")
-            _ports(code, rg, "o", "v", "vp")
-            _dports(code, rg, "d", "dv")
-            _limit(code, junctions, "v", "dv")
-            _finite(code, nb, "d")
-            code("if good:")
-            with code.indent():
-                for a in range(nb):
-                    code(f"z{a} = o{a} + alpha * d{a}")
+            _tangent(code, rg)
         code("it = 0", "conv = False", "last = math.inf")
         for c in range(npb):
-            code(f"i{c} = cur[{p0 + c}]")
+            code(f"i{c} = cur[{p0 + c}]", f"v{c} = v[{p0 + c}]")
         for c, e in nz:
             code(f"g{c}_{e} = jac[{p0 + c}, {p0 + e}]")
         code("for _ in range(max_iter):")
         with code.indent():
-            _newton_body(code, k, rg, nz, junctions, npb_outputs, theta)
+            _newton_body(code, k, rg, nz, junctions)
         code("if it > total:")
         with code.indent():
             code("total = it")
@@ -242,13 +259,19 @@ def section(k: int, rg: dict, nz: list[tuple[int, int]], junctions: list[tuple[i
             code(f"cur[{p0 + c}] = i{c}")
         for c, e in nz:
             code(f"jac[{p0 + c}, {p0 + e}] = g{c}_{e}")
+        for c in range(npb):
+            # the ports' voltages at the last evaluation, as the generic Newton leaves them
+            # (a later block's law may read one)
+            code(f"v[{p0 + c}] = v{c}")
     return code.text()
 
 
-def _newton_body(code: _Code, k: int, rg: dict, nz, junctions, outs, theta) -> None:
+def _newton_body(code: _Code, k: int, rg: dict, nz, junctions) -> None:
     nb, npb, r0 = rg["NB"], rg["NPB"], rg["R0"]
+    outs = laws_outputs(npb, nz)
     _ports(code, rg, "z", "v", "vb")
-    args = [f"v{c}" for c in range(npb)] + [f"th{t}" for t in theta]
+    args = ([f"v{c}" for c in range(npb)] + [f"v[{pos}]" for pos in rg["OUTSIDE"]]
+            + [f"th{k}"])
     code(f"({', '.join(outs)},) = _laws_s_{k}({', '.join(args)})")
     code("it += 1")
     # f = q - pe - K i, and whether it is already at its round-off floor

@@ -189,11 +189,22 @@ def _finite(code: _Code, nb: int, dq: str) -> None:
     code("good = " + " and ".join(f"math.isfinite(alpha * {dq}{a})" for a in range(nb)))
 
 
+def _earlier(code: _Code, rg: dict, q: str, base: str) -> None:
+    """{base}{c}: the part of the block's port voltages from the coordinates of the blocks
+    before it (array `q`), where Q reaches them; fixed while this block's Newton runs."""
+    if not rg["R0"] or rg["ID"]:
+        return
+    for c in range(rg["NPB"]):
+        code(f"{base}{c} = 0.0", f"for a in range({rg['R0']}):")
+        with code.indent():
+            code(f"{base}{c} += expand[{rg['P0'] + c}, a] * {q}[a]")
+
+
 def _tangent(code: _Code, rg: dict) -> None:
     """Newton's start from the tangent: J dq = pe - pe_prev with J at the last evaluation
     (the jac array), limited as a Newton step (a junction never starts far past its knee)."""
     nz, junctions = rg["NZ"], rg["JUNCTIONS"]
-    nb, npb, r0, p0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"]
+    nb, r0, p0 = rg["NB"], rg["R0"], rg["P0"]
     # tangent: J dq = pe - pe_prev with J at the last evaluation (the jac array)
     for c, e in nz:
         code(f"h{c}_{e} = jac[{p0 + c}, {p0 + e}]")
@@ -203,12 +214,7 @@ def _tangent(code: _Code, rg: dict) -> None:
     _solve(code, nb, "T", "b", "d")
     for a in range(nb):
         code(f"o{a} = q1[{r0 + a}]")
-    if r0 and not rg["ID"]:
-        for c in range(npb):
-            code(f"vp{c} = 0.0",
-                 f"for a in range({r0}):")
-            with code.indent():
-                code(f"vp{c} += expand[{p0 + c}, a] * q1[a]")
+    _earlier(code, rg, "q1", "vp")
     _ports(code, rg, "o", "v", "vp")
     _dports(code, rg, "d", "dv")
     _limit(code, junctions, "v", "dv")
@@ -229,13 +235,7 @@ def section(k: int, rg: dict) -> str:
     code("if ok:")
     with code.indent():
         code(f"_effective(p, KN, cur, pe, {r0}, {rg['R1']}, {p0})")
-        if r0 and not rg["ID"]:
-            # the ports' voltage from the coordinates of the blocks before (fixed here)
-            for c in range(npb):
-                code(f"vb{c} = 0.0",
-                     f"for a in range({r0}):")
-                with code.indent():
-                    code(f"vb{c} += expand[{p0 + c}, a] * q[a]")
+        _earlier(code, rg, "q", "vb")
         for a in range(nb):
             code(f"z{a} = q[{r0 + a}]")
         code("if predictor == 2 and have_p:")

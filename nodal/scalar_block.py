@@ -189,6 +189,14 @@ def _finite(code: _Code, nb: int, dq: str) -> None:
     code("good = " + " and ".join(f"math.isfinite(alpha * {dq}{a})" for a in range(nb)))
 
 
+def _limited(code: _Code, rg: dict) -> None:
+    """The step d{a} as the ports see it (dv{c}), SPICE's limiting factor alpha over the
+    block's junctions from the voltages v{c}, and whether alpha * d is finite (good)."""
+    _dports(code, rg, "d", "dv")
+    _limit(code, rg["JUNCTIONS"], "v", "dv")
+    _finite(code, rg["NB"], "d")
+
+
 def _earlier(code: _Code, rg: dict, q: str, base: str) -> None:
     """{base}{c}: the part of the block's port voltages from the coordinates of the blocks
     before it (array `q`), where Q reaches them; fixed while this block's Newton runs."""
@@ -203,7 +211,7 @@ def _earlier(code: _Code, rg: dict, q: str, base: str) -> None:
 def _tangent(code: _Code, rg: dict) -> None:
     """Newton's start from the tangent: J dq = pe - pe_prev with J at the last evaluation
     (the jac array), limited as a Newton step (a junction never starts far past its knee)."""
-    nz, junctions = rg["NZ"], rg["JUNCTIONS"]
+    nz = rg["NZ"]
     nb, r0, p0 = rg["NB"], rg["R0"], rg["P0"]
     # tangent: J dq = pe - pe_prev with J at the last evaluation (the jac array)
     for c, e in nz:
@@ -216,9 +224,7 @@ def _tangent(code: _Code, rg: dict) -> None:
         code(f"o{a} = q1[{r0 + a}]")
     _earlier(code, rg, "q1", "vp")
     _ports(code, rg, "o", "v", "vp")
-    _dports(code, rg, "d", "dv")
-    _limit(code, junctions, "v", "dv")
-    _finite(code, nb, "d")
+    _limited(code, rg)
     code("if good:")
     with code.indent():
         for a in range(nb):
@@ -229,7 +235,7 @@ def section(k: int, rg: dict) -> str:
     """The sample loop's part for block k (replaces `fast._MAIN_BLOCK`), at the loop's
     indentation 0. rg["NZ"]: the Jacobian's structural nonzeros (local c, e);
     rg["JUNCTIONS"]: (global junction index, local port)."""
-    nz, junctions = rg["NZ"], rg["JUNCTIONS"]
+    nz = rg["NZ"]
     nb, npb, r0, p0 = rg["NB"], rg["NPB"], rg["R0"], rg["P0"]
     code = _Code()
     code("if ok:")
@@ -248,7 +254,7 @@ def section(k: int, rg: dict) -> str:
             code(f"g{c}_{e} = jac[{p0 + c}, {p0 + e}]")
         code("for _ in range(max_iter):")
         with code.indent():
-            _newton_body(code, k, rg, nz, junctions)
+            _newton_body(code, k, rg, nz)
         code("if it > total:")
         with code.indent():
             code("total = it")
@@ -266,7 +272,7 @@ def section(k: int, rg: dict) -> str:
     return code.text()
 
 
-def _newton_body(code: _Code, k: int, rg: dict, nz, junctions) -> None:
+def _newton_body(code: _Code, k: int, rg: dict, nz) -> None:
     nb, npb, r0 = rg["NB"], rg["NPB"], rg["R0"]
     outs = laws_outputs(npb, nz)
     _ports(code, rg, "z", "v", "vb")
@@ -290,9 +296,7 @@ def _newton_body(code: _Code, k: int, rg: dict, nz, junctions) -> None:
         code("conv = True", "break")
     _matrix(code, rg, nz, "J", "g")
     _solve(code, nb, "J", "f", "d")
-    _dports(code, rg, "d", "dv")
-    _limit(code, junctions, "v", "dv")
-    _finite(code, nb, "d")
+    _limited(code, rg)
     code("if not good:")
     with code.indent():
         code("break")

@@ -941,6 +941,24 @@ _NEWTON_ARGS = ("q, pe, KN, expand, jports, theta, vte, vcrit, gshunt, max_iter,
                 "stopping, v, dv, cur, jac, f, dq, J, KJ, tmp")
 
 
+def _matrix_code(k: int, rg: dict) -> str:
+    """`_matrix_k`: `_matrix` for block k whose Q is the identity, written out over its
+    Jacobian's structural nonzeros (rg["COLS"][y]: the ports whose currents depend on port y,
+    in `JAC_ROW`'s order), so that no index is read from an array; the same sums in the same
+    order, so the same J to the last bit."""
+    lines = ['@numba.njit(cache=CACHE, nogil=True, error_model="numpy")',
+             f"def _matrix_{k}(KN, jac, J):"]
+    for y, rows in enumerate(rg["COLS"]):
+        lines += [f"    g{c}_{y} = jac[{c}, {rg['P0'] + y}]" for c in rows]
+    lines.append(f"    for a in range({rg['NB']}):")
+    lines.append(f"        r = {rg['R0']} + a")
+    for y, rows in enumerate(rg["COLS"]):
+        lines.append(f"        J[a, {y}] = -(" + " + ".join(f"KN[r, {c}] * g{c}_{y}"
+                                                       for c in rows) + ")")
+    lines.append("        J[a, a] += 1.0")
+    return "\n".join(lines) + "\n"
+
+
 def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
     """The generated per-block parts: the `_newton_k` functions, `_solve_all`'s body, the
     sample loop's block sections, the effective linear parts after the ladder and the sample
@@ -950,6 +968,14 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
         ahead = textwrap.indent(_fill(_AHEAD, rg), " " * 4) if rg["AHEAD"] else ""
         values = dict(rg, K=k, AHEAD=ahead)
         body = _fill(_NEWTON, values)
+        written = rg["ID"] and rg["COLS"] and not scalar_block.fits(rg)
+        if written:
+            # a larger block's J written out (`_matrix_code`): the generic loop reads every
+            # index from JAC_PTR / JAC_ROW and was a third of the Big Muff pair's time
+            generic = _fill("_matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)",
+                            values)
+            body = body.replace(generic, f"_matrix_{k}(KN, jac, J)")
+            newtons.append(_matrix_code(k, rg) + "\n\n")
         called = body
         for helper in ("_ports", "_dports", "_matrix", "_pnjlim", f"_laws_{k}"):
             called = called.replace(f"{helper}(", f"{helper}_c(")
@@ -962,6 +988,8 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
             f"it, ok = _newton_{k}({_NEWTON_ARGS})\n"
             "if it > total:\n    total = it\nif not ok:\n    return total, False\n", values))
         section = _fill(_MAIN_BLOCK, values)
+        if written:
+            section = section.replace(generic, f"_matrix_{k}(KN, jac, J)")
         if scalar_block.fits(rg):
             section = scalar_block.section(k, rg)
             prologue.append(scalar_block.prologue(rg))
@@ -1107,6 +1135,53 @@ def _line_search_code(ranges: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: Operators whose arguments Sympy orders by value: their blanked texts are sorted instead.
+_UNORDERED = (sp.Add, sp.Mul, sp.Min, sp.Max, sp.And, sp.Or)
+
+
+class _Shapes:
+    """Value-free, deterministic texts of the nodes above the constants of one expression:
+    `text(node, here)` is the node's tree with constant `here` written "@", the other
+    constants of `found` "X", and the arguments of sums, products, min/max and and/or sorted
+    (Sympy orders those by value). Built without rebuilding a Sympy expression (xreplace
+    canonicalises every node again: seconds for the laws of a transistor with every parameter
+    given), and shared between the constants: a subtree without `here` has one text."""
+
+    def __init__(self, found: dict):
+        self.found = found
+        self.plain: dict = {}       # node -> its text with every constant "X"
+        self.floats: dict = {}      # node -> the constants of `found` below it
+
+    def _below(self, node) -> frozenset:
+        got = self.floats.get(node)
+        if got is None:
+            if node in self.found:
+                got = frozenset((node,))
+            else:
+                args = node.args[:1] if isinstance(node, sp.Pow) else node.args
+                got = frozenset().union(*(self._below(a) for a in args))
+            self.floats[node] = got
+        return got
+
+    def text(self, node, here=None) -> str:
+        if here is not None and here not in self._below(node):
+            here = None
+        if here is None and node in self.plain:
+            return self.plain[node]
+        if node in self.found:
+            out = "@" if node == here else "X"
+        elif not node.args:
+            out = str(node)
+        else:
+            parts = [self.text(a, here) for a in node.args]
+            if isinstance(node, _UNORDERED):
+                parts.sort()
+            out = f"{type(node).__name__}({','.join(parts)})"
+        if here is None:
+            self.plain[node] = out
+        return out
+
+
 class _Literals:
     """The floating-point constants of the device laws taken out of the source: each becomes
     an entry of theta after the parameters, so that circuits whose laws differ only in
@@ -1116,8 +1191,6 @@ class _Literals:
     blanked out (a value-free key: the terms each sits in, then the terms around those where
     two sit alike), not by the order Sympy keeps them in; equal values share one entry. An
     exponent stays in the source (x**0.5 keeps its square root)."""
-
-    _HERE, _OTHER = sp.Symbol("@"), sp.Symbol("X")
 
     def __init__(self, offset: int):
         self.offset = offset
@@ -1131,7 +1204,7 @@ class _Literals:
         if not found:
             return expr
         names = {}
-        for f in self._ordered(list(found), found, 0):
+        for f in self._ordered(list(found), found, 0, _Shapes(found)):
             value = float(f)
             if value not in self.symbols:
                 self.symbols[value] = sp.Symbol(f"_lit{len(self.values)}", real=True)
@@ -1139,7 +1212,7 @@ class _Literals:
             names[f] = self.symbols[value]
         return expr.xreplace(names)
 
-    def _ordered(self, group: list, found: dict, depth: int) -> list:
+    def _ordered(self, group: list, found: dict, depth: int, shapes: _Shapes) -> list:
         """`group` ordered by the terms each constant sits in (its ancestors `depth` levels
         up, every constant blanked out); where those are the same, by the next level up
         (two temperature factors each in "X + @*T" differ further up); at the root, by
@@ -1150,14 +1223,13 @@ class _Literals:
             return sorted(group, key=float)
 
         def key(f):
-            blank = {g: self._HERE if g == f else self._OTHER for g in found}
-            return tuple(sorted(str(chain[depth].xreplace(blank)) if len(chain) > depth else ""
+            return tuple(sorted(shapes.text(chain[depth], f) if len(chain) > depth else ""
                                 for chain in found[f]))
 
         ties: dict = {}
         for f in group:
             ties.setdefault(key(f), []).append(f)
-        return [f for k in sorted(ties) for f in self._ordered(ties[k], found, depth + 1)]
+        return [f for k in sorted(ties) for f in self._ordered(ties[k], found, depth + 1, shapes)]
 
     def _collect(self, expr, chain: tuple, found: dict) -> None:
         """found: each constant -> the chains of nodes above it (its context), nearest first."""
@@ -1200,8 +1272,10 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
         nz = [(x, y) for x, c in enumerate(ports) for y, e in enumerate(ports)
               if c == e or eq.jacobian[c, e] != 0]
         laws.append((f"_laws_{k}", out, nz))
+        cols = []
         for e in ports:
-            rows += [at[c] for c in ports if c == e or eq.jacobian[c, e] != 0]
+            cols.append([at[c] for c in ports if c == e or eq.jacobian[c, e] != 0])
+            rows += cols[-1]
             ptr.append(len(rows))
         junctions = [c for c in ports if eq.ports[c].junction]
         for c in junctions:
@@ -1217,7 +1291,7 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                            AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports),
                            NZ=nz, JUNCTIONS=[(j0 + t, ports.index(c))
                                              for t, c in enumerate(junctions)], K=k, THETA=[],
-                           OUTSIDE=[]))
+                           OUTSIDE=[], COLS=cols))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"

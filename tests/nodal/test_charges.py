@@ -26,7 +26,7 @@ from nodal import resample, signals, spice
 from nodal.devices import charges
 from nodal.errors import NetlistError
 from nodal.metrics import esr
-from nodal.netlist import parse
+from nodal.netlist import parse, read
 from nodal.newton import NewtonOptions
 
 FS = 48000.0
@@ -101,9 +101,10 @@ def test_circuits_without_charges_get_no_charge_ports():
         assert eq.n_states == len(eq.reactive)
 
 
-def _against_ngspice(path, seconds=0.03, oversample=8, values=None, skip=0):
+def _against_ngspice(path, seconds=0.03, oversample=8, values=None, skip=0, spice_path=None):
+    """ESR of our output against ngspice's on the same netlist (or on spice_path's)."""
     eq = nodal.equations(path)
-    net = eq.netlist
+    net = eq.netlist if spice_path is None else read(spice_path)
     x = signals.plucked_string(seconds, FS, peak=PEAKS[path], cutoff=5000, seed=3)
     rate = FS * oversample
     ref = spice.simulate(net, {net.input: resample.upsample(x, oversample)}, rate,

@@ -672,20 +672,16 @@ def _solve_@N@(J, b, out):
         if piv != c:
             for j in range(@N@):
                 J[c, j], J[piv, j] = J[piv, j], J[c, j]
-            b[c], b[piv] = b[piv], b[c]
         for k in range(c + 1, @N@):
             m = J[k, c] / J[c, c]
             J[k, c] = m
             if m != 0.0:
                 for j in range(c + 1, @N@):
                     J[k, j] -= m * J[c, j]
-                b[k] -= m * b[c]
-    for c in range(@N@ - 1, -1, -1):
-        acc = b[c]
-        b[c] = out[c]
-        for j in range(c + 1, @N@):
-            acc -= J[c, j] * out[j]
-        out[c] = acc / J[c, c]
+    # the pivot rows to b, the right-hand side to out, solved there by the factors
+    for c in range(@N@):
+        b[c], out[c] = out[c], b[c]
+    _resolve_@N@(J, b, out)
 '''
 
 # `_resolve_n`: b = J^-1 b in place for a second right-hand side, from the factors `_solve_n`

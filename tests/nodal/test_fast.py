@@ -3,6 +3,11 @@ same input, same samples; and `forward` (kernel Newton + one differentiable step
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -174,3 +179,77 @@ def test_another_temperature_is_the_same_kernel_with_other_constants(tmp_path):
     assert not np.array_equal(kernels[60].literals, kernels[-10].literals)
     # the forward voltage falls ~2 mV/K per diode: 70 K -> ~0.1 V or more at these currents
     assert peaks[-10] - peaks[60] > 0.05
+
+
+#: A common-emitter stage with a diode to ground from its collector: one Newton block of three
+#: junction ports (the BJT's two, the diode), above the size written out in scalars, whose Q
+#: is the identity.
+CE_WITH_DIODE = """* CE stage, a diode from the collector
+*@ input vin
+*@ output c
+.model qn npn is=1e-14 bf=200 br=3 vaf=60 ikf=20m
+.model dx d is=2.5n n=1.75
+vin in 0 dc 0
+vcc vcc 0 dc 9
+c1 in b 100n
+r1 b c 470k
+rc vcc c 10k
+re e 0 100
+q1 c b e qn
+d1 c x dx
+rx x 0 4.7k
+"""
+
+
+def test_a_large_blocks_written_out_jacobian_is_the_generic_loops(tmp_path):
+    """`_matrix_k` (J = I - K di/dv written out over the Jacobian's structural nonzeros, for a
+    block above the scalar size whose Q is the identity) gives the generic `_matrix`'s J to
+    the last bit, on random K and derivatives in the block's structure (the BJT's 2 x 2
+    coupling included). Only the two functions are compiled, not the sample loop."""
+    path = tmp_path / "ce.cir"
+    path.write_text(CE_WITH_DIODE)
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
+    (coords, ports), = plan.blocks
+    assert len(coords) == len(ports) == 3
+    source, _ = fast.kernel_text(eq, plan)
+    assert "_matrix_0(KN, jac, J)" in source          # the sample loop calls the written-out J
+    space: dict = {}
+    exec(compile(source, "<kernel>", "exec"), space)
+    rng = np.random.default_rng(1)
+    n = len(ports)
+    jac = np.zeros((n, n))
+    ptr, rows = space["JAC_PTR"], space["JAC_ROW"]
+    for col in range(n):
+        for k in range(ptr[col], ptr[col + 1]):
+            jac[rows[k], col] = rng.normal()
+    assert np.count_nonzero(jac) > n                   # an off-diagonal derivative is there
+    for _ in range(5):
+        KN = rng.normal(size=(n, n)) * 10.0 ** rng.uniform(-3, 3)
+        written, generic = np.empty((n, n)), np.empty((n, n))
+        space["_matrix_0"](KN, jac, written)
+        space["_matrix"](KN, jac, np.eye(n), np.empty((n, n)), generic, 0, n, 0, n, True)
+        np.testing.assert_array_equal(written, generic)
+
+
+def test_the_kernel_text_is_the_same_in_every_process(tmp_path):
+    """The kernel is found on disk by its text: the text, and the order of the constants it
+    reads at run time, must not depend on Python's hash seed (the constants are kept in sets
+    and dicts on the way; their order comes from value-free texts of the terms around them).
+    A full BJT card beside a diode: laws with many constants in alike places."""
+    path = tmp_path / "ce.cir"
+    path.write_text(CE_WITH_DIODE)
+    script = ("import hashlib, sys, nodal\nfrom nodal import fast\n"
+              "eq = nodal.equations(sys.argv[1])\n"
+              "text, values = fast.kernel_text(eq)\n"
+              "print(hashlib.sha256((text + repr(values)).encode()).hexdigest())\n")
+    digests = set()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, "-c", script, str(path)], env=env,
+                              capture_output=True, text=True, check=True)
+        digests.add(done.stdout.strip())
+    text, values = fast.kernel_text(nodal.equations(path))
+    digests.add(hashlib.sha256((text + repr(values)).encode()).hexdigest())
+    assert len(digests) == 1

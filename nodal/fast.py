@@ -507,6 +507,53 @@ def ladder(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, th
     return total, lev, not ok
 '''
 
+# Pieces of Newton on one block that `_NEWTON` and the ladder's `_NEWTON_LS` share, written
+# once (hooks: @NORM@ the line search's |f|^2, @STALL_NOTE@ a comment).
+# The residual f = -(q - pe - K i) and whether it is already at its round-off floor:
+_RESIDUAL = """settled = True
+for a in range(@R0@, @R1@):
+    acc = q[a] - pe[a]
+    mag = abs(q[a]) + abs(pe[a])
+    for c in range(@P0@, @P1@):
+        t = KN[a, c] * cur[c]
+        acc -= t
+        mag += abs(t)
+    f[a - @R0@] = -acc
+@NORM@    if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
+        settled = False
+"""
+# The step alpha dq taken, and whether it is below the tolerance (or has stalled):
+_STEP = """small = alpha == 1.0
+big = 0.0
+for a in range(@NB@):
+    step = alpha * dq[a]
+    q[@R0@ + a] += step
+    if abs(step) > abstol + reltol * abs(q[@R0@ + a]):
+        small = False
+    if abs(step) > big:
+        big = abs(step)
+if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
+    small = True@STALL_NOTE@
+last = big
+"""
+# The currents at the accepted q to first order from the last evaluation:
+_FIRST_ORDER = """for c in range(@P0@, @P1@):
+    acc = cur[c]
+    for e in range(@P0@, @P1@):
+        acc += jac[c, e] * dv[e]
+    tmp[c] = acc
+for c in range(@P0@, @P1@):
+    cur[c] = tmp[c]
+"""
+
+
+def _piece(snippet: str, indent: int, **hooks: str) -> str:
+    """A shared piece at this indentation, its hooks filled."""
+    for key, value in hooks.items():
+        snippet = snippet.replace(f"@{key}@", value)
+    return textwrap.indent(snippet, " " * indent)
+
+
 # Newton on one block (q - pe - K i(Q q) = 0 over its coordinates R0..R1 and ports P0..P1),
 # written out in `_newton_k` (the ladder calls it) and inline in the sample loop, where a call
 # would cost as much as an iteration. Local arrays f, dq, J, KJ are indexed from 0.
@@ -523,18 +570,7 @@ for _ in range(max_iter):
                 jac[c, c] += gshunt
     it += 1
     # f = q - pe - K i, and whether it is already at its round-off floor
-    settled = True
-    for a in range(@R0@, @R1@):
-        acc = q[a] - pe[a]
-        mag = abs(q[a]) + abs(pe[a])
-        for c in range(@P0@, @P1@):
-            t = KN[a, c] * cur[c]
-            acc -= t
-            mag += abs(t)
-        f[a - @R0@] = -acc
-        if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
-            settled = False
-    if settled:
+''' + _piece(_RESIDUAL, 4, NORM="") + '''    if settled:
         conv = True
         break
     _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
@@ -547,30 +583,12 @@ for _ in range(max_iter):
             finite = False
     if not finite:
         break
-    small = alpha == 1.0
-    big = 0.0
-    for a in range(@NB@):
-        step = alpha * dq[a]
-        q[@R0@ + a] += step
-        if abs(step) > abstol + reltol * abs(q[@R0@ + a]):
-            small = False
-        if abs(step) > big:
-            big = abs(step)
-    if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
-        small = True       # steps no longer shrink, below STALL volts: round-off, not Newton
-    last = big
-@AHEAD@    if small:
+''' + _piece(_STEP, 4, STALL_NOTE="       # steps no longer shrink, below STALL volts: round-off, "
+                                 "not Newton") + '''@AHEAD@    if small:
         # The currents at the converged q, to first order from the last evaluation: the last
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
         # far below round-off in y, and an evaluation is saved.
-        for c in range(@P0@, @P1@):
-            acc = cur[c]
-            for e in range(@P0@, @P1@):
-                acc += jac[c, e] * dv[e]
-            tmp[c] = acc
-        for c in range(@P0@, @P1@):
-            cur[c] = tmp[c]
-        conv = True
+''' + _piece(_FIRST_ORDER, 8) + '''        conv = True
         break
 '''
 
@@ -1028,20 +1046,8 @@ def _newton_ls_@K@(q, pe, KN, expand, jports, theta, vte, vcrit, max_iter, absto
         _ports_c(expand, q, v, @P0@, @P1@, @R0@, @R1@, @ID@)
         _laws_@K@(v, theta, cur, jac)
         it += 1
-        settled = True
         norm = 0.0
-        for a in range(@R0@, @R1@):
-            acc = q[a] - pe[a]
-            mag = abs(q[a]) + abs(pe[a])
-            for c in range(@P0@, @P1@):
-                t = KN[a, c] * cur[c]
-                acc -= t
-                mag += abs(t)
-            f[a - @R0@] = -acc
-            norm += acc * acc
-            if not (abs(acc) <= ROUNDOFF * mag and mag < math.inf):
-                settled = False
-        if settled:
+''' + _piece(_RESIDUAL, 8, NORM="    norm += acc * acc\n") + '''        if settled:
             return it, True
         if trial > STALL:
             good = norm <= (1.0 - 2.0 * ARMIJO * lam * alpha) * base
@@ -1081,29 +1087,10 @@ def _newton_ls_@K@(q, pe, KN, expand, jports, theta, vte, vcrit, max_iter, absto
         for a in range(@NB@):
             if not math.isfinite(alpha * dq[a]):
                 return it, False
-        small = alpha == 1.0
-        big = 0.0
-        for a in range(@NB@):
-            step = alpha * dq[a]
-            q[@R0@ + a] += step
-            if abs(step) > abstol + reltol * abs(q[@R0@ + a]):
-                small = False
-            if abs(step) > big:
-                big = abs(step)
-        if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
-            small = True
-        last = big
-        trial = big
+''' + _piece(_STEP, 8, STALL_NOTE="") + '''        trial = big
         if small:
             # the currents at the converged q, to first order from the last evaluation
-            for c in range(@P0@, @P1@):
-                acc = cur[c]
-                for e in range(@P0@, @P1@):
-                    acc += jac[c, e] * dv[e]
-                tmp[c] = acc
-            for c in range(@P0@, @P1@):
-                cur[c] = tmp[c]
-            return it, True
+''' + _piece(_FIRST_ORDER, 12) + '''            return it, True
     return it, False
 '''
 

@@ -637,7 +637,7 @@ def plot(
 @friendly
 def bench(
     circuits: Optional[List[str]] = typer.Argument(
-        None, help="built-in circuits, the bench's own (bench/circuits: big_muff_pair) or "
+        None, help="built-in circuits, the bench's own (bench/netlists: big_muff_pair) or "
         "netlist files (default: every built-in)"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     seconds: float = typer.Option(10.0, help="seconds of test signal at 48 kHz (up to 600)"),

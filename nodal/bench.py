@@ -23,7 +23,7 @@ finished and the ones that stopped, and a reference that did not finish at any s
 never a result: the row says so and has no ngspice figures or ESRs. The other ngspice runs use
 the reference's setting.
 
-Circuits are the built-ins (`circuits/`) or the bench's own, larger ones (`bench/circuits/`,
+Circuits are the built-ins (`circuits/`) or the bench's own, larger ones (`bench/netlists/`,
 by name: `nodalnet bench big_muff_pair`), or any netlist file. For the bench's own circuits
 (or with `startup=True`) the row also has the start-up: derivation, torch laws and kernel
 compile + first samples in a fresh process, cold (an empty `NODALNET_CACHE` folder) and warm
@@ -139,11 +139,11 @@ REFERENCE_LADDER = [
 ]
 
 #: where the bench's own circuits live: larger than the built-ins, too slow for the test suite
-BENCH_CIRCUITS = Path(__file__).resolve().parents[1] / "bench" / "circuits"
+BENCH_CIRCUITS = Path(__file__).resolve().parents[1] / "bench" / "netlists"
 
 
 def resolve(name: str) -> str:
-    """A built-in circuit's name as given; a bench circuit's name (bench/circuits/NAME.cir) as
+    """A built-in circuit's name as given; a bench circuit's name (bench/netlists/NAME.cir) as
     that file's path; anything else (a netlist file) as given."""
     import circuits
 
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="run ngspice on an excerpt this long (default: all of it)")
     parser.add_argument("--startup", action=argparse.BooleanOptionalAction, default=None,
                         help="measure the cold / warm start in fresh processes (default: for "
-                             "the bench's own circuits, bench/circuits)")
+                             "the bench's own circuits, bench/netlists)")
     args = parser.parse_args(argv)
 
     def log(message):

@@ -4,6 +4,8 @@ looser setting and says so; one that never finishes is never a figure. No timing
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import nodal
 from nodal import bench, signals, spice
 from nodal.render import input_matrix
 
-BIG = Path(__file__).resolve().parents[2] / "bench" / "circuits" / "big_muff_pair.cir"
+BIG = Path(__file__).resolve().parents[2] / "bench" / "netlists" / "big_muff_pair.cir"
 
 
 def _drive(name: str, samples: int):
@@ -28,6 +30,19 @@ def test_bench_circuits_resolve_by_name():
     assert bench.resolve("diode_clipper") == "diode_clipper"          # a built-in stays a name
     assert bench.resolve("/no/such.cir") == "/no/such.cir"
     assert bench._label(str(BIG)) == "big_muff_pair"
+
+
+def test_bench_scripts_resolve_bench_circuits_by_name():
+    """`python bench/scale.py --startup big_muff_pair` puts bench/ first on the import path:
+    a folder there named like one of nodalnet's packages (it was bench/circuits) shadows
+    that package as a namespace package, and `bench.resolve` then failed in the script."""
+    root = Path(__file__).resolve().parents[2]
+    script = "from nodal import bench; print(bench.resolve('big_muff_pair'))"
+    # run from bench/, which is then first on the path, as a script's own folder is
+    out = subprocess.run([sys.executable, "-c", script], cwd=root / "bench", capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(BIG)
 
 
 @pytest.mark.skipif(not spice.available(), reason="ngspice is not installed")

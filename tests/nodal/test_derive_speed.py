@@ -18,7 +18,7 @@ from nodal.dk import torch_function
 from nodal.mna import port_derivative
 
 ROOT = Path(__file__).resolve().parents[2]
-BIG = ROOT / "bench" / "circuits" / "big_muff_pair.cir"
+BIG = ROOT / "bench" / "netlists" / "big_muff_pair.cir"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CIRCUITS = ["diode_clipper", "tube_screamer", "phase90", str(FIXTURES / "charge_ce_stage.cir"),
             str(FIXTURES / "asymmetric_clipper.cir"), str(FIXTURES / "charge_jfet.cir")]

@@ -253,3 +253,31 @@ def test_the_kernel_text_is_the_same_in_every_process(tmp_path):
     text, values = fast.kernel_text(nodal.equations(path))
     digests.add(hashlib.sha256((text + repr(values)).encode()).hexdigest())
     assert len(digests) == 1
+
+
+def test_a_kernel_from_the_disk_cache_loads_its_helpers_before_its_loop(tmp_path):
+    """A process that finds the kernel on disk loads the machine code of every helper numba
+    cached (the laws, the eliminations, each block's Newton) before the sample loop, so that
+    the loop's calls bind to the helpers' own code, as in the process that compiled it (the
+    loop's private copies ran ~45% slower on the Big Muff pair: bench/README.md). Checked
+    in a second process on the cache folder the first one filled."""
+    script = ("import sys, nodal, torch\nfrom nodal import fast\n"
+              "solver = nodal.load('diode_clipper')\n"
+              "if sys.argv[1] == 'cold':\n"
+              "    solver.simulate(torch.zeros(1, 8, 1))\n"
+              "    raise SystemExit\n"
+              "arrays = solver._kernel_arrays(solver.theta())\n"
+              "k = fast.kernel(solver.eq, fast.layout(solver.eq, arrays.K))\n"
+              "module = sys.modules[k.run.py_func.__module__]\n"
+              "from numba.core.registry import CPUDispatcher\n"
+              "ready = sorted(n for n, f in vars(module).items()\n"
+              "               if isinstance(f, CPUDispatcher) and f.overloads)\n"
+              "print(' '.join(ready))\n")
+    env = dict(os.environ, NODALNET_CACHE=str(tmp_path))
+    for phase in ("cold", "warm"):
+        done = subprocess.run([sys.executable, "-c", script, phase], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    ready = set(done.stdout.split())
+    assert "run" not in ready                      # the loop itself loads on its first call
+    assert {"_junctions", "_predict", "_effective"} <= ready, ready

@@ -369,6 +369,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
             q2[a] = q00[b, a]
             pprev[a] = p00[b, a]
         have_p = use_p0[b]
+@@ITEM_START@@
         if use_p0[b]:
             # the Jacobian where the previous run's last Newton left it, for the tangent step
             for c in range(NP):
@@ -559,6 +560,7 @@ def _piece(snippet: str, indent: int, **hooks: str) -> str:
 # would cost as much as an iteration. Local arrays f, dq, J, KJ are indexed from 0.
 _NEWTON = '''it = 0
 conv = False
+fresh = False
 last = math.inf
 for _ in range(max_iter):
     _ports(expand, q, v, @P0@, @P1@, @R0@, @R1@, @ID@)
@@ -589,6 +591,7 @@ for _ in range(max_iter):
         # step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20,
         # far below round-off in y, and an evaluation is saved.
 ''' + _piece(_FIRST_ORDER, 8) + '''        conv = True
+        fresh = True
         break
 '''
 
@@ -638,6 +641,7 @@ _AHEAD = '''if stopping == 1 and alpha == 1.0:
                 acc += jac[c, e] * dv[e]
             cur[c] = acc
         conv = True
+        fresh = True
         break
 '''
 
@@ -662,6 +666,41 @@ _MAIN_BLOCK = '''if ok:
             for a in range(@NB@):
                 q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
 @NEWTON@
+    if it > total:
+        total = it
+    ok = conv
+'''
+
+# A large block (its Newton called, `_newton_k`) keeps its own J_k and f_k: Newton leaves in
+# them the factors of J at its last evaluation and their pivot rows wherever it stopped after
+# a step without evaluating again (`fresh`: the small-step and the predicted stops), and the
+# tangent's J is that same matrix: it is solved with those factors instead of being built and
+# factored again (the same arithmetic: the same samples to the last bit).
+_MAIN_BLOCK_CALLED = '''if ok:
+    _effective(p, KN, cur, pe, @R0@, @R1@, @P0@)
+    if predictor == 2 and have_p:
+        # tangent: J dq = pe - pe_prev with J = I - K (di/dv) Q at the last evaluation
+        for a in range(@NB@):
+            dq[a] = pe[@R0@ + a] - pprev[@R0@ + a]
+        if fresh_@K@:
+            _resolve_@NB@(J_@K@, f_@K@, dq)
+        else:
+            _matrix_c(KN, jac, expand, KJ, J_@K@, @R0@, @NB@, @P0@, @NPB@, @ID@)
+            for a in range(@NB@):
+                f_@K@[a] = dq[a]
+            _solve_@NB@(J_@K@, f_@K@, dq)
+        # limited as a Newton step: a junction never starts far past its knee
+        _ports_c(expand, q1, v, @P0@, @P1@, @R0@, @R1@, @ID@)
+        _dports_c(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
+        alpha = _pnjlim_c(v, dv, jports, vte, vcrit, @J0@, @J1@)
+        good = True
+        for a in range(@NB@):
+            if not math.isfinite(alpha * dq[a]):
+                good = False
+        if good:
+            for a in range(@NB@):
+                q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
+    it, conv, fresh_@K@ = _newton_@K@(@CALLED_ARGS@)
     if it > total:
         total = it
     ok = conv
@@ -973,11 +1012,12 @@ def _matrix_code(k: int, rg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
+def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str, str]:
     """The generated per-block parts: the `_newton_k` functions, `_solve_all`'s body, the
-    sample loop's block sections, the effective linear parts after the ladder and the sample
-    loop's prologue (the locals of the blocks written out in scalars)."""
-    newtons, solve_all, main, effective, prologue = [], [], [], [], []
+    sample loop's block sections, the effective linear parts after the ladder, the sample
+    loop's prologue (the locals of the blocks written out in scalars, a large block's own J
+    and f) and what each batch item starts with (a large block's factors not yet fresh)."""
+    newtons, solve_all, main, effective, prologue, item_start = [], [], [], [], [], []
     for k, rg in enumerate(ranges):
         ahead = textwrap.indent(_fill(_AHEAD, rg), " " * 4) if rg["AHEAD"] else ""
         values = dict(rg, K=k, AHEAD=ahead)
@@ -996,10 +1036,10 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
         newtons.append(f"_laws_{k}_c = _laws_{k}\n\n\n")
         newtons.append(f'@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
                        f"def _newton_{k}({_NEWTON_ARGS}):\n"
-                       + textwrap.indent(called, "    ") + "    return it, conv\n")
+                       + textwrap.indent(called, "    ") + "    return it, conv, fresh\n")
         solve_all.append(_fill(
             "_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n"
-            f"it, ok = _newton_{k}({_NEWTON_ARGS})\n"
+            f"it, ok, _ = _newton_{k}({_NEWTON_ARGS})\n"
             "if it > total:\n    total = it\nif not ok:\n    return total, False\n", values))
         section = _fill(_MAIN_BLOCK, values)
         if written:
@@ -1011,17 +1051,25 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str]:
             section = section.replace("@NEWTON@\n", textwrap.indent(body, " " * 4))
         else:
             # a large block: its Newton is called, not written out (compile time grows with
-            # every copy; the call costs nothing beside a large block's solve)
-            for helper in ("_ports", "_dports", "_matrix", "_pnjlim"):
-                section = section.replace(f"{helper}(", f"{helper}_c(")
-            section = section.replace(
-                "@NEWTON@\n", f"    it, conv = _newton_{k}({_NEWTON_ARGS})\n")
+            # every copy; the call costs nothing beside a large block's solve), on its own
+            # J_k and f_k, whose factors its tangent reuses
+            called_args = _NEWTON_ARGS.replace(", f,", f", f_{k},").replace(
+                ", J,", f", J_{k},")
+            section = _fill(_MAIN_BLOCK_CALLED, dict(values, CALLED_ARGS=called_args))
+            if written:
+                section = section.replace(
+                    _fill("_matrix_c(KN, jac, expand, KJ, J_@K@, @R0@, @NB@, @P0@, @NPB@, "
+                          "@ID@)", values), f"_matrix_{k}(KN, jac, J_{k})")
+            prologue.append(f"J_{k} = np.empty(({rg['NB']}, {rg['NB']}))\n"
+                            f"f_{k} = np.empty({rg['NB']})\nfresh_{k} = False\n")
+            item_start.append(f"fresh_{k} = False\n")
         main.append(section)
         effective.append(_fill("_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n", values))
     return ("\n\n".join(newtons), textwrap.indent("".join(solve_all), " " * 4),
             textwrap.indent("".join(main), " " * 16),
             textwrap.indent("".join(effective), " " * 4),
-            textwrap.indent("".join(prologue), " " * 4))
+            textwrap.indent("".join(prologue), " " * 4),
+            textwrap.indent("".join(item_start), " " * 8))
 
 
 # The ladder's first rung (`newton.py`: the line search): Newton on one block with every step
@@ -1325,7 +1373,7 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"AHEAD_SAFETY = {AHEAD_SAFETY!r}", f"AHEAD_REACH = {AHEAD_REACH!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
-    newtons, solve_all, main, effective, prologue = _block_code(ranges)
+    newtons, solve_all, main, effective, prologue, item_start = _block_code(ranges)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))
             .replace("@@PNJLIM_ONE@@\n", scalar_block.PNJLIM_ONE)
             .replace("@@BLOCK_NEWTONS@@", newtons)
@@ -1333,6 +1381,7 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
             .replace("@@MAIN_BLOCKS@@\n", main)
             .replace("@@EFFECTIVE_ALL@@\n", effective)
             .replace("@@PROLOGUE@@\n", prologue)
+            .replace("@@ITEM_START@@\n", item_start)
             .replace("@@LINE_SEARCH@@", _line_search_code(ranges)))
     return ("\n".join(header) + "\n\n".join(laws) + "\n\n" + laws_all + "\n\n" + junctions_fn
             + "\n" + loop), lit.values

@@ -281,3 +281,40 @@ def test_a_kernel_from_the_disk_cache_loads_its_helpers_before_its_loop(tmp_path
     ready = set(done.stdout.split())
     assert "run" not in ready                      # the loop itself loads on its first call
     assert {"_junctions", "_predict", "_effective"} <= ready, ready
+
+
+def _diode_ladder(n: int) -> str:
+    """n clipping diodes, alternating in direction, at the nodes of a resistor ladder: every
+    diode sees every other through the resistors, so one Newton block of n ports."""
+    lines = [f"* {n} clipping diodes on a resistor ladder", "*@ input vin", f"*@ output n{n}",
+             ".model dx d is=2.5n n=1.75 rs=2", "vin in 0 dc 0", "c0 in n1 1u"]
+    for k in range(1, n + 1):
+        lines.append(f"d{k} n{k} 0 dx" if k % 2 else f"d{k} 0 n{k} dx")
+        lines.append(f"r{k} n{k} n{k + 1} 470" if k < n else f"r{k} n{k} 0 10k")
+        lines.append(f"cx{k} n{k} 0 {k}n")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_large_block_reuses_its_factors_for_the_tangent_to_the_last_bit(tmp_path, monkeypatch):
+    """A block above INLINE_BLOCK coordinates has its Newton called, on its own J and f; its
+    tangent start solves with the factors Newton left where they are those of J at its last
+    evaluation. Same samples and iteration counts, to the last bit, as a kernel that builds
+    and factors J again (compiled in memory with the reuse switched off); and the torch
+    path's samples."""
+    monkeypatch.setenv("NODALNET_CACHE", "")           # both kernels from their own text
+    path = tmp_path / "ladder.cir"
+    path.write_text(_diode_ladder(fast.INLINE_BLOCK + 2))
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
+    assert max(len(coords) for coords, _ in plan.blocks) > fast.INLINE_BLOCK
+    assert "if fresh_0:" in fast.kernel_source(eq, plan)
+    u = _inputs(solver, peaks=(2.0,))
+    out = solver.simulate(u, backend="fast")
+    ref = solver.simulate(u[:, :300], backend="torch")
+    assert (out.y[:, :300] - ref.y).abs().max() <= TOLERANCE
+    monkeypatch.setattr(fast, "_MAIN_BLOCK_CALLED",
+                        fast._MAIN_BLOCK_CALLED.replace("if fresh_@K@:", "if False:"))
+    rebuilt = nodal.NodalSolver(eq, sample_rate=48000.0).simulate(u, backend="fast")
+    assert torch.equal(out.y, rebuilt.y) and torch.equal(out.x, rebuilt.x)
+    assert np.array_equal(out.diagnostics.iterations, rebuilt.diagnostics.iterations)

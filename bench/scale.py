@@ -7,10 +7,14 @@ check) and checked (`nodal.check_solvable`: structural and numeric singularity).
 seconds of each step, one line per size (default: 200 and 1000 sections, i.e. 401 and 2,001
 elements). Wall times on a shared machine are upper bounds.
 
+`--boards N...` does the same on N copies of one Big Muff board (12 junction ports each, one
+Newton block each; default 1 2 4): how the start-up grows with the blocks.
+
 `--startup` runs `nodal.bench.startup` on each netlist (or built-in / bench circuit name): a
 fresh process with an empty `NODALNET_CACHE` folder (cold: derive, build the torch laws,
 compile the kernel, run 10 ms), then the same folder again (warm, best of 3), and prints the
-seconds of each step. See bench/README.md for the figures.
+seconds of each step and the real-time factor of the kernel in that process (0.25 s of
+pluck). See bench/README.md for the figures.
 
 Measured on the 2-core machine with a load average of 4-6 from other jobs:
 
@@ -24,8 +28,13 @@ Measured on the 2-core machine with a load average of 4-6 from other jobs:
 
 from __future__ import annotations
 
+import re
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+PAIR = Path(__file__).resolve().parent / "netlists" / "big_muff_pair.cir"
 
 
 def ladder(sections: int) -> str:
@@ -35,6 +44,28 @@ def ladder(sections: int) -> str:
         lines.append(f"C{k} n{k} 0 10n")
     lines.append(".end")
     return "\n".join(lines) + "\n"
+
+
+def boards(n: int) -> str:
+    """n copies of the Big Muff pair's muff A (12 junction ports each, so n Newton blocks of
+    12), fed from one input and mixed by a chain of ideal VCVS: how the start-up grows with
+    the number of blocks of the same structure."""
+    lines = PAIR.read_text().splitlines()
+    a, b = lines.index("* --- muff A ---"), lines.index("* --- muff B ---")
+    out = [f"* {n} Big Muff boards (muff A of big_muff_pair.cir)", "*@ input Vin",
+           "*@ output out"]
+    out += [ln for ln in lines[:a] if ln.startswith((".model", "+", ".param", "Vin", "Vcc"))]
+    tags = "abcdefghijklmnopqrstuvwxyz"
+    for k in range(n):
+        for ln in lines[a + 1:b]:
+            ln = re.sub(r"\b(\w+?)a\b", lambda m, t=tags[k]: m.group(1) + t, ln)
+            out.append(re.sub(r"\btone[a-z]\b", "tonea", ln))
+    previous = "0"
+    for k in range(n):
+        out.append(f"E{k} m{k} {previous} o{tags[k]} 0 {1.0 / n!r}")
+        previous = f"m{k}"
+    out += [f"Rout {previous} out 1", "Rload out 0 1meg", ".end"]
+    return "\n".join(out) + "\n"
 
 
 def measure(sections: int) -> dict[str, float]:
@@ -58,7 +89,7 @@ def startup(names: list[str]) -> None:
     def row(times: dict) -> str:
         return (f"derive {times['derive']:6.2f} s, solver {times['solver']:6.2f} s, kernel "
                 f"{times['kernel']:7.2f} s = {times['total']:7.2f} s "
-                f"(import {times['import']:.2f} s)")
+                f"(import {times['import']:.2f} s); then RTF {times['rtf']:.2f}")
 
     for name in names:
         cold, warm = bench.startup(bench.resolve(name), log=lambda m: None)
@@ -68,6 +99,14 @@ def startup(names: list[str]) -> None:
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--startup"]:
         startup(argv[1:])
+        return
+    if argv[:1] == ["--boards"]:
+        with tempfile.TemporaryDirectory() as folder:
+            paths = []
+            for n in [int(a) for a in argv[1:]] or [1, 2, 4]:
+                paths.append(Path(folder) / f"muff_boards_{n}.cir")
+                paths[-1].write_text(boards(n))
+            startup([str(p) for p in paths])
         return
     import scipy.sparse.csgraph  # noqa: F401  (imported before timing: not part of a check)
     import scipy.sparse.linalg  # noqa: F401

@@ -42,6 +42,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,8 @@ class BenchResult:
     ports: int | None = None          # nonlinear ports (junctions, charges, ...)
     #: start-up in a fresh process (seconds: import, derive, solver, kernel); None: not measured
     startup_cold: dict | None = None
+    #: the fast path in blocks of STREAM_BLOCK samples, s0 carried from call to call
+    stream_rtf: float | None = None
     startup_warm: dict | None = None
 
 
@@ -267,7 +270,26 @@ def _fast_part(solver, u, repeats: int, log) -> dict:
         solver.newton.predictor = predictor
     return {"wall": wall, "y": run_.y[0, :, 0].numpy(),
             "iterations": run_.diagnostics.mean_iterations, "iterations_previous": before,
-            "fallbacks": len(run_.diagnostics.fallback_samples)}
+            "fallbacks": len(run_.diagnostics.fallback_samples),
+            "stream_rtf": _stream_rtf(solver, u, log)}
+
+
+#: the block length of the streamed row: a plug-in's or a sound card's buffer
+STREAM_BLOCK = 512
+
+
+def _stream_rtf(solver, u, log, seconds: float = 1.0) -> float:
+    """The fast path called once per block of STREAM_BLOCK samples, each call starting from
+    the last one's state (s0 = s_final), as a plug-in would run it: the real-time factor over
+    at most `seconds` of the signal, after a first block (the operating point) not timed."""
+    log(f"  fast path in blocks of {STREAM_BLOCK} samples")
+    n = min(u.shape[1], int(round(seconds * solver.sample_rate)))
+    s = solver.simulate(u[:, :STREAM_BLOCK], backend="fast").s_final
+    t0 = time.perf_counter()
+    for a in range(STREAM_BLOCK, n, STREAM_BLOCK):
+        s = solver.simulate(u[:, a:a + STREAM_BLOCK], s0=s, backend="fast").s_final
+    wall = time.perf_counter() - t0
+    return real_time_factor((n - STREAM_BLOCK) / solver.sample_rate, wall)
 
 
 def _torch_part(solver, u, torch_seconds: float, sample_rate: float, log) -> dict:
@@ -455,7 +477,8 @@ def bench_circuit(name: str, seconds: float = 10.0, sample_rate: float = 48000.0
         speedup_vs_spice_matched=_ratio(fast_rtf, rtf("matched")), notes=notes,
         c_rtf=c_build.rtf, reference_setting=ref.label or "did not finish at any setting",
         reference_failures=ref.failures, blocks=_blocks(solver),
-        ports=len(solver.eq.ports), startup_cold=cold, startup_warm=warm)
+        ports=len(solver.eq.ports), startup_cold=cold, startup_warm=warm,
+        stream_rtf=fast["stream_rtf"])
 
 
 def run(names: list[str] | None = None, seconds: float = 10.0, log=print,
@@ -497,6 +520,8 @@ def table(results: list[BenchResult]):
          lambda r: f"{_cell(r.ports, 'd')} / "
                    f"{'not exposed' if r.blocks is None else r.blocks}"),
         ("fast path RTF", lambda r: _rtf(r.fast_rtf)),
+        (f"fast path RTF in blocks of {STREAM_BLOCK} samples (s0 carried)",
+         lambda r: "not measured" if r.stream_rtf is None else _rtf(r.stream_rtf)),
         ("C build RTF (export --format c, cc -O2)",
          lambda r: "not measured" if r.c_rtf is None else _rtf(r.c_rtf)),
         ("  ... C / fast path",

@@ -265,13 +265,15 @@ class NodalSolver(StateSpaceModel):
                 return self.forward_reference(torch.as_tensor(u), s0, progress=progress)
             return self.forward(torch.as_tensor(u), s0, progress=progress)
 
-    def _start(self, u: Tensor, s0: Tensor | None, teacher: Tensor | None):
-        """What both loops begin with: checked float64 inputs, theta, the DK matrices, every
-        source's value w, and a `fast.Start` in torch: the starting state (the operating point
-        unless s0), the exposed states before it (those of a circuit at rest), the sources
-        before it (held at the first sample's), and where Newton starts (the operating
-        point's port voltages, zeros when s0 is given); and whether autograd needs the
-        differentiable step. Newton starts not from the linear prediction p: where a node is
+    def _start(self, u: Tensor, s0: Tensor | None, teacher: Tensor | None,
+               reads_kernel: bool = False):
+        """What both loops begin with: checked float64 inputs, theta, the DK matrices (None
+        where `forward` reads the kernel's arrays and no graph is needed), every source's
+        value w, and a `fast.Start` in torch: the starting state (the operating point unless
+        s0), the exposed states before it (those of a circuit at rest), the sources before it
+        (held at the first sample's), and where Newton starts (the operating point's port
+        voltages, zeros when s0 is given); and whether autograd needs the differentiable
+        step. Newton starts not from the linear prediction p: where a node is
         reached only through a junction, p is of the order of I / GMIN, megavolts.
         """
         self.check_inputs(u, teacher)
@@ -280,8 +282,7 @@ class NodalSolver(StateSpaceModel):
             raise SignalError("the input contains NaN or infinite values")
         batch = u.shape[0]
         theta = self.theta()
-        m = self.matrices()
-        r = m.K.shape[0]
+        r = len(self.eq.reduced)
         if s0 is None:
             s, q = self._operating_point(batch, u[:, 0])
         else:
@@ -289,6 +290,10 @@ class NodalSolver(StateSpaceModel):
         w = self.source_values(u)
         grad = torch.is_grad_enabled() and (
             any(t.requires_grad for t in theta) or s.requires_grad or w.requires_grad)
+        # the DK matrices in torch: for the graph, or for the torch loop; `forward` without
+        # autograd reads the kernel's numpy arrays (cached while the values stay) instead, so
+        # a short call (a block of a stream) does not rebuild them
+        m = self.matrices() if grad or not reads_kernel else None
         x_prev = s / self._state_scale(theta)
         start = fast.Start(s=s, x=x_prev, w=w[:, 0], q=q.detach(), q_before=q.detach(), p=None)
         return u, theta, m, w, start, grad
@@ -325,10 +330,14 @@ class NodalSolver(StateSpaceModel):
             cached = (self.eq, {})
             self._compiled = cached
         split = bool(getattr(self.newton, "split", True))
+        last = getattr(self, "_last_kernel", None)
+        if last is not None and last[0] is arrays and last[1] == split and last[2] is self.eq:
+            return last[3]      # the same values as the last call: the same split
         key = (split, fast.couplings(arrays.K).tobytes())
         if key not in cached[1]:
             plan = fast.layout(self.eq, arrays.K) if split else fast.one_block(self.eq)
             cached[1][key] = fast.kernel(self.eq, plan)
+        self._last_kernel = (arrays, split, self.eq, cached[1][key])
         return cached[1][key]
 
     def forward(self, u: Tensor, s0: Tensor | None = None, teacher: Tensor | None = None,
@@ -344,9 +353,9 @@ class NodalSolver(StateSpaceModel):
 
         progress: optional callable(n_done) called every few thousand samples.
         """
-        u, theta, m, w, start, grad = self._start(u, s0, teacher)
+        u, theta, m, w, start, grad = self._start(u, s0, teacher, reads_kernel=True)
         batch, length, _ = u.shape
-        r = m.K.shape[0]
+        r = len(self.eq.reduced)
         arrays = self._kernel_arrays(theta)
         kernel_run = self._kernel(arrays)
         w_np = as_numpy(w, F64)

@@ -645,6 +645,21 @@ _AHEAD = '''if stopping == 1 and alpha == 1.0:
         break
 '''
 
+# The tangent's step dq, limited as a Newton step and taken from the last solution q1 (both
+# block sections; a large block's calls the `_c` helpers):
+_TANGENT_STEP = '''# limited as a Newton step: a junction never starts far past its knee
+_ports(expand, q1, v, @P0@, @P1@, @R0@, @R1@, @ID@)
+_dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
+alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
+good = True
+for a in range(@NB@):
+    if not math.isfinite(alpha * dq[a]):
+        good = False
+if good:
+    for a in range(@NB@):
+        q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
+'''
+
 # One block's part of the sample loop: its linear part, Newton's start, Newton.
 _MAIN_BLOCK = '''if ok:
     _effective(p, KN, cur, pe, @R0@, @R1@, @P0@)
@@ -654,18 +669,7 @@ _MAIN_BLOCK = '''if ok:
         for a in range(@NB@):
             f[a] = pe[@R0@ + a] - pprev[@R0@ + a]
         _solve_@NB@(J, f, dq)
-        # limited as a Newton step: a junction never starts far past its knee
-        _ports(expand, q1, v, @P0@, @P1@, @R0@, @R1@, @ID@)
-        _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
-        alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
-        good = True
-        for a in range(@NB@):
-            if not math.isfinite(alpha * dq[a]):
-                good = False
-        if good:
-            for a in range(@NB@):
-                q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
-@NEWTON@
+''' + _piece(_TANGENT_STEP, 8) + '''@NEWTON@
     if it > total:
         total = it
     ok = conv
@@ -689,18 +693,7 @@ _MAIN_BLOCK_CALLED = '''if ok:
             for a in range(@NB@):
                 f_@K@[a] = dq[a]
             _solve_@NB@(J_@K@, f_@K@, dq)
-        # limited as a Newton step: a junction never starts far past its knee
-        _ports_c(expand, q1, v, @P0@, @P1@, @R0@, @R1@, @ID@)
-        _dports_c(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
-        alpha = _pnjlim_c(v, dv, jports, vte, vcrit, @J0@, @J1@)
-        good = True
-        for a in range(@NB@):
-            if not math.isfinite(alpha * dq[a]):
-                good = False
-        if good:
-            for a in range(@NB@):
-                q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
-    it, conv, fresh_@K@ = _newton_@K@(@CALLED_ARGS@)
+''' + _piece(_TANGENT_STEP, 8) + '''    it, conv, fresh_@K@ = _newton_@K@(@CALLED_ARGS@)
     if it > total:
         total = it
     ok = conv
@@ -1056,6 +1049,8 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str, str]:
             called_args = _NEWTON_ARGS.replace(", f,", f", f_{k},").replace(
                 ", J,", f", J_{k},")
             section = _fill(_MAIN_BLOCK_CALLED, dict(values, CALLED_ARGS=called_args))
+            for helper in ("_ports", "_dports", "_pnjlim"):
+                section = section.replace(f"{helper}(", f"{helper}_c(")
             if written:
                 section = section.replace(
                     _fill("_matrix_c(KN, jac, expand, KJ, J_@K@, @R0@, @NB@, @P0@, @NPB@, "

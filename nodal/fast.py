@@ -49,6 +49,7 @@ the derivation cache, so a second process does not write it again (`_source`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -853,6 +854,12 @@ MAX_LEVELS = 6
 COUPLING_ROUNDOFF = 1e-12
 
 
+def _frozen(indices: list[int]) -> np.ndarray:
+    out = np.array(indices, dtype=np.int64)
+    out.setflags(write=False)           # kept by the layout: shared by every caller
+    return out
+
+
 @dataclass(frozen=True)
 class Layout:
     """How the port equations q - p - K i(Q q) = 0 split into blocks solved one after the
@@ -863,15 +870,16 @@ class Layout:
 
     blocks: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
 
-    @property
+    # computed once per layout (a stream calls `run` per block of samples)
+    @functools.cached_property
     def order_r(self) -> np.ndarray:
-        return np.array([a for coords, _ in self.blocks for a in coords], dtype=np.int64)
+        return _frozen([a for coords, _ in self.blocks for a in coords])
 
-    @property
+    @functools.cached_property
     def order_p(self) -> np.ndarray:
-        return np.array([c for _, ports in self.blocks for c in ports], dtype=np.int64)
+        return _frozen([c for _, ports in self.blocks for c in ports])
 
-    @property
+    @functools.cached_property
     def identity(self) -> bool:
         r, p = self.order_r, self.order_p
         return bool(np.array_equal(r, np.arange(len(r))) and np.array_equal(p, np.arange(len(p))))

@@ -104,7 +104,12 @@ class NodalSolver(StateSpaceModel):
 
     def theta(self) -> list[Tensor]:
         """Parameter values in `eq.parameters` order, then the sample period T."""
-        out = [self.value(n) for n in self.names]
+        out = list(self.fixed_values.unbind(0))          # views, as `value` gives them
+        if len(self.trainable):
+            for k, name in enumerate(self.names):
+                safe = _safe(name)
+                if safe in self.trainable:
+                    out[k] = self.trainable[safe]
         out.append(torch.tensor(1.0 / self.sample_rate, dtype=F64))
         return out
 

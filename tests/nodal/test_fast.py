@@ -283,16 +283,22 @@ def test_a_kernel_from_the_disk_cache_loads_its_helpers_before_its_loop(tmp_path
     assert {"_junctions", "_predict", "_effective"} <= ready, ready
 
 
-def _diode_ladder(n: int) -> str:
-    """n clipping diodes, alternating in direction, at the nodes of a resistor ladder: every
-    diode sees every other through the resistors, so one Newton block of n ports."""
-    lines = [f"* {n} clipping diodes on a resistor ladder", "*@ input vin", f"*@ output n{n}",
-             ".model dx d is=2.5n n=1.75 rs=2", "vin in 0 dc 0", "c0 in n1 1u"]
+def _ladder_body(n: int, t: str = "") -> list[str]:
+    """n clipping diodes, alternating in direction, at the nodes of a resistor ladder fed from
+    node "in" (names and nodes suffixed by t): every diode sees every other through the
+    resistors, so one Newton block of n ports."""
+    lines = [f"c0{t} in n1{t} 1u"]
     for k in range(1, n + 1):
-        lines.append(f"d{k} n{k} 0 dx" if k % 2 else f"d{k} 0 n{k} dx")
-        lines.append(f"r{k} n{k} n{k + 1} 470" if k < n else f"r{k} n{k} 0 10k")
-        lines.append(f"cx{k} n{k} 0 {k}n")
-    return "\n".join(lines) + "\n"
+        lines.append(f"d{k}{t} n{k}{t} 0 dx" if k % 2 else f"d{k}{t} 0 n{k}{t} dx")
+        lines.append(f"r{k}{t} n{k}{t} n{k + 1}{t} 470" if k < n else f"r{k}{t} n{k}{t} 0 10k")
+        lines.append(f"cx{k}{t} n{k}{t} 0 {k}n")
+    return lines
+
+
+def _diode_ladder(n: int) -> str:
+    lines = [f"* {n} clipping diodes on a resistor ladder", "*@ input vin", f"*@ output n{n}",
+             ".model dx d is=2.5n n=1.75 rs=2", "vin in 0 dc 0"]
+    return "\n".join(lines + _ladder_body(n)) + "\n"
 
 
 def test_a_large_block_reuses_its_factors_for_the_tangent_to_the_last_bit(tmp_path, monkeypatch):
@@ -318,3 +324,54 @@ def test_a_large_block_reuses_its_factors_for_the_tangent_to_the_last_bit(tmp_pa
     rebuilt = nodal.NodalSolver(eq, sample_rate=48000.0).simulate(u, backend="fast")
     assert torch.equal(out.y, rebuilt.y) and torch.equal(out.x, rebuilt.x)
     assert np.array_equal(out.diagnostics.iterations, rebuilt.diagnostics.iterations)
+
+
+def _two_ladders(n: int) -> str:
+    """Two copies of the ladder on one input, their outputs mixed by ideal VCVS (so neither
+    loads the other): two large Newton blocks of one shape."""
+    lines = ["* two diode ladders", "*@ input vin", "*@ output out",
+             ".model dx d is=2.5n n=1.75 rs=2", "vin in 0 dc 0"]
+    lines += _ladder_body(n, "a") + _ladder_body(n, "b")
+    lines += [f"ea ma 0 n{n}a 0 0.5", f"eb out ma n{n}b 0 0.5"]
+    return "\n".join(lines) + "\n"
+
+
+def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypatch):
+    """Two large blocks whose laws are the same up to where their ports and parameters sit
+    (two copies of a circuit in one netlist) compile one laws function, given each block's
+    port offset and parameter indices at run time: the same samples and iteration counts, to
+    the last bit, as a kernel with the laws written per block; the same currents and
+    derivatives where the fallback ladder calls them; and the torch path's samples."""
+    monkeypatch.setenv("NODALNET_CACHE", "")
+    path = tmp_path / "two.cir"
+    path.write_text(_two_ladders(fast.INLINE_BLOCK + 2))
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
+    assert [len(coords) for coords, _ in plan.blocks] == [fast.INLINE_BLOCK + 2] * 2
+    text = fast.kernel_source(eq, plan)
+    assert text.count("def _laws_g") == 1
+    u = _inputs(solver, peaks=(2.0,))
+    out = solver.simulate(u, backend="fast")
+    ref = solver.simulate(u[:, :200], backend="torch")
+    assert (out.y[:, :200] - ref.y).abs().max() <= TOLERANCE
+    unshared = fast._relative_laws
+    monkeypatch.setattr(fast, "_relative_laws", lambda out_, rg, *a: (
+        unshared(out_, rg, *a)[0] + f"# block {rg['K']}\n", unshared(out_, rg, *a)[1]))
+    alone = fast.kernel_source(eq, plan)
+    assert "def _laws_g" not in alone
+    apart = nodal.NodalSolver(eq, sample_rate=48000.0).simulate(u, backend="fast")
+    assert torch.equal(out.y, apart.y) and torch.equal(out.x, apart.x)
+    assert np.array_equal(out.diagnostics.iterations, apart.diagnostics.iterations)
+    # the per-block laws the fallback ladder calls (`_laws_all`): the same currents and
+    # derivatives at any port voltages
+    theta = solver._kernel_arrays(solver.theta()).theta
+    v = np.random.default_rng(0).uniform(-1.0, 1.0, len(eq.ports))
+    got = []
+    for source in (text, alone):
+        namespace = fast._load(source)[0].py_func.__globals__
+        literals = fast.kernel_text(eq, plan)[1]
+        cur, jac = np.zeros(len(eq.ports)), np.zeros((len(eq.ports),) * 2)
+        namespace["_laws_all"](v, np.concatenate([theta, literals]), cur, jac)
+        got.append((cur, jac))
+    assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])

@@ -99,9 +99,10 @@ class BenchResult:
     ports: int | None = None          # nonlinear ports (junctions, charges, ...)
     #: start-up in a fresh process (seconds: import, derive, solver, kernel); None: not measured
     startup_cold: dict | None = None
-    #: the fast path in blocks of STREAM_BLOCK samples, s0 carried from call to call
-    stream_rtf: float | None = None
     startup_warm: dict | None = None
+    #: the fast path in blocks of STREAM_BLOCK samples, s0 carried from call to call; None:
+    #: the signal is shorter than two blocks
+    stream_rtf: float | None = None
 
 
 def _inputs(solver, seconds: float, sample_rate: float) -> np.ndarray:
@@ -278,12 +279,15 @@ def _fast_part(solver, u, repeats: int, log) -> dict:
 STREAM_BLOCK = 512
 
 
-def _stream_rtf(solver, u, log, seconds: float = 1.0) -> float:
+def _stream_rtf(solver, u, log, seconds: float = 1.0) -> float | None:
     """The fast path called once per block of STREAM_BLOCK samples, each call starting from
     the last one's state (s0 = s_final), as a plug-in would run it: the real-time factor over
-    at most `seconds` of the signal, after a first block (the operating point) not timed."""
-    log(f"  fast path in blocks of {STREAM_BLOCK} samples")
+    at most `seconds` of the signal, after a first block (the operating point) not timed;
+    None where the signal is shorter than two blocks (nothing to time)."""
     n = min(u.shape[1], int(round(seconds * solver.sample_rate)))
+    if n < 2 * STREAM_BLOCK:
+        return None
+    log(f"  fast path in blocks of {STREAM_BLOCK} samples")
     s = solver.simulate(u[:, :STREAM_BLOCK], backend="fast").s_final
     t0 = time.perf_counter()
     for a in range(STREAM_BLOCK, n, STREAM_BLOCK):

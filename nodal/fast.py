@@ -1290,32 +1290,42 @@ def _laws_@K@(v, theta, i, jac):
     _laws_g@G@(v, theta, i, jac, BLOCK_P0[@K@], TX_@K@)
 '''
 
-def _relative_laws(out: list, rg: dict, eq: Equations, at: dict, voltages: list,
+
+def _relative_laws(out: list, rg: dict, voltages: list,
                    params: list) -> tuple[str, list[int]]:
     """A large block's laws as the text of `_laws_g@SHAPE@(v, theta, i, jac, p0, tx)`: its
-    ports at p0 + their place in the block, the parameters it reads at theta[tx[j]] (in the
-    order of theta); and tx. Two blocks with the same text share the function."""
+    ports at p0 + their place in the block (a port of another block stays where it is), the
+    parameters it reads at theta[tx[j]] (in the order of theta); and tx. `out`, `voltages`
+    and `params` are `kernel_text`'s (target or element text, expression) pairs. Two blocks
+    with the same text share the function."""
     p0, p1 = rg["P0"], rg["P1"]
 
-    def local(target: str) -> str:
-        # "i[7]" -> "i[p0 + 3]", "jac[7, 8]" -> "jac[p0 + 3, p0 + 4]"
-        name, inside = target[:-1].split("[")
-        return name + "[" + ", ".join(f"p0 + {int(x) - p0}" for x in inside.split(",")) + "]"
+    def local(element: str) -> str:
+        # "i[7]" -> "i[p0 + 3]", "jac[7, 8]" -> "jac[p0 + 3, p0 + 4]", "v[30]" unchanged
+        name, inside = element[:-1].split("[")
+        places = [int(x) for x in inside.split(",")]
+        if not all(p0 <= x < p1 for x in places):
+            return element
+        return name + "[" + ", ".join(f"p0 + {x - p0}" for x in places) + "]"
 
     free = set().union(*(sp.sympify(e).free_symbols for _, e in out)) if out else set()
-    inputs = []
-    for (element, sym) in voltages:
-        if sym in free:
-            pos = int(element[2:-1])
-            inputs.append((f"v[p0 + {pos - p0}]" if p0 <= pos < p1 else element, sym))
+    inputs = [(local(element), sym) for element, sym in voltages if sym in free]
     tx = []
     for element, sym in params:
         if sym in free:
             inputs.append((f"theta[tx[{len(tx)}]]", sym))
-            tx.append(int(element[6:-1]))
+            tx.append(int(element[len("theta["):-1]))
     outputs = [(local(target), e) for target, e in out]
     text = _print_function("_laws_g@SHAPE@", "v, theta, i, jac, p0, tx", outputs, inputs)
     return text, tx
+
+
+def _shape_key(rg: dict) -> tuple:
+    """What two blocks of one shape have in common before their laws are printed (sizes,
+    Jacobian pattern relative to the block): only blocks whose key repeats have their laws
+    printed a second time, relatively, to be compared."""
+    cols = tuple(tuple(c - rg["P0"] for c in col) for col in rg["COLS"])
+    return rg["NB"], rg["NPB"], rg["ID"], rg["AHEAD"], cols, rg["J1"] - rg["J0"]
 
 
 def kernel_source(eq: Equations, plan: Layout | None = None) -> str:
@@ -1373,11 +1383,11 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
     params += lit.inputs()
     printed = []
     shapes: dict[str, int] = {}         # a large block's relative laws -> its shape
-    relative = {}
-    for k, (_, out, _) in enumerate(laws):
-        rg = ranges[k]
-        if not scalar_block.fits(rg) and rg["NB"] > INLINE_BLOCK:
-            relative[k] = _relative_laws(out, rg, eq, at, voltages, params)
+    large = [k for k, rg in enumerate(ranges)
+             if not scalar_block.fits(rg) and rg["NB"] > INLINE_BLOCK]
+    keys = [_shape_key(ranges[k]) for k in large]
+    relative = {k: _relative_laws(laws[k][1], ranges[k], voltages, params)
+                for k, key in zip(large, keys, strict=True) if keys.count(key) > 1}
     counts: dict[str, int] = {}
     for text, _ in relative.values():
         counts[text] = counts.get(text, 0) + 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import nodal
 from nodal import bench, signals, spice
@@ -125,3 +126,11 @@ def test_startup_rows_read_their_figures():
     cold = {"import": 3.0, "derive": 2.0, "solver": 1.0, "kernel": 20.0, "total": 23.0}
     assert bench._startup(cold).startswith("23.0 (2.0 + 1.0 + 20.0")
     assert bench._startup(None) == "not measured"
+
+
+def test_the_streamed_row_is_not_measured_on_a_signal_shorter_than_two_blocks():
+    """`--seconds 0.01` is 480 samples: no block after the first to time, so no figure (not
+    a real-time factor of nothing)."""
+    solver = nodal.load("diode_clipper")
+    u = torch.zeros(1, bench.STREAM_BLOCK + 100, 1, dtype=torch.float64)
+    assert bench._stream_rtf(solver, u, log=lambda m: None) is None

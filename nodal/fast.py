@@ -326,6 +326,7 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
     exposed states and sources, q_stop the previous solution); the caller then resumes the
     item after it. Without a failure stop[b] stays -1."""
     batch, length = w.shape[0], w.shape[1]
+    keep_q = q_out.shape[1] == length       # else two rows, sample n in row n & 1
     vte = np.empty(NJ)
     i_s = np.empty(NJ)
     vcrit = np.empty(NJ)
@@ -405,8 +406,9 @@ def run(G, H, K, A, B, C, D, E, F, Ds, Es, Fs, gx, is_ind, expand, jports, theta
                         q_stop[b, a] = q1[a]
                     stopped = True
                     break
+                qn = n if keep_q else n & 1
                 for a in range(NR):
-                    q_out[b, n, ORDER_R[a]] = q[a]
+                    q_out[b, qn, ORDER_R[a]] = q[a]
                     q2[a] = q1[a]
                     q1[a] = q[a]
                     pprev[a] = pe[a]
@@ -1686,17 +1688,20 @@ class Start:
 @dataclass
 class Run:
     """One kernel run's outputs (numpy): y [B, T], x [B, T, nx], s_final [B, nx], q [B, T, r]
-    (Newton's port coordinates per sample), p_last [B, r] (the last sample's linear part, per
-    block) and jac_last [B, ports, ports] (the laws' Jacobian Newton last evaluated),
-    iterations [B, T] (int64: Newton iterations of the sample, the most of any block,
-    fallbacks included), level [B, T] (int8: 0 none, l <= MAX_LEVELS 2^l substeps, then gmin
-    stepping, source stepping and the line search: `newton.fallback_name`) and failed [B, T]
-    (bool)."""
+    (Newton's port coordinates per sample; None unless `run` was asked to keep them), q_last
+    and q_before [B, r] (those of the last two samples: q_before is q_last for T = 1), p_last
+    [B, r] (the last sample's linear part, per block) and jac_last [B, ports, ports] (the
+    laws' Jacobian Newton last evaluated), iterations [B, T] (int32: Newton iterations of the
+    sample, the most of any block, fallbacks included), level [B, T] (int8: 0 none,
+    l <= MAX_LEVELS 2^l substeps, then gmin stepping, source stepping and the line search:
+    `newton.fallback_name`) and failed [B, T] (bool)."""
 
     y: np.ndarray
     x: np.ndarray
     s_final: np.ndarray
-    q: np.ndarray
+    q: np.ndarray | None
+    q_last: np.ndarray
+    q_before: np.ndarray
     p_last: np.ndarray
     jac_last: np.ndarray
     iterations: np.ndarray
@@ -1708,9 +1713,12 @@ def _f64(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, options) -> Run:
+def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, options,
+        keep_q: bool = False) -> Run:
     """Run a compiled kernel on sources w [B, T, sources] from `start`; `options` is a
-    `newton.NewtonOptions`. Pure arrays in, arrays out (in the circuit's own order)."""
+    `newton.NewtonOptions`. Pure arrays in, arrays out (in the circuit's own order). keep_q:
+    return Newton's port coordinates of every sample (`Run.q`; else only the last two are
+    kept: a long run writes a third less memory)."""
     batch, length = w.shape[:2]
     nx, r = arrays.A.shape[1], arrays.K.shape[1]
     nports = arrays.expand.shape[0]
@@ -1722,8 +1730,8 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
     y = np.zeros((batch, length))
     x = np.zeros((batch, length, nx))
     s_final = np.zeros((batch, nx))
-    q = np.zeros((batch, length, r))
-    iters = np.zeros((batch, length), dtype=np.int64)
+    q = np.zeros((batch, length if keep_q else min(length, 2), r))
+    iters = np.zeros((batch, length), dtype=np.int32)
     level = np.zeros((batch, length), dtype=np.int8)
     failed = np.zeros((batch, length), dtype=np.bool_)
     q0 = np.zeros((batch, r)) if start.q is None else _f64(start.q)[:, order_r]
@@ -1766,7 +1774,8 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
             it, lev, fail = kernel_run.ladder(*mats, s_final[b], x_stop[b], w_stop[b], w[b, n],
                                               q_stop[b], levels, *tol, out_y, out_x, out_s,
                                               out_q, out_p, out_jac)
-            y[b, n], x[b, n], q[b, n, order_r] = out_y[0], out_x, out_q
+            y[b, n], x[b, n] = out_y[0], out_x
+            q[b, n if keep_q else n & 1, order_r] = out_q
             iters[b, n] += it
             level[b, n], failed[b, n] = lev, fail
             s0[b], x0[b], wprev0[b] = out_s, out_x, w[b, n]
@@ -1779,4 +1788,10 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
         back_p = np.argsort(plan.order_p)
         p_last = p_last[:, back_r]
         jac_last = jac_last[:, back_p][:, :, back_p]
-    return Run(y, x, s_final, q, p_last, jac_last, iters, level, failed)
+    if length:
+        q_last = q[:, (length - 1) if keep_q else (length - 1) & 1]
+        q_before = q[:, (length - 2) if keep_q else (length - 2) & 1] if length > 1 else q_last
+    else:
+        q_last = q_before = np.zeros((batch, r)) if start.q is None else _f64(start.q)
+    return Run(y, x, s_final, q if keep_q else None, q_last, q_before, p_last, jac_last, iters,
+               level, failed)

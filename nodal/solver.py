@@ -384,7 +384,7 @@ class NodalSolver(StateSpaceModel):
                 x_prev = teacher[:, a - 1].to(F64)
                 here.x = as_numpy(x_prev, F64)
             here.s = as_numpy(s, F64)
-            out = fast.run(kernel_run, arrays, w_np[:, a:b], here, self.newton)
+            out = fast.run(kernel_run, arrays, w_np[:, a:b], here, self.newton, keep_q=grad)
             parts.append(Diagnostics(out.iterations, out.level, out.failed))
             if grad:
                 y, x, s = diff.run(s, x_prev, a, b, out, here)
@@ -392,8 +392,8 @@ class NodalSolver(StateSpaceModel):
                 y, x = torch.from_numpy(out.y)[..., None], torch.from_numpy(out.x)
                 s = torch.from_numpy(out.s_final)
             here = fast.Start(s=None, x=out.x[:, -1], w=w_np[:, b - 1],
-                              q=out.q[:, -1] if r else here.q,
-                              q_before=(out.q[:, -2] if b - a > 1 else here.q) if r else here.q,
+                              q=out.q_last if r else here.q,
+                              q_before=(out.q_before if b - a > 1 else here.q) if r else here.q,
                               p=out.p_last, jac=out.jac_last)
             x_prev = x[:, -1]
             ys.append(y)

@@ -213,6 +213,30 @@ def test_the_ladder_is_compiled_only_where_a_sample_needs_it(starved, monkeypatc
     assert ladder.signatures
 
 
+def test_a_run_keeps_every_samples_port_coordinates_only_when_asked(starved):
+    """Without keep_q the kernel writes Newton's port coordinates in two rows (sample n in row
+    n & 1), and so does the ladder for the samples it solves: the last two are those of the
+    full record, and the samples are the same."""
+    solver, u = starved
+    arrays = solver._kernel_arrays(solver.theta())
+    kernel_run = solver._kernel(arrays)
+    w = solver.source_values(u).numpy()
+    batch = w.shape[0]
+    s, q = solver._operating_point(batch, u[:, 0].to(torch.float64))
+    start = fast.Start(s=s.numpy(), x=np.zeros((batch, solver.n_states)), w=w[:, 0],
+                       q=q.numpy())
+    whole = fast.run(kernel_run, arrays, w, start, solver.newton, keep_q=True)
+    (ladder_at,) = np.flatnonzero(whole.level[0])[:1]      # a sample the ladder solved
+    for length in (w.shape[1], w.shape[1] - 1, ladder_at + 1, ladder_at + 2, 2, 1):
+        full = fast.run(kernel_run, arrays, w[:, :length], start, solver.newton, keep_q=True)
+        ring = fast.run(kernel_run, arrays, w[:, :length], start, solver.newton)
+        assert ring.q is None and full.q.shape[1] == length
+        np.testing.assert_array_equal(ring.y, full.y)
+        np.testing.assert_array_equal(ring.q_last, full.q[:, -1])
+        np.testing.assert_array_equal(ring.q_before, full.q[:, -2 if length > 1 else -1])
+        np.testing.assert_array_equal(full.q_last, full.q[:, -1])
+
+
 def test_the_kernel_source_is_read_back_and_written_again_if_damaged(tmp_path, monkeypatch):
     """Equations from the derivation cache name their kernel source on disk: a second process
     reads it instead of writing it again with Sympy; a damaged file is written again."""

@@ -23,8 +23,9 @@ from .interface import Trajectory
 @dataclass
 class Diagnostics:
     """iterations: Newton iterations (law evaluations) per sample, fallbacks included (int32
-    from the compiled path, int64 from torch); level: the fallback each sample needed (0 none; see `newton.fallback_name`), int8;
-    failed: samples where even the fallbacks did not converge (bool)."""
+    from the compiled path, int64 from torch); level: the fallback each sample needed (0 none;
+    see `newton.fallback_name`), int8; failed: samples where even the fallbacks did not
+    converge (bool)."""
 
     iterations: np.ndarray
     level: np.ndarray

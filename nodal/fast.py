@@ -219,6 +219,47 @@ _matrix_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_matrix.py_
 _pnjlim_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_pnjlim.py_func)
 
 
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _group_locals(KN, jports, vte, vcrit, members, r0s, p0s, j0s, nb, npb, njb):
+    """A group's blocks (`members`, of one shape) on local arrays: each block's part of K
+    (its rows and its own ports' columns), its junctions' ports (from the block's first),
+    n Vt and critical voltages; [member, ...]."""
+    nm = len(members)
+    kg = np.empty((nm, nb, npb))
+    jpl = np.empty((nm, njb), dtype=np.int64)
+    vtel = np.empty((nm, njb))
+    vcritl = np.empty((nm, njb))
+    for m in range(nm):
+        k = members[m]
+        for a in range(nb):
+            for c in range(npb):
+                kg[m, a, c] = KN[r0s[k] + a, p0s[k] + c]
+        for t in range(njb):
+            jpl[m, t] = jports[j0s[k] + t] - p0s[k]
+            vtel[m, t] = vte[j0s[k] + t]
+            vcritl[m, t] = vcrit[j0s[k] + t]
+    return kg, jpl, vtel, vcritl
+
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _block_out(ql, vl, curl, jacl, q, v, cur, jac, r0, nb, p0, npb):
+    """A group's block back from its local arrays: q, port voltages, currents, Jacobian."""
+    for a in range(nb):
+        q[r0 + a] = ql[a]
+    for c in range(npb):
+        v[p0 + c] = vl[c]
+        cur[p0 + c] = curl[c]
+        for e in range(npb):
+            jac[p0 + c, p0 + e] = jacl[c, e]
+
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _jac_in(jac, jacl, p0, npb):
+    for c in range(npb):
+        for e in range(npb):
+            jacl[c, e] = jac[p0 + c, p0 + e]
+
+
 @@SOLVERS@@
 @@PNJLIM_ONE@@
 
@@ -1015,13 +1056,174 @@ def _matrix_code(k: int, rg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str, str]:
+# A group: two or more consecutive large blocks of one shape (`_groups`) share one compiled
+# Newton, `_newton_sS`, that works on a block's own local arrays (its coordinates from 0, its
+# part of K, its junctions), and one section of the sample loop that runs it for each block in
+# turn, copying the block's q and linear part in and its q, voltages, currents and Jacobian
+# back: the compile no longer grows with every copy of a board (each block's own Newton and
+# section were ~3.5 s of a Big Muff board's cold start), the same arithmetic in the same order
+# (the same samples to the last bit). Each block keeps its own J and f (the tangent reuses
+# Newton's factors, as a large block's does).
+_GROUP_MAIN = """if ok:
+    for m in range(@NM@):
+        k = GRP_@G@[m]
+        r0 = BLOCK_R0[k]
+        p0 = BLOCK_P0[k]
+        j0 = BLOCK_J0[k]
+        _effective(p, KN, cur, pe, r0, r0 + @NB@, p0)
+        if predictor == 2 and have_p:
+            # tangent, as a large block's
+            for a in range(@NB@):
+                dq[a] = pe[r0 + a] - pprev[r0 + a]
+            if fresh_@G@[m]:
+                _resolve_@NB@(JG_@G@[m], FG_@G@[m], dq)
+            else:
+                _jac_in(jac, jl_@G@, p0, @NPB@)
+                _matrix_s@S@(KG_@G@[m], jl_@G@, JG_@G@[m])
+                for a in range(@NB@):
+                    FG_@G@[m, a] = dq[a]
+                _solve_@NB@(JG_@G@[m], FG_@G@[m], dq)
+            # limited as a Newton step: a junction never starts far past its knee
+            _ports_c(expand, q1, v, p0, p0 + @NPB@, r0, r0 + @NB@, True)
+            _dports_c(expand, dq, dv, p0, p0 + @NPB@, r0, @NB@, True)
+            alpha = _pnjlim_c(v, dv, jports, vte, vcrit, j0, j0 + @NJB@)
+            good = True
+            for a in range(@NB@):
+                if not math.isfinite(alpha * dq[a]):
+                    good = False
+            if good:
+                for a in range(@NB@):
+                    q[r0 + a] = q1[r0 + a] + alpha * dq[a]
+        for a in range(@NB@):
+            ql_@G@[a] = q[r0 + a]
+            pel_@G@[a] = pe[r0 + a]
+        it, conv, fr = _newton_s@S@(@GROUP_ARGS@)
+        fresh_@G@[m] = fr
+        _block_out(ql_@G@, vl_@G@, curl_@G@, jl_@G@, q, v, cur, jac, r0, @NB@, p0, @NPB@)
+        if it > total:
+            total = it
+        ok = conv
+        if not ok:
+            break
+"""
+
+_GROUP_LOCALS = """KG_@G@, JPL_@G@, VTEL_@G@, VCRITL_@G@ = _group_locals(
+    KN, jports, vte, vcrit, GRP_@G@, BLOCK_R0, BLOCK_P0, BLOCK_J0, @NB@, @NPB@, @NJB@)
+ql_@G@ = np.empty(@NB@)
+pel_@G@ = np.empty(@NB@)
+vl_@G@ = np.zeros(@NPB@)
+dvl_@G@ = np.zeros(@NPB@)
+curl_@G@ = np.zeros(@NPB@)
+tmpl_@G@ = np.empty(@NPB@)
+jl_@G@ = np.zeros((@NPB@, @NPB@))
+KJl_@G@ = np.empty((@NB@, @NPB@))
+"""
+
+_GROUP_PROLOGUE = _GROUP_LOCALS + """JG_@G@ = np.empty((@NM@, @NB@, @NB@))
+FG_@G@ = np.empty((@NM@, @NB@))
+fresh_@G@ = np.zeros(@NM@, dtype=np.bool_)
+"""
+
+_GROUP_SOLVE_ALL = _GROUP_LOCALS + """for m in range(@NM@):
+    k = GRP_@G@[m]
+    r0 = BLOCK_R0[k]
+    p0 = BLOCK_P0[k]
+    _effective(p, KN, cur, pe, r0, r0 + @NB@, p0)
+    for a in range(@NB@):
+        ql_@G@[a] = q[r0 + a]
+        pel_@G@[a] = pe[r0 + a]
+    it, ok, _ = _newton_s@S@(@GROUP_ARGS@)
+    _block_out(ql_@G@, vl_@G@, curl_@G@, jl_@G@, q, v, cur, jac, r0, @NB@, p0, @NPB@)
+    if it > total:
+        total = it
+    if not ok:
+        return total, False
+"""
+
+_GROUP_ARGS = ("ql_@G@, pel_@G@, KG_@G@[m], expand, JPL_@G@[m], theta, VTEL_@G@[m], "
+               "VCRITL_@G@[m], gshunt, max_iter, abstol, reltol, stopping, vl_@G@, dvl_@G@, "
+               "curl_@G@, jl_@G@, @F@, dq, @J@, KJl_@G@, tmpl_@G@, TXG_@G@[m]")
+
+
+def _groups(ranges: list[dict], charge: list[bool]) -> list[list[int]]:
+    """Runs of two or more consecutive blocks that share their laws (`SHAPE`) and can run on
+    local arrays: Q the identity, laws reading no other block's port, the same charge ports."""
+    def key(rg: dict):
+        if rg.get("SHAPE") is None or not rg["ID"] or rg.get("READS_OUTSIDE", True):
+            return None
+        return rg["SHAPE"], tuple(charge[rg["P0"]:rg["P1"]])
+
+    runs: list[list[int]] = []
+    for k, rg in enumerate(ranges):
+        here = key(rg)
+        if here is not None and runs and key(ranges[runs[-1][-1]]) == here \
+                and runs[-1][-1] == k - 1:
+            runs[-1].append(k)
+        elif here is not None:
+            runs.append([k])
+    return [members for members in runs if len(members) > 1]
+
+
+def _shape_newton(rg: dict, charge: list[bool]) -> str:
+    """A group's shape: its Jacobian pattern and charge ports as constants (relative to the
+    block), `_matrix_sS` and `_newton_sS` on a block's local arrays (`_GROUP_MAIN`)."""
+    shape, nb, npb, njb = rg["SHAPE"], rg["NB"], rg["NPB"], rg["J1"] - rg["J0"]
+    cols = [[c - rg["P0"] for c in col] for col in rg["COLS"]]
+    ptr = [0]
+    rows: list[int] = []
+    for col in cols:
+        rows += col
+        ptr.append(len(rows))
+    local = dict(rg, R0=0, R1=nb, P0=0, P1=npb, J0=0, J1=njb, ID=True, COLS=cols)
+    ahead = textwrap.indent(_fill(_AHEAD, local), " " * 4) if rg["AHEAD"] else ""
+    body = _fill(_NEWTON, dict(local, K=f"s{shape}", AHEAD=ahead))
+    body = body.replace(_fill("_matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)",
+                              local), f"_matrix_s{shape}(KN, jac, J)")
+    body = body.replace(f"_laws_s{shape}(v, theta, cur, jac)",
+                        f"_laws_g{shape}(v, theta, cur, jac, 0, tx)")
+    for helper in ("_ports", "_dports", "_pnjlim"):
+        body = body.replace(f"{helper}(", f"{helper}_c(")
+    body = (body.replace("JAC_PTR[", f"JPTR_S{shape}[").replace("JAC_ROW[", f"JROW_S{shape}[")
+            .replace("IS_CHARGE[", f"ISC_S{shape}["))
+    header = (f"JPTR_S{shape} = np.array({ptr}, dtype=np.int64)\n"
+              f"JROW_S{shape} = np.array({rows}, dtype=np.int64)\n"
+              f"ISC_S{shape} = np.array({list(charge[rg['P0']:rg['P1']])}, dtype=np.bool_)\n\n")
+    return (header + _matrix_code(f"s{shape}", local) + "\n\n"
+            + '@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
+            f"def _newton_s{shape}({_NEWTON_ARGS}, tx):\n"
+            + textwrap.indent(body, "    ") + "    return it, conv, fresh\n")
+
+
+def _block_code(ranges: list[dict], groups: list[list[int]] | None = None,
+                charge: list[bool] | None = None) -> tuple[str, str, str, str, str, str]:
     """The generated per-block parts: the `_newton_k` functions, `_solve_all`'s body, the
     sample loop's block sections, the effective linear parts after the ladder, the sample
     loop's prologue (the locals of the blocks written out in scalars, a large block's own J
-    and f) and what each batch item starts with (a large block's factors not yet fresh)."""
+    and f) and what each batch item starts with (a large block's factors not yet fresh).
+    groups: runs of blocks of one shape solved by one shared Newton (`_groups`)."""
     newtons, solve_all, main, effective, prologue, item_start = [], [], [], [], [], []
+    member = {k: g for g, members in enumerate(groups or []) for k in members}
+    shapes_done: set[int] = set()
     for k, rg in enumerate(ranges):
+        effective.append(_fill("_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n", rg))
+        if k in member:
+            g = member[k]
+            members = groups[g]
+            if k != members[0]:
+                continue
+            values = dict(rg, G=g, S=rg["SHAPE"], NM=len(members), NJB=rg["J1"] - rg["J0"])
+            if rg["SHAPE"] not in shapes_done:
+                shapes_done.add(rg["SHAPE"])
+                newtons.append(_shape_newton(rg, charge))
+            run_args = _fill(_GROUP_ARGS, dict(values, F="FG_@G@[m]", J="JG_@G@[m]"))
+            main.append(_fill(_fill(_GROUP_MAIN, {"GROUP_ARGS": run_args}), values))
+            prologue.append(_fill(_GROUP_PROLOGUE, values))
+            item_start.append(_fill("for m in range(@NM@):\n    fresh_@G@[m] = False\n",
+                                    values))
+            ladder_args = _fill(_GROUP_ARGS, dict(values, F="f", J="J"))
+            solve_all.append(_fill(_fill(_GROUP_SOLVE_ALL, {"GROUP_ARGS": ladder_args}),
+                                   values))
+            continue
         ahead = textwrap.indent(_fill(_AHEAD, rg), " " * 4) if rg["AHEAD"] else ""
         values = dict(rg, K=k, AHEAD=ahead)
         body = _fill(_NEWTON, values)
@@ -1069,7 +1271,6 @@ def _block_code(ranges: list[dict]) -> tuple[str, str, str, str, str, str]:
                             f"f_{k} = np.empty({rg['NB']})\nfresh_{k} = False\n")
             item_start.append(f"fresh_{k} = False\n")
         main.append(section)
-        effective.append(_fill("_effective(p, KN, cur, pe, @R0@, @R1@, @P0@)\n", values))
     return ("\n\n".join(newtons), textwrap.indent("".join(solve_all), " " * 4),
             textwrap.indent("".join(main), " " * 16),
             textwrap.indent("".join(effective), " " * 4),
@@ -1307,10 +1508,12 @@ def _relative_laws(out: list, rg: dict, voltages: list,
         name, inside = element[:-1].split("[")
         places = [int(x) for x in inside.split(",")]
         if not all(p0 <= x < p1 for x in places):
+            rg["READS_OUTSIDE"] = True
             return element
         return name + "[" + ", ".join(f"p0 + {x - p0}" for x in places) + "]"
 
     free = set().union(*(sp.sympify(e).free_symbols for _, e in out)) if out else set()
+    rg["READS_OUTSIDE"] = False
     inputs = [(local(element), sym) for element, sym in voltages if sym in free]
     tx = []
     for element, sym in params:
@@ -1443,14 +1646,24 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                f"ORDER_R = np.array({order_r.tolist()}, dtype=np.int64)",
                f"IS_CHARGE = np.array({[int(c) in eq.charge_ports for c in order_p]}, "
                "dtype=np.bool_)"]
+    charge = [int(c) in eq.charge_ports for c in order_p]
+    groups = _groups(ranges, charge)
     if shapes:
         header.append(f"BLOCK_P0 = np.array({[rg['P0'] for rg in ranges]}, dtype=np.int64)")
         header += [f"TX_{k} = np.array({rg['TX']}, dtype=np.int64)"
                    for k, rg in enumerate(ranges) if rg.get("SHAPE") is not None]
+    if groups:
+        header.append(f"BLOCK_R0 = np.array({[rg['R0'] for rg in ranges]}, dtype=np.int64)")
+        header.append(f"BLOCK_J0 = np.array({[rg['J0'] for rg in ranges]}, dtype=np.int64)")
+        for g, members in enumerate(groups):
+            header.append(f"GRP_{g} = np.array({members}, dtype=np.int64)")
+            header.append(f"TXG_{g} = np.array({[ranges[k]['TX'] for k in members]}, "
+                          "dtype=np.int64)")
     header += [f"ROUNDOFF = {ROUNDOFF!r}", f"STALL = {STALL!r}",
                f"AHEAD_SAFETY = {AHEAD_SAFETY!r}", f"AHEAD_REACH = {AHEAD_REACH!r}",
                f"GMIN_STEPS = ({', '.join(repr(float(g)) for g in GMIN_STEPS)},)", "", ""]
-    newtons, solve_all, main, effective, prologue, item_start = _block_code(ranges)
+    newtons, solve_all, main, effective, prologue, item_start = _block_code(ranges, groups,
+                                                                            charge)
     loop = (_KERNEL.replace("@@SOLVERS@@", _solvers({rg["NB"] for rg in ranges}))
             .replace("@@PNJLIM_ONE@@\n", scalar_block.PNJLIM_ONE)
             .replace("@@BLOCK_NEWTONS@@", newtons)

@@ -339,9 +339,11 @@ def _two_ladders(n: int) -> str:
 def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypatch):
     """Two large blocks whose laws are the same up to where their ports and parameters sit
     (two copies of a circuit in one netlist) compile one laws function, given each block's
-    port offset and parameter indices at run time: the same samples and iteration counts, to
-    the last bit, as a kernel with the laws written per block; the same currents and
-    derivatives where the fallback ladder calls them; and the torch path's samples."""
+    port offset and parameter indices at run time, and one Newton on each block's local
+    arrays (a group): the same samples and iteration counts, to the last bit, as a kernel
+    with the laws and Newton written per block, in the sample loop and in the fallback
+    ladder; the same currents and derivatives where the ladder calls the laws; and the
+    torch path's samples."""
     monkeypatch.setenv("NODALNET_CACHE", "")
     path = tmp_path / "two.cir"
     path.write_text(_two_ladders(fast.INLINE_BLOCK + 2))
@@ -351,18 +353,29 @@ def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypat
     assert [len(coords) for coords, _ in plan.blocks] == [fast.INLINE_BLOCK + 2] * 2
     text = fast.kernel_source(eq, plan)
     assert text.count("def _laws_g") == 1
+    assert text.count("def _newton_s") == 1 and "def _newton_0(" not in text
     u = _inputs(solver, peaks=(2.0,))
     out = solver.simulate(u, backend="fast")
+    starved = nodal.NodalSolver(eq, sample_rate=48000.0)
+    starved.newton = NewtonOptions(max_iter=3)
+    ladder = starved.simulate(u[:, :400], backend="fast")
+    assert ladder.diagnostics.fallback_samples, "the test needs samples that fall back"
     ref = solver.simulate(u[:, :200], backend="torch")
     assert (out.y[:, :200] - ref.y).abs().max() <= TOLERANCE
     unshared = fast._relative_laws
     monkeypatch.setattr(fast, "_relative_laws", lambda out_, rg, *a: (
         unshared(out_, rg, *a)[0] + f"# block {rg['K']}\n", unshared(out_, rg, *a)[1]))
     alone = fast.kernel_source(eq, plan)
-    assert "def _laws_g" not in alone
+    assert "def _laws_g" not in alone and "def _newton_s" not in alone
     apart = nodal.NodalSolver(eq, sample_rate=48000.0).simulate(u, backend="fast")
     assert torch.equal(out.y, apart.y) and torch.equal(out.x, apart.x)
     assert np.array_equal(out.diagnostics.iterations, apart.diagnostics.iterations)
+    starved = nodal.NodalSolver(eq, sample_rate=48000.0)
+    starved.newton = NewtonOptions(max_iter=3)
+    ladder_apart = starved.simulate(u[:, :400], backend="fast")
+    assert torch.equal(ladder.y, ladder_apart.y)
+    assert np.array_equal(ladder.diagnostics.level, ladder_apart.diagnostics.level)
+    assert np.array_equal(ladder.diagnostics.iterations, ladder_apart.diagnostics.iterations)
     # the per-block laws the fallback ladder calls (`_laws_all`): the same currents and
     # derivatives at any port voltages
     theta = solver._kernel_arrays(solver.theta()).theta

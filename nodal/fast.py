@@ -220,12 +220,14 @@ _pnjlim_c = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(_pnjlim.py_
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def _group_locals(KN, jports, vte, vcrit, members, r0s, p0s, j0s, nb, npb, njb):
+def _group_locals(KN, expand, jports, vte, vcrit, members, r0s, p0s, j0s, nb, npb, njb):
     """A group's blocks (`members`, of one shape) on local arrays: each block's part of K
-    (its rows and its own ports' columns), its junctions' ports (from the block's first),
-    n Vt and critical voltages; [member, ...]."""
+    (its rows and its own ports' columns) and of Q (its ports' rows, its coordinates'
+    columns), its junctions' ports (from the block's first), n Vt and critical voltages;
+    [member, ...]."""
     nm = len(members)
     kg = np.empty((nm, nb, npb))
+    exg = np.empty((nm, npb, nb))
     jpl = np.empty((nm, njb), dtype=np.int64)
     vtel = np.empty((nm, njb))
     vcritl = np.empty((nm, njb))
@@ -234,11 +236,30 @@ def _group_locals(KN, jports, vte, vcrit, members, r0s, p0s, j0s, nb, npb, njb):
         for a in range(nb):
             for c in range(npb):
                 kg[m, a, c] = KN[r0s[k] + a, p0s[k] + c]
+                exg[m, c, a] = expand[p0s[k] + c, r0s[k] + a]
         for t in range(njb):
             jpl[m, t] = jports[j0s[k] + t] - p0s[k]
             vtel[m, t] = vte[j0s[k] + t]
             vcritl[m, t] = vcrit[j0s[k] + t]
-    return kg, jpl, vtel, vcritl
+    return kg, exg, jpl, vtel, vcritl
+
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _matrix_local(KN, jac, expand, KJ, J, nb, npb, ptr, row):
+    """`_matrix` for a group's block on its local arrays (Q not the identity), over the
+    shape's Jacobian pattern (ptr, row: relative to the block)."""
+    for a in range(nb):
+        for c in range(npb):
+            acc = 0.0
+            for k in range(ptr[c], ptr[c + 1]):
+                acc += KN[a, row[k]] * jac[row[k], c]
+            KJ[a, c] = acc
+    for a in range(nb):
+        for b in range(nb):
+            acc = 1.0 if a == b else 0.0
+            for c in range(npb):
+                acc -= KJ[a, c] * expand[c, b]
+            J[a, b] = acc
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
@@ -1079,13 +1100,13 @@ _GROUP_MAIN = """if ok:
                 _resolve_@NB@(JG_@G@[m], FG_@G@[m], dq)
             else:
                 _jac_in(jac, jl_@G@, p0, @NPB@)
-                _matrix_s@S@(KG_@G@[m], jl_@G@, JG_@G@[m])
+                @TANGENT_MATRIX@
                 for a in range(@NB@):
                     FG_@G@[m, a] = dq[a]
                 _solve_@NB@(JG_@G@[m], FG_@G@[m], dq)
             # limited as a Newton step: a junction never starts far past its knee
-            _ports_c(expand, q1, v, p0, p0 + @NPB@, r0, r0 + @NB@, True)
-            _dports_c(expand, dq, dv, p0, p0 + @NPB@, r0, @NB@, True)
+            _ports_c(expand, q1, v, p0, p0 + @NPB@, r0, r0 + @NB@, @ID@)
+            _dports_c(expand, dq, dv, p0, p0 + @NPB@, r0, @NB@, @ID@)
             alpha = _pnjlim_c(v, dv, jports, vte, vcrit, j0, j0 + @NJB@)
             good = True
             for a in range(@NB@):
@@ -1107,8 +1128,8 @@ _GROUP_MAIN = """if ok:
             break
 """
 
-_GROUP_LOCALS = """KG_@G@, JPL_@G@, VTEL_@G@, VCRITL_@G@ = _group_locals(
-    KN, jports, vte, vcrit, GRP_@G@, BLOCK_R0, BLOCK_P0, BLOCK_J0, @NB@, @NPB@, @NJB@)
+_GROUP_LOCALS = """KG_@G@, EXG_@G@, JPL_@G@, VTEL_@G@, VCRITL_@G@ = _group_locals(
+    KN, expand, jports, vte, vcrit, GRP_@G@, BLOCK_R0, BLOCK_P0, BLOCK_J0, @NB@, @NPB@, @NJB@)
 ql_@G@ = np.empty(@NB@)
 pel_@G@ = np.empty(@NB@)
 vl_@G@ = np.zeros(@NPB@)
@@ -1140,16 +1161,17 @@ _GROUP_SOLVE_ALL = _GROUP_LOCALS + """for m in range(@NM@):
         return total, False
 """
 
-_GROUP_ARGS = ("ql_@G@, pel_@G@, KG_@G@[m], expand, JPL_@G@[m], theta, VTEL_@G@[m], "
+_GROUP_ARGS = ("ql_@G@, pel_@G@, KG_@G@[m], EXG_@G@[m], JPL_@G@[m], theta, VTEL_@G@[m], "
                "VCRITL_@G@[m], gshunt, max_iter, abstol, reltol, stopping, vl_@G@, dvl_@G@, "
                "curl_@G@, jl_@G@, @F@, dq, @J@, KJl_@G@, tmpl_@G@, TXG_@G@[m]")
 
 
 def _groups(ranges: list[dict], charge: list[bool]) -> list[list[int]]:
     """Runs of two or more consecutive blocks that share their laws (`SHAPE`) and can run on
-    local arrays: Q the identity, laws reading no other block's port, the same charge ports."""
+    local arrays: ports reading only their own block's coordinates (`LOCAL_Q`), laws reading
+    no other block's port, the same charge ports."""
     def key(rg: dict):
-        if rg.get("SHAPE") is None or not rg["ID"] or rg.get("READS_OUTSIDE", True):
+        if rg.get("SHAPE") is None or not rg["LOCAL_Q"] or rg.get("READS_OUTSIDE", True):
             return None
         return rg["SHAPE"], tuple(charge[rg["P0"]:rg["P1"]])
 
@@ -1164,6 +1186,16 @@ def _groups(ranges: list[dict], charge: list[bool]) -> list[list[int]]:
     return [members for members in runs if len(members) > 1]
 
 
+def _tangent_matrix(rg: dict, kn: str, jac: str, expand: str, kj: str, J: str) -> str:
+    """The call that builds J for a group's block on local arrays: written out
+    (`_matrix_code`) where Q is the identity, else `_matrix_local` over the shape's pattern."""
+    shape = rg["SHAPE"]
+    if rg["ID"]:
+        return f"_matrix_s{shape}({kn}, {jac}, {J})"
+    return (f"_matrix_local({kn}, {jac}, {expand}, {kj}, {J}, {rg['NB']}, {rg['NPB']}, "
+            f"JPTR_S{shape}, JROW_S{shape})")
+
+
 def _shape_newton(rg: dict, charge: list[bool]) -> str:
     """A group's shape: its Jacobian pattern and charge ports as constants (relative to the
     block), `_matrix_sS` and `_newton_sS` on a block's local arrays (`_GROUP_MAIN`)."""
@@ -1174,11 +1206,11 @@ def _shape_newton(rg: dict, charge: list[bool]) -> str:
     for col in cols:
         rows += col
         ptr.append(len(rows))
-    local = dict(rg, R0=0, R1=nb, P0=0, P1=npb, J0=0, J1=njb, ID=True, COLS=cols)
+    local = dict(rg, R0=0, R1=nb, P0=0, P1=npb, J0=0, J1=njb, COLS=cols)
     ahead = textwrap.indent(_fill(_AHEAD, local), " " * 4) if rg["AHEAD"] else ""
     body = _fill(_NEWTON, dict(local, K=f"s{shape}", AHEAD=ahead))
     body = body.replace(_fill("_matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)",
-                              local), f"_matrix_s{shape}(KN, jac, J)")
+                              local), _tangent_matrix(rg, "KN", "jac", "expand", "KJ", "J"))
     body = body.replace(f"_laws_s{shape}(v, theta, cur, jac)",
                         f"_laws_g{shape}(v, theta, cur, jac, 0, tx)")
     for helper in ("_ports", "_dports", "_pnjlim"):
@@ -1188,7 +1220,7 @@ def _shape_newton(rg: dict, charge: list[bool]) -> str:
     header = (f"JPTR_S{shape} = np.array({ptr}, dtype=np.int64)\n"
               f"JROW_S{shape} = np.array({rows}, dtype=np.int64)\n"
               f"ISC_S{shape} = np.array({list(charge[rg['P0']:rg['P1']])}, dtype=np.bool_)\n\n")
-    return (header + _matrix_code(f"s{shape}", local) + "\n\n"
+    return (header + (_matrix_code(f"s{shape}", local) + "\n\n" if rg["ID"] else "")
             + '@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
             f"def _newton_s{shape}({_NEWTON_ARGS}, tx):\n"
             + textwrap.indent(body, "    ") + "    return it, conv, fresh\n")
@@ -1216,7 +1248,10 @@ def _block_code(ranges: list[dict], groups: list[list[int]] | None = None,
                 shapes_done.add(rg["SHAPE"])
                 newtons.append(_shape_newton(rg, charge))
             run_args = _fill(_GROUP_ARGS, dict(values, F="FG_@G@[m]", J="JG_@G@[m]"))
-            main.append(_fill(_fill(_GROUP_MAIN, {"GROUP_ARGS": run_args}), values))
+            tangent = _tangent_matrix(rg, "KG_@G@[m]", "jl_@G@", "EXG_@G@[m]", "KJl_@G@",
+                                      "JG_@G@[m]")
+            main.append(_fill(_fill(_GROUP_MAIN, {"GROUP_ARGS": run_args,
+                                                  "TANGENT_MATRIX": tangent}), values))
             prologue.append(_fill(_GROUP_PROLOGUE, values))
             item_start.append(_fill("for m in range(@NM@):\n    fresh_@G@[m] = False\n",
                                     values))
@@ -1573,8 +1608,10 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
         rows_q = np.asarray(eq.expand)[np.ix_(ports, order_r[:r0 + len(coords)])]
         ident = len(coords) == len(ports) and bool(np.array_equal(
             rows_q, np.hstack([np.zeros((len(ports), r0)), np.eye(len(ports))])))
+        local_q = not np.any(rows_q[:, :r0])     # its ports read only its own coordinates
         ranges.append(dict(R0=r0, R1=r0 + len(coords), P0=p0, P1=p0 + len(ports), J0=j0,
                            J1=j0 + len(junctions), NB=len(coords), NPB=len(ports), ID=ident,
+                           LOCAL_Q=local_q,
                            # the "predicted" stopping rule: every port a junction (newton.py)
                            AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports),
                            NZ=nz, JUNCTIONS=[(j0 + t, ports.index(c))

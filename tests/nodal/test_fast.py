@@ -326,31 +326,36 @@ def test_a_large_block_reuses_its_factors_for_the_tangent_to_the_last_bit(tmp_pa
     assert np.array_equal(out.diagnostics.iterations, rebuilt.diagnostics.iterations)
 
 
-def _two_ladders(n: int) -> str:
+def _two_ladders(n: int, card: str = "") -> str:
     """Two copies of the ladder on one input, their outputs mixed by ideal VCVS (so neither
-    loads the other): two large Newton blocks of one shape."""
+    loads the other): two large Newton blocks of one shape (card: more of the diodes' model,
+    e.g. a junction charge, a port of its own)."""
     lines = ["* two diode ladders", "*@ input vin", "*@ output out",
-             ".model dx d is=2.5n n=1.75 rs=2", "vin in 0 dc 0"]
+             f".model dx d is=2.5n n=1.75 rs=2 {card}", "vin in 0 dc 0"]
     lines += _ladder_body(n, "a") + _ladder_body(n, "b")
     lines += [f"ea ma 0 n{n}a 0 0.5", f"eb out ma n{n}b 0 0.5"]
     return "\n".join(lines) + "\n"
 
 
-def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypatch):
+@pytest.mark.parametrize("card", ["", "cjo=5p"], ids=["junctions", "with-charges"])
+def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypatch, card):
     """Two large blocks whose laws are the same up to where their ports and parameters sit
     (two copies of a circuit in one netlist) compile one laws function, given each block's
     port offset and parameter indices at run time, and one Newton on each block's local
     arrays (a group): the same samples and iteration counts, to the last bit, as a kernel
     with the laws and Newton written per block, in the sample loop and in the fallback
     ladder; the same currents and derivatives where the ladder calls the laws; and the
-    torch path's samples."""
+    torch path's samples. With the diodes' charges each block's ports are twice its
+    coordinates (Q not the identity): the group runs on each block's part of Q."""
     monkeypatch.setenv("NODALNET_CACHE", "")
     path = tmp_path / "two.cir"
-    path.write_text(_two_ladders(fast.INLINE_BLOCK + 2))
+    path.write_text(_two_ladders(fast.INLINE_BLOCK + 2, card))
     eq = nodal.equations(path)
     solver = nodal.NodalSolver(eq, sample_rate=48000.0)
     plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
     assert [len(coords) for coords, _ in plan.blocks] == [fast.INLINE_BLOCK + 2] * 2
+    assert [len(ports) for _, ports in plan.blocks] == [(fast.INLINE_BLOCK + 2) * (
+        2 if card else 1)] * 2
     text = fast.kernel_source(eq, plan)
     assert text.count("def _laws_g") == 1
     assert text.count("def _newton_s") == 1 and "def _newton_0(" not in text

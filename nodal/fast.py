@@ -1104,18 +1104,10 @@ _GROUP_MAIN = """if ok:
                 for a in range(@NB@):
                     FG_@G@[m, a] = dq[a]
                 _solve_@NB@(JG_@G@[m], FG_@G@[m], dq)
-            # limited as a Newton step: a junction never starts far past its knee
-            _ports_c(expand, q1, v, p0, p0 + @NPB@, r0, r0 + @NB@, @ID@)
-            _dports_c(expand, dq, dv, p0, p0 + @NPB@, r0, @NB@, @ID@)
-            alpha = _pnjlim_c(v, dv, jports, vte, vcrit, j0, j0 + @NJB@)
-            good = True
-            for a in range(@NB@):
-                if not math.isfinite(alpha * dq[a]):
-                    good = False
-            if good:
-                for a in range(@NB@):
-                    q[r0 + a] = q1[r0 + a] + alpha * dq[a]
-        for a in range(@NB@):
+""" + _piece(_fill(_TANGENT_STEP, {"P0": "p0", "P1": "p0 + @NPB@", "R0": "r0", "R1": "r0 + @NB@",
+                                    "J0": "j0", "J1": "j0 + @NJB@"}).replace(
+    "_ports(", "_ports_c(").replace("_dports(", "_dports_c(").replace("_pnjlim(", "_pnjlim_c("),
+    12) + """        for a in range(@NB@):
             ql_@G@[a] = q[r0 + a]
             pel_@G@[a] = pe[r0 + a]
         it, conv, fr = _newton_s@S@(@GROUP_ARGS@)

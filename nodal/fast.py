@@ -1716,7 +1716,8 @@ def cache_folder() -> Path | None:
 
 
 class KernelCacheWarning(UserWarning):
-    """The kernel cache folder cannot be used: the kernel is compiled in memory instead."""
+    """The kernel cache folder cannot be used as it should: the kernel is compiled in memory
+    instead, or a kernel from it is loaded without its helpers' own code (`_load_callees`)."""
 
 
 def _writable_folder(folder: Path) -> bool:
@@ -1774,10 +1775,12 @@ def _load_callees(module) -> int:
     pair (blocks of 12 ports, whose Newton is a call) those ran ~45% slower (13.4 against
     19.5 us a sample, measured both ways on the same cache folder). Loading the helpers
     first gives a warm start the code of a cold one. Uses numba's cache index, which is not
-    a public interface: where it differs, nothing is loaded and `run` keeps its copies."""
+    a public interface: where it differs, `run` keeps its copies and a `KernelCacheWarning`
+    says so (the kernel is right, only slower)."""
     from numba.core.registry import CPUDispatcher
 
     loaded = 0
+    failed = []
     for name, obj in list(vars(module).items()):
         if name in ("run", "ladder") or not isinstance(obj, CPUDispatcher) or obj.overloads:
             continue
@@ -1790,8 +1793,14 @@ def _load_callees(module) -> int:
                 if key == cache._index_key(key[0], codegen):
                     obj.compile(key[0])
                     loaded += 1
-        except Exception:       # numba's internals moved: keep `run`'s own copies
-            continue
+        except Exception as exc:       # numba's internals moved: keep `run`'s own copies
+            failed.append(f"{name} ({type(exc).__name__}: {exc})")
+    if failed:
+        warnings.warn(f"the kernel {module.__name__} is loaded from the cache without the code "
+                      f"its helpers were compiled to ({len(failed)} not loaded, first "
+                      f"{failed[0]}): it runs correctly but can be slower (~45% on blocks "
+                      "above 8 ports) than in the process that compiled it; this numba's cache "
+                      "index is not the one nodalnet knows", KernelCacheWarning, stacklevel=5)
     return loaded
 
 

@@ -283,6 +283,24 @@ def test_a_kernel_from_the_disk_cache_loads_its_helpers_before_its_loop(tmp_path
     assert {"_junctions", "_predict", "_effective"} <= ready, ready
 
 
+def test_a_kernel_whose_helpers_cannot_be_loaded_first_says_so(tmp_path, monkeypatch):
+    """Where numba's cache index is not the one `_load_callees` knows (a numba release that
+    moved it), the kernel still loads and runs, and a KernelCacheWarning says it may be
+    slower: never a silent fallback."""
+    from numba.core import caching
+
+    monkeypatch.setenv("NODALNET_CACHE", str(tmp_path))
+    source = fast.kernel_source(nodal.equations("diode_clipper"))
+
+    def moved(self):
+        raise AttributeError("no such index")
+
+    monkeypatch.setattr(caching.IndexDataCacheFile, "_load_index", moved)
+    with pytest.warns(fast.KernelCacheWarning, match="slower"):
+        run, ladder = fast._load(source)
+    assert callable(run) and callable(ladder)
+
+
 def _ladder_body(n: int, t: str = "") -> list[str]:
     """n clipping diodes, alternating in direction, at the nodes of a resistor ladder fed from
     node "in" (names and nodes suffixed by t): every diode sees every other through the

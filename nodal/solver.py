@@ -104,6 +104,9 @@ class NodalSolver(StateSpaceModel):
 
     def theta(self) -> list[Tensor]:
         """Parameter values in `eq.parameters` order, then the sample period T."""
+        fixed = self._fixed_theta()
+        if fixed is not None:
+            return list(fixed)
         out = list(self.fixed_values.unbind(0))          # views, as `value` gives them
         if len(self.trainable):
             for k, name in enumerate(self.names):
@@ -111,7 +114,29 @@ class NodalSolver(StateSpaceModel):
                 if safe in self.trainable:
                     out[k] = self.trainable[safe]
         out.append(torch.tensor(1.0 / self.sample_rate, dtype=F64))
+        if not len(self.trainable):
+            self._theta_views = (self.fixed_values, self.sample_rate, tuple(out))
         return out
+
+    def _fixed_theta(self) -> tuple[Tensor, ...] | None:
+        """theta as last built where no value is trainable: views of `fixed_values`, which
+        follow its in-place changes (`set_value`, `load_state_dict`); None where it must be
+        built (a trainable value, another `fixed_values` tensor or sample rate)."""
+        cached = getattr(self, "_theta_views", None)
+        if (cached is None or len(self.trainable) or cached[0] is not self.fixed_values
+                or cached[1] != self.sample_rate):
+            return None
+        return cached[2]
+
+    def _values_key(self, theta) -> tuple:
+        """What the values in theta are, to key the caches of what is computed from them: where
+        theta is `_fixed_theta`'s views, the bytes of `fixed_values` and the sample rate (a
+        short call does not read 30 scalars one by one); else every value."""
+        fixed = self._fixed_theta()
+        if fixed is not None and len(theta) == len(fixed) and all(
+                a is b for a, b in zip(theta, fixed, strict=True)):
+            return (self.fixed_values.detach().numpy().tobytes(), self.sample_rate)
+        return tuple(float(t.detach()) for t in theta)
 
     def matrices(self) -> DKMatrices:
         return self.numeric.matrices(self.theta())
@@ -209,13 +234,23 @@ class NodalSolver(StateSpaceModel):
         return x.to(F64) * self._state_scale(self.theta())
 
     def _state_scale(self, theta) -> Tensor:
-        g = self.numeric.reactive_g(theta)
-        return torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
+        if any(t.requires_grad for t in theta):
+            g = self.numeric.reactive_g(theta)
+            return torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
+        key = self._values_key(theta)
+        cached = getattr(self, "_scale_cache", None)
+        if cached is None or cached[0] != key:
+            g = self.numeric.reactive_g(theta)
+            cached = (key, torch.where(self.numeric.is_inductor, torch.ones_like(g), g))
+            self._scale_cache = cached
+        return cached[1]
 
     def _report(self, diagnostics: Diagnostics) -> None:
         """Raise `ConvergenceError` (strict: at the first sample where even the fallbacks
         failed, as SPICE stops at its first failed time point) or warn naming every such
         sample: never hand back NaNs silently."""
+        if not diagnostics.failed.any():
+            return
         failures = diagnostics.failures
         if not failures:
             return
@@ -305,12 +340,12 @@ class NodalSolver(StateSpaceModel):
 
     def _kernel_arrays(self, theta) -> fast.KernelArrays:
         """The kernel's constant arrays at these values (cached while the values stay)."""
-        values = tuple(float(t.detach()) for t in theta)
         levels = min(int(self.newton.substep_levels), fast.MAX_LEVELS)
-        key = (values, levels)
+        key = (self._values_key(theta), levels)
         cached = getattr(self, "_arrays_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
+        values = tuple(float(t.detach()) for t in theta)
         detached = [t.detach() for t in theta]
         with torch.no_grad():
             per_level = [self.numeric.matrices(self._level_theta(detached, lev))

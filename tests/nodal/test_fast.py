@@ -161,6 +161,33 @@ def test_forward_without_autograd_is_the_kernel():
     assert torch.equal(out.y, fast_out.y) and not out.y.requires_grad
 
 
+def test_a_value_changed_between_calls_reaches_every_cache():
+    """Short calls key what they compute from the values (the kernel's arrays, the states'
+    scale, theta's views) on the bytes of the fixed values: a value set between two calls,
+    a state loaded in place, a value made trainable each give the samples of a solver built
+    with those values."""
+    u = _inputs(nodal.load("diode_clipper"))
+    solver = nodal.load("diode_clipper")
+    name = next(n for n in solver.names if n.startswith("r"))
+    before = solver.simulate(u).y
+    doubled = 2.0 * float(solver.value(name))
+    solver.set_value(name, doubled)
+    after = solver.simulate(u).y
+    assert not torch.equal(before, after)
+    assert torch.equal(after, nodal.load("diode_clipper", **{name: doubled}).simulate(u).y)
+    solver.load_state_dict(nodal.load("diode_clipper").state_dict())     # in place
+    assert torch.equal(solver.simulate(u).y, before)
+    solver.make_trainable(name)
+    solver.set_value(name, doubled)
+    assert torch.equal(solver.simulate(u).y, after)
+    # a stream carried across a change: the state scale of the new values
+    first = solver.simulate(u[:, :600])
+    solver.set_value(name, 0.5 * doubled)
+    rest = solver.simulate(u[:, 600:], s0=first.s_final).y
+    other = nodal.load("diode_clipper", **{name: 0.5 * doubled})
+    assert torch.equal(rest, other.simulate(u[:, 600:], s0=first.s_final).y)
+
+
 def test_another_temperature_is_the_same_kernel_with_other_constants(tmp_path):
     """The thermal voltage and the IS factor of a `.temp` are constants of the laws, read at
     run time: the clipper at 60 C and at -10 C is one compiled kernel, and still clips as

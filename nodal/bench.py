@@ -205,14 +205,11 @@ audio = signals.plucked_string(0.01, 48000.0, peak=1.0)
 solver.simulate(torch.tensor(input_matrix(eq, audio, 48000.0))[None], backend="fast")
 t4 = time.perf_counter()
 # how fast the kernel this process compiled or loaded runs: 0.25 s of pluck, best of 3
+from nodal.metrics import best_wall_time, real_time_factor
 u = torch.tensor(input_matrix(eq, signals.plucked_string(0.25, 48000.0, peak=1.0), 48000.0))
-best = float("inf")
-for _ in range(3):
-    t5 = time.perf_counter()
-    solver.simulate(u[None], backend="fast")
-    best = min(best, time.perf_counter() - t5)
+best = best_wall_time(lambda: solver.simulate(u[None], backend="fast"), 3)
 print(json.dumps({"import": t1 - t0, "derive": t2 - t1, "solver": t3 - t2, "kernel": t4 - t3,
-                  "rtf": 0.25 / best}))
+                  "rtf": real_time_factor(0.25, best)}))
 """
 
 

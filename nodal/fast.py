@@ -109,11 +109,18 @@ def _dports(expand, dq, dv, p0, p1, r0, nb, ident):
 def _matrix(KN, jac, expand, KJ, J, r0, nb, p0, npb, ident):
     """A block's J = I - K (di/dv) Q (local indices), over the Jacobian's structural nonzeros
     (JAC_ROW[JAC_PTR[c]:JAC_PTR[c + 1]]: the rows of column c, inside its block)."""
+    _matrix_on(KN, jac, expand, KJ, J, r0, nb, p0, npb, ident, JAC_PTR, JAC_ROW)
+
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
+def _matrix_on(KN, jac, expand, KJ, J, r0, nb, p0, npb, ident, ptr, row):
+    """`_matrix` over a given pattern (ptr, row): the circuit's, or a group's shape's on a
+    block's local arrays (r0 = p0 = 0)."""
     for a in range(nb):
         for c in range(npb):
             acc = 0.0
-            for k in range(JAC_PTR[p0 + c], JAC_PTR[p0 + c + 1]):
-                acc += KN[r0 + a, JAC_ROW[k]] * jac[JAC_ROW[k], p0 + c]
+            for k in range(ptr[p0 + c], ptr[p0 + c + 1]):
+                acc += KN[r0 + a, row[k]] * jac[row[k], p0 + c]
             KJ[a, c] = acc
     for a in range(nb):
         for b in range(nb):
@@ -242,24 +249,6 @@ def _group_locals(KN, expand, jports, vte, vcrit, members, r0s, p0s, j0s, nb, np
             vtel[m, t] = vte[j0s[k] + t]
             vcritl[m, t] = vcrit[j0s[k] + t]
     return kg, exg, jpl, vtel, vcritl
-
-
-@numba.njit(cache=CACHE, nogil=True, error_model="numpy")
-def _matrix_local(KN, jac, expand, KJ, J, nb, npb, ptr, row):
-    """`_matrix` for a group's block on its local arrays (Q not the identity), over the
-    shape's Jacobian pattern (ptr, row: relative to the block)."""
-    for a in range(nb):
-        for c in range(npb):
-            acc = 0.0
-            for k in range(ptr[c], ptr[c + 1]):
-                acc += KN[a, row[k]] * jac[row[k], c]
-            KJ[a, c] = acc
-    for a in range(nb):
-        for b in range(nb):
-            acc = 1.0 if a == b else 0.0
-            for c in range(npb):
-                acc -= KJ[a, c] * expand[c, b]
-            J[a, b] = acc
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
@@ -602,6 +591,14 @@ if alpha == 1.0 and big <= STALL and big >= 0.5 * last:
     small = True@STALL_NOTE@
 last = big
 """
+# The step's port voltages, SPICE's limiting factor alpha, and whether alpha dq is finite:
+_LIMIT = """_dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
+alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
+@FLAG@ = True
+for a in range(@NB@):
+    if not math.isfinite(alpha * dq[a]):
+        @FLAG@ = False
+"""
 # The currents at the accepted q to first order from the last evaluation:
 _FIRST_ORDER = """for c in range(@P0@, @P1@):
     acc = cur[c]
@@ -642,13 +639,7 @@ for _ in range(max_iter):
         break
     _matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)
     _solve_@NB@(J, f, dq)
-    _dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
-    alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
-    finite = True
-    for a in range(@NB@):
-        if not math.isfinite(alpha * dq[a]):
-            finite = False
-    if not finite:
+''' + _piece(_LIMIT, 4, FLAG="finite") + '''    if not finite:
         break
 ''' + _piece(_STEP, 4, STALL_NOTE="       # steps no longer shrink, below STALL volts: round-off, "
                                  "not Newton") + '''@AHEAD@    if small:
@@ -714,13 +705,7 @@ _AHEAD = '''if stopping == 1 and alpha == 1.0:
 # block sections; a large block's calls the `_c` helpers):
 _TANGENT_STEP = '''# limited as a Newton step: a junction never starts far past its knee
 _ports(expand, q1, v, @P0@, @P1@, @R0@, @R1@, @ID@)
-_dports(expand, dq, dv, @P0@, @P1@, @R0@, @NB@, @ID@)
-alpha = _pnjlim(v, dv, jports, vte, vcrit, @J0@, @J1@)
-good = True
-for a in range(@NB@):
-    if not math.isfinite(alpha * dq[a]):
-        good = False
-if good:
+''' + _piece(_LIMIT, 0, FLAG="good") + '''if good:
     for a in range(@NB@):
         q[@R0@ + a] = q1[@R0@ + a] + alpha * dq[a]
 '''
@@ -1180,12 +1165,12 @@ def _groups(ranges: list[dict], charge: list[bool]) -> list[list[int]]:
 
 def _tangent_matrix(rg: dict, kn: str, jac: str, expand: str, kj: str, J: str) -> str:
     """The call that builds J for a group's block on local arrays: written out
-    (`_matrix_code`) where Q is the identity, else `_matrix_local` over the shape's pattern."""
+    (`_matrix_code`) where Q is the identity, else `_matrix_on` over the shape's pattern."""
     shape = rg["SHAPE"]
     if rg["ID"]:
         return f"_matrix_s{shape}({kn}, {jac}, {J})"
-    return (f"_matrix_local({kn}, {jac}, {expand}, {kj}, {J}, {rg['NB']}, {rg['NPB']}, "
-            f"JPTR_S{shape}, JROW_S{shape})")
+    return (f"_matrix_on({kn}, {jac}, {expand}, {kj}, {J}, 0, {rg['NB']}, 0, {rg['NPB']}, "
+            f"False, JPTR_S{shape}, JROW_S{shape})")
 
 
 def _shape_newton(rg: dict, charge: list[bool]) -> str:
@@ -1513,8 +1498,9 @@ class _Literals:
 # boards of a two-pedal file) share their compiled laws: each block keeps a small `_laws_k`
 # that passes its port offset (read from an array, so that numba compiles one version, not
 # one per constant) and its parameter indices to the shared `_laws_g`, whose compile is paid
-# once. Their Newton stays one function per block: with the offsets as arguments it was ~10%
-# slower a sample (the Big Muff boards), for ~3 s of compile in four boards.
+# once. Where such blocks follow one another they share their Newton too (a group,
+# `_GROUP_MAIN`), on each block's local arrays: passing the offsets to a shared Newton instead
+# was ~10% slower a sample.
 _SHARED_LAWS = '''@numba.njit(cache=CACHE, nogil=True, error_model='numpy')
 def _laws_@K@(v, theta, i, jac):
     _laws_g@G@(v, theta, i, jac, BLOCK_P0[@K@], TX_@K@)
@@ -1527,7 +1513,8 @@ def _relative_laws(out: list, rg: dict, voltages: list,
     ports at p0 + their place in the block (a port of another block stays where it is), the
     parameters it reads at theta[tx[j]] (in the order of theta); and tx. `out`, `voltages`
     and `params` are `kernel_text`'s (target or element text, expression) pairs. Two blocks
-    with the same text share the function."""
+    with the same text share the function. Sets rg["READS_OUTSIDE"]: whether a law reads a
+    port of another block (such a block cannot run on local arrays: `_groups`)."""
     p0, p1 = rg["P0"], rg["P1"]
 
     def local(element: str) -> str:
@@ -1777,6 +1764,7 @@ def _load_callees(module) -> int:
     first gives a warm start the code of a cold one. Uses numba's cache index, which is not
     a public interface: where it differs, `run` keeps its copies and a `KernelCacheWarning`
     says so (the kernel is right, only slower)."""
+    import numba
     from numba.core.registry import CPUDispatcher
 
     loaded = 0
@@ -1799,8 +1787,12 @@ def _load_callees(module) -> int:
         warnings.warn(f"the kernel {module.__name__} is loaded from the cache without the code "
                       f"its helpers were compiled to ({len(failed)} not loaded, first "
                       f"{failed[0]}): it runs correctly but can be slower (~45% on blocks "
-                      "above 8 ports) than in the process that compiled it; this numba's cache "
-                      "index is not the one nodalnet knows", KernelCacheWarning, stacklevel=5)
+                      "above 8 ports) than in the process that compiled it: numba "
+                      f"{numba.__version__} keeps its cache index otherwise than nodalnet "
+                      "expects (tested with numba 0.68); install that release, or run the "
+                      "test tests/nodal/test_fast.py::test_a_kernel_from_the_disk_cache_loads_"
+                      "its_helpers_before_its_loop and report what it says",
+                      KernelCacheWarning, stacklevel=5)
     return loaded
 
 
@@ -1982,6 +1974,10 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
     x = np.zeros((batch, length, nx))
     s_final = np.zeros((batch, nx))
     q = np.zeros((batch, length if keep_q else min(length, 2), r))
+
+    def row(n: int) -> int:             # where sample n's q is (the kernel's own rule)
+        return n if keep_q else n & 1
+
     iters = np.zeros((batch, length), dtype=np.int32)
     level = np.zeros((batch, length), dtype=np.int8)
     failed = np.zeros((batch, length), dtype=np.bool_)
@@ -2026,7 +2022,7 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
                                               q_stop[b], levels, *tol, out_y, out_x, out_s,
                                               out_q, out_p, out_jac)
             y[b, n], x[b, n] = out_y[0], out_x
-            q[b, n if keep_q else n & 1, order_r] = out_q
+            q[b, row(n), order_r] = out_q
             iters[b, n] += it
             level[b, n], failed[b, n] = lev, fail
             s0[b], x0[b], wprev0[b] = out_s, out_x, w[b, n]
@@ -2040,8 +2036,8 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
         p_last = p_last[:, back_r]
         jac_last = jac_last[:, back_p][:, :, back_p]
     if length:
-        q_last = q[:, (length - 1) if keep_q else (length - 1) & 1]
-        q_before = q[:, (length - 2) if keep_q else (length - 2) & 1] if length > 1 else q_last
+        q_last = q[:, row(length - 1)]
+        q_before = q[:, row(length - 2)] if length > 1 else q_last
     else:
         q_last = q_before = np.zeros((batch, r)) if start.q is None else _f64(start.q)
     return Run(y, x, s_final, q if keep_q else None, q_last, q_before, p_last, jac_last, iters,

@@ -234,15 +234,18 @@ class NodalSolver(StateSpaceModel):
         return x.to(F64) * self._state_scale(self.theta())
 
     def _state_scale(self, theta) -> Tensor:
-        if any(t.requires_grad for t in theta):
+        """x~ / x per state (2C/T for a capacitor, 1 for an inductor); cached while the values
+        stay, where none needs a graph."""
+        def scale():
             g = self.numeric.reactive_g(theta)
             return torch.where(self.numeric.is_inductor, torch.ones_like(g), g)
+
+        if any(t.requires_grad for t in theta):
+            return scale()
         key = self._values_key(theta)
         cached = getattr(self, "_scale_cache", None)
         if cached is None or cached[0] != key:
-            g = self.numeric.reactive_g(theta)
-            cached = (key, torch.where(self.numeric.is_inductor, torch.ones_like(g), g))
-            self._scale_cache = cached
+            cached = self._scale_cache = (key, scale())
         return cached[1]
 
     def _report(self, diagnostics: Diagnostics) -> None:

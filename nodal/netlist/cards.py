@@ -6,7 +6,8 @@ card; a `.control ... .endc` block is an ngspice script: its lines are skipped a
 stands as one `.control` card (noted by the reader, `dialects`); the reading stops at `.end`,
 and at a DOS end-of-file byte (0x1a). LTspice's micro sign (`10µ`) is read as `u`. Three
 directives hidden in comments (`*@ input`, `*@ control`, `*@ output`) say which sources are the
-model's inputs and which node its output.
+model's inputs and which node its output; one on the first line is read too (the line is
+still the title, as SPICE has it).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def logical_cards(text: str, fail: Fail) -> list[Card]:
     for number, raw in enumerate(lines, start=1):
         if number == 1:
             out.append((1, "title", raw.lstrip("* ").strip()))
+            if raw.strip().startswith("*@"):
+                # a `*@` line added above someone's netlist: its title for SPICE (which reads
+                # nothing there), and still the directive it says, not dropped
+                out.append((1, "directive", raw.strip()[2:].strip()))
             continue
         stripped = raw.strip()
         low = stripped.lower()

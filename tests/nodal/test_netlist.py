@@ -113,6 +113,15 @@ def test_missing_input_directive():
     assert "*@ input" in str(err)
 
 
+def test_a_directive_added_as_the_first_line_is_read():
+    """SPICE takes the first line as the title: a `*@` line put above a netlist is its title
+    and still read as the directive (before, it was dropped and the netlist had no input)."""
+    text = "*@ input Vin\n" + CLIPPER.replace("*@ input Vin\n", "")
+    net = parse(text)
+    assert net.input == "vin" and net.output == ("out", "0")
+    assert net.title == "@ input Vin"
+
+
 def test_negative_resistance_rejected():
     err = _error(CLIPPER.replace("R1 in out 2.2k", "R1 in out -2.2k"))
     assert err.line == 6 and "positive" in str(err)

@@ -192,10 +192,17 @@ def equations(
 
     eq = _equations(circuit, input_source, output_node, control_source, "equations")
     console.print(describe(eq), highlight=False, markup=False)
+    _print_notes(eq, console)
+
+
+def _print_notes(eq, out: Console) -> None:
+    """The netlist's cards read without effect on the result (ignored analyses and options,
+    unused models of types nodalnet does not model...): named, never dropped quietly."""
     if eq.netlist.notes:
-        console.print("\ncards read without effect on the result:", highlight=False)
+        out.print("\nnotes on the netlist (cards read without effect on the result, names "
+                  "given to values):", highlight=False)
         for note in eq.netlist.notes:
-            console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
+            out.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -274,6 +281,7 @@ def simulate(
         write_signal(output, y, fs, normalize=normalize, outputs=outputs)
         if states:
             write_signal(states, x, fs, outputs=outputs)
+    _print_notes(eq, err_console)
     for diagnostics in solved:
         err_console.print(f"solver: {diagnostics.summary()}")
     peak = float(np.max(np.abs(y))) if len(y) else 0.0

@@ -41,6 +41,23 @@ def test_simulate_writes_output_and_states(tmp_path):
     assert 0.2 < np.max(np.abs(y)) < 0.9
 
 
+def test_simulate_names_the_cards_it_read_without_effect(tmp_path):
+    """A netlist someone else wrote carries analyses, options and models nodalnet does not
+    use: `simulate` names each with its line, as `equations` does, not only the latter."""
+    net = tmp_path / "rc.cir"
+    net.write_text("* rc\n*@ input Vin\n*@ output out\nVin in 0 DC 0\nR1 in out 1k\n"
+                   "C1 out 0 1u\n.model unused TRIODE(MU=100)\n.options reltol=1e-4\n"
+                   ".tran 1u 1m\n.end\n")
+    src = wav(tmp_path / "in.wav", signals.sine(1000, 0.01, 48000, amplitude=0.5))
+    result = runner.invoke(app, ["simulate", str(net), "-i", str(src),
+                                 "-o", str(tmp_path / "out.wav")])
+    assert result.exit_code == 0, result.output
+    assert "notes on the netlist" in result.output
+    assert "rc.cir:7" in result.output and "TRIODE" in result.output
+    assert "rc.cir:8" in result.output and ".options" in result.output
+    assert "rc.cir:9" in result.output and ".tran" in result.output
+
+
 def test_simulate_set_gain_and_wav_output(tmp_path):
     x = signals.sine(1000, 0.01, 48000, amplitude=0.5)
     src = wav(tmp_path / "in.wav", x)

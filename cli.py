@@ -392,6 +392,7 @@ def verify(
     console.print(table)
     for k, note in enumerate(notes, start=1):
         console.print(f"[yellow][{k}] {escape(note)}[/]", highlight=False)
+    _print_notes(eq, err_console)
 
 
 def _seconds(name: str, value: float, most: float, least: float = 0.0) -> float:
@@ -851,6 +852,7 @@ def export_model(
     console.print(f"{path}: C99 source of {eq.netlist.file} at {fs:g} Hz"
                   + (f" ({', '.join(f'{k}={v:g}' for k, v in values.items())})"
                      if values else ""))
+    _print_notes(eq, err_console)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,6 +1,7 @@
 """The command line as a user meets it: real files in, clear errors out, nothing half-written."""
 
 import numpy as np
+import pytest
 import soundfile
 from typer.testing import CliRunner
 
@@ -41,16 +42,19 @@ def test_simulate_writes_output_and_states(tmp_path):
     assert 0.2 < np.max(np.abs(y)) < 0.9
 
 
-def test_simulate_names_the_cards_it_read_without_effect(tmp_path):
+@pytest.mark.parametrize("command", ["simulate", "export"])
+def test_a_command_names_the_cards_it_read_without_effect(tmp_path, command):
     """A netlist someone else wrote carries analyses, options and models nodalnet does not
-    use: `simulate` names each with its line, as `equations` does, not only the latter."""
+    use: `simulate` and `export` name each with its line, as `equations` does."""
     net = tmp_path / "rc.cir"
     net.write_text("* rc\n*@ input Vin\n*@ output out\nVin in 0 DC 0\nR1 in out 1k\n"
                    "C1 out 0 1u\n.model unused TRIODE(MU=100)\n.options reltol=1e-4\n"
                    ".tran 1u 1m\n.end\n")
     src = wav(tmp_path / "in.wav", signals.sine(1000, 0.01, 48000, amplitude=0.5))
-    result = runner.invoke(app, ["simulate", str(net), "-i", str(src),
-                                 "-o", str(tmp_path / "out.wav")])
+    args = (["simulate", str(net), "-i", str(src), "-o", str(tmp_path / "out.wav")]
+            if command == "simulate" else
+            ["export", str(net), "--format", "c", "-o", str(tmp_path / "rc.c")])
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "notes on the netlist" in result.output
     assert "rc.cir:7" in result.output and "TRIODE" in result.output

@@ -54,7 +54,8 @@ from .errors import NodalError
 from .files import check_output_file, write_output_file
 from .mna import Equations
 from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
-                     ROUNDOFF, SEARCH_DEPTH, STALL, STOPPING, NewtonOptions, stopping_rule)
+                     ROUNDOFF, SEARCH_DEPTH, STALL, STOPPING, NewtonOptions, ladder_options,
+                     stopping_rule)
 
 #: Substep levels written into every file: 2, 4, ... 2^LEVELS substeps (as `fast.MAX_LEVELS`).
 LEVELS = 6
@@ -149,6 +150,7 @@ int nodalnet_release_control(nodalnet_state *st, int index);
 #define NLEV @NLEV@
 #define HOMOTOPY @HOMOTOPY@
 #define MAX_ITER @MAX_ITER@
+#define LADDER_ITER @LADDER_ITER@
 #define ABSTOL @ABSTOL@
 #define RELTOL @RELTOL@
 #define ROUNDOFF @ROUNDOFF@
@@ -613,7 +615,7 @@ static int substeps(nodalnet_state *st, int lev, const double *wn, double *q, do
                 wsub[a] = st->wprev[a] + frac * (wn[a] - st->wprev[a]);
         }
         predict(MAT_G[lev], MAT_H[lev], ss, wsub, p);
-        if (!newton(q, p, MAT_K[lev], st->vte, st->vcrit, 0.0, MAX_ITER, st->cur, st->jac))
+        if (!newton(q, p, MAT_K[lev], st->vte, st->vcrit, 0.0, LADDER_ITER, st->cur, st->jac))
             return 0;
         *y = affine(MAT_D[lev], MAT_E[lev], MAT_F[lev], 0, ss, wsub, st->cur);
         for (a = 0; a < NX; a++)
@@ -641,7 +643,7 @@ static int continuation(nodalnet_state *st, const double *p, double *q)
     for (a = 0; a < NR; a++)
         q[a] = st->q1[a];
     for (g = 0; g < (int)(sizeof GMIN_STEPS / sizeof GMIN_STEPS[0]); g++) {
-        ok = newton(q, p, MAT_K[0], st->vte, st->vcrit, GMIN_STEPS[g], MAX_ITER, st->cur,
+        ok = newton(q, p, MAT_K[0], st->vte, st->vcrit, GMIN_STEPS[g], LADDER_ITER, st->cur,
                     st->jac);
         if (!ok)
             break;
@@ -663,7 +665,7 @@ static int continuation(nodalnet_state *st, const double *p, double *q)
         for (a = 0; a < NR; a++)
             pl[a] = j == HOMOTOPY ? p[a]
                                   : p0[a] + ((double)j / HOMOTOPY) * (p[a] - p0[a]);
-        if (!newton(q, pl, MAT_K[0], st->vte, st->vcrit, 0.0, MAX_ITER, st->cur, st->jac))
+        if (!newton(q, pl, MAT_K[0], st->vte, st->vcrit, 0.0, LADDER_ITER, st->cur, st->jac))
             return -1;
     }
     return NLEV + 2;
@@ -706,7 +708,7 @@ static int step(nodalnet_state *st, const double *wn, double *y)
             int lv;
             for (a = 0; a < NR; a++)
                 q[a] = st->q1[a];
-            ok = newton_ls(q, p, MAT_K[0], st->vte, st->vcrit, MAX_ITER, st->cur, st->jac);
+            ok = newton_ls(q, p, MAT_K[0], st->vte, st->vcrit, LADDER_ITER, st->cur, st->jac);
             if (ok)
                 lev = NLEV + 3;
             for (lv = 1; lv <= NLEV && !ok; lv++) {
@@ -1171,6 +1173,7 @@ def source(eq: Equations, values: dict[str, float] | None = None,
     subs.update({"@RATE@": _c_number(sample_rate), "@NCONTROLS@": str(eq.n_inputs - 1),
                  "@NLEV@": str(LEVELS), "@HOMOTOPY@": str(HOMOTOPY_STEPS),
                  "@MAX_ITER@": str(int(options.max_iter)),
+                 "@LADDER_ITER@": str(ladder_options(options).max_iter),
                  "@ABSTOL@": _c_number(options.abstol), "@RELTOL@": _c_number(options.reltol),
                  "@ROUNDOFF@": _c_number(ROUNDOFF), "@STALL@": _c_number(STALL),
                  "@STOPPING@": str(int(stopping_rule(options) == STOPPING.index("predicted")

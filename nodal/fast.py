@@ -69,7 +69,7 @@ from .files import atomic_write, cache_dir
 from . import scalar_block
 from .mna import Equations
 from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
-                     PREDICTORS, ROUNDOFF, SEARCH_DEPTH, STALL, stopping_rule)
+                     PREDICTORS, ROUNDOFF, SEARCH_DEPTH, STALL, ladder_options, stopping_rule)
 
 # The per-sample loop. `_laws_k`, `_junctions`, `_newton_k`, `_solve_all` and the block sections
 # of `run` are generated per circuit (`kernel_source`); dimensions and each block's ranges are
@@ -2003,6 +2003,7 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
     predictor = PREDICTORS.index(options.predictor)
     tol = (int(options.max_iter), float(options.abstol), float(options.reltol),
            stopping_rule(options))
+    ladder_tol = (ladder_options(options).max_iter,) + tol[1:]
     while True:
         kernel_run.run(*mats, w, wprev0, s0, x0, q0, q00, p00, jac00, use_q0, use_p0, first,
                        predictor, *tol, y, x, s_final, q, p_last, jac_last, iters, level, stop,
@@ -2019,7 +2020,7 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
             out_p, out_jac = np.zeros(r), np.zeros((nports, nports))
             out_x, out_s = np.zeros(nx), np.zeros(nx)
             it, lev, fail = kernel_run.ladder(*mats, s_final[b], x_stop[b], w_stop[b], w[b, n],
-                                              q_stop[b], levels, *tol, out_y, out_x, out_s,
+                                              q_stop[b], levels, *ladder_tol, out_y, out_x, out_s,
                                               out_q, out_p, out_jac)
             y[b, n], x[b, n] = out_y[0], out_x
             q[b, row(n), order_r] = out_q

@@ -49,6 +49,14 @@ previous sample's solution:
 4. source stepping: p walked from the value that makes the start an exact root to the
    sample's own p in HOMOTOPY_STEPS steps.
 
+Each Newton solve of the ladder may take `NewtonOptions.ladder_iter` evaluations (500), ten
+times a sample's own `max_iter`: a sample that needs the ladder is rare, and the hardest
+ones need many steps, not smaller ones. A chain of sixteen direct-coupled common-emitter
+stages flips from one saturated/cut-off pattern to the other within a sample at 48 kHz (the
+stages have no time constant between them, so no substep slows the flip): Newton turns the
+stages over one or two per few iterations and needs ~80 evaluations. ngspice takes that
+sample at its full step; with every rung at 50 evaluations this solver gave up there
+(`tests/nodal/test_robust.py::test_a_chain_of_direct_coupled_stages_flips_as_in_ngspice`).
 Only if all fail is the sample reported as failed. `Diagnostics.level` numbers the rungs
 apart from their order (`fallback_name`): 1 .. MAX_LEVELS the substeps, then gmin stepping,
 source stepping, and the line search last (MAX_LEVELS + 3), so that a level keeps its meaning.
@@ -72,7 +80,7 @@ taking a new one:
 - else it halves the step until Armijo's test holds (an exponential's overshoot).
 
 Each search ends after SEARCH_DEPTH evaluations at the latest, taking the last point; every
-evaluation counts as an iteration, within the same `max_iter`. The rung accepts by the "step"
+evaluation counts as an iteration, within the rung's `ladder_iter`. The rung accepts by the "step"
 rule (the "predicted" one reuses the step's storage). It is only a rung, never plain
 Newton's way: inside every Newton it made Newton give up on a MOSFET clipper with charges
 that converges without it, and where plain Newton converges it is not entered, so those
@@ -85,6 +93,7 @@ rung after the substeps).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -122,6 +131,9 @@ AHEAD_REACH = 0.1
 @dataclass
 class NewtonOptions:
     max_iter: int = 50
+    # each Newton solve of the fallback ladder (its line search, each substep, each gmin and
+    # source step) may take this many evaluations (at least max_iter): see the module's text
+    ladder_iter: int = 500
     abstol: float = 1e-10      # volts
     reltol: float = 1e-10
     predictor: str = "tangent"  # Newton's start: one of PREDICTORS (see `predict`)
@@ -138,6 +150,13 @@ class NewtonOptions:
 
 class UnknownStoppingRuleError(NodalError, ValueError):
     """`NewtonOptions.stopping` names no rule of STOPPING."""
+
+
+def ladder_options(options: NewtonOptions) -> NewtonOptions:
+    """`options` for a Newton solve of the fallback ladder: `ladder_iter` evaluations (at least
+    `max_iter`)."""
+    budget = max(int(getattr(options, "ladder_iter", options.max_iter)), int(options.max_iter))
+    return dataclasses.replace(options, max_iter=budget)
 
 
 def stopping_rule(options: NewtonOptions) -> int:

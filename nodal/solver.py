@@ -27,8 +27,8 @@ from .errors import (ConvergenceError, NonFiniteOutputError, SignalError, Unknow
 from .interface import StateSpaceModel
 from .mna import Equations
 from .netlist import check_values
-from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, line_search_level, newton_step,
-                     predict, shunted, solve_with_jacobian)
+from .newton import (GMIN_STEPS, HOMOTOPY_STEPS, NewtonOptions, ladder_options,
+                     line_search_level, newton_step, predict, shunted, solve_with_jacobian)
 
 F64 = torch.float64
 BACKENDS = ("fast", "torch")
@@ -455,6 +455,7 @@ class NodalSolver(StateSpaceModel):
         q_start. Returns (y [B, 1], x, s_new, q, iterations [B], converged [B], the last
         Jacobian of each item's Newton)."""
         k = 1 << level
+        rung = ladder_options(self.newton)
         mk = self.numeric.matrices(self._level_theta(theta, level))
         laws = self._laws(theta)
         junctions = self._junctions(theta)
@@ -471,7 +472,7 @@ class NodalSolver(StateSpaceModel):
             wsub = w_n if j == k - 1 else w_prev + ((j + 1) / k) * (w_n - w_prev)
             p = ss @ mk.G.T + wsub @ mk.H.T
             with torch.no_grad():
-                q, it, ok, jac = self._solve(q, p.detach(), Kd, laws, junctions)
+                q, it, ok, jac = self._solve(q, p.detach(), Kd, laws, junctions, rung)
             jac_last = jac if jac_last is None else torch.where(alive[:, None, None], jac,
                                                                 jac_last)
             iterations += it * alive
@@ -490,13 +491,14 @@ class NodalSolver(StateSpaceModel):
         Returns (q, iterations [B], level [B], converged [B], last Jacobian)."""
         laws = self._laws(theta)
         junctions = self._junctions(theta)
+        rung = ladder_options(self.newton)
         batch = q_start.shape[0]
         iterations = torch.zeros(batch, dtype=torch.long)
         q, gmin_ok = q_start, torch.ones(batch, dtype=torch.bool)
         jac_g = None
         for g in GMIN_STEPS:
             q, it, ok, jac = self._solve(q, p, K, shunted(laws, g, self.numeric.charge_mask),
-                                         junctions)
+                                         junctions, rung)
             jac_g = jac if jac_g is None else torch.where(gmin_ok[:, None, None], jac, jac_g)
             iterations += it * gmin_ok
             gmin_ok = gmin_ok & ok
@@ -505,7 +507,7 @@ class NodalSolver(StateSpaceModel):
         q2, alive, jac_h = q_start, ~gmin_ok, None
         for j in range(1, HOMOTOPY_STEPS + 1):
             pl = p if j == HOMOTOPY_STEPS else p0 + (j / HOMOTOPY_STEPS) * (p - p0)
-            q2, it, ok, jac = self._solve(q2, pl, K, laws, junctions)
+            q2, it, ok, jac = self._solve(q2, pl, K, laws, junctions, rung)
             jac_h = jac if jac_h is None else torch.where(alive[:, None, None], jac, jac_h)
             iterations += it * alive
             alive = alive & ok
@@ -615,7 +617,8 @@ class NodalSolver(StateSpaceModel):
         sub = None
         # rung 1: Newton with the line search at the full step, from the previous solution
         q_l, it_l, ok_l, jac_l = self._solve(q_prev, p, K, self._laws(theta),
-                                             self._junctions(theta), line_search=True)
+                                             self._junctions(theta), ladder_options(self.newton),
+                                             line_search=True)
         jac = torch.where(need[:, None, None], jac_l, jac)
         its = its + it_l * need
         take = need & ok_l

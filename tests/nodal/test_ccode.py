@@ -94,7 +94,7 @@ def test_the_fallback_ladder_gives_the_numba_paths_samples(circuit, tmp_path):
     eq = nodal.equations(circuit)
     # the C file solves one joint system; "step": the stopping rule this iteration limit was
     # chosen for (the "predicted" one converges within it at more samples)
-    options = NewtonOptions(max_iter=3, split=False, stopping="step")
+    options = NewtonOptions(max_iter=3, ladder_iter=3, split=False, stopping="step")
     x = np.zeros(3000)
     x[100:1000], x[1000:1500] = 5.0, -5.0
     solver = NodalSolver(eq, RATE, newton=options, strict=False)

@@ -290,7 +290,7 @@ def test_substeps_carry_the_charge_states_as_an_oversampled_run(level):
 
 def test_the_ladder_gives_the_same_samples_on_both_backends_with_charges():
     solver = nodal.load(CLIPPER)
-    solver.newton = NewtonOptions(max_iter=5)
+    solver.newton = NewtonOptions(max_iter=5, ladder_iter=5)
     u = torch.tensor(np.stack([signals.plucked_string(0.006, FS, peak=5.0, seed=s)
                                for s in (1, 2)]))[..., None]
     out = solver.simulate(u, backend="fast")

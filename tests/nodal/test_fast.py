@@ -78,7 +78,7 @@ def test_starting_state_is_honoured():
 
 def test_non_convergence_is_reported_not_nan():
     solver = nodal.load("diode_clipper")
-    solver.newton = NewtonOptions(max_iter=1, substep_levels=1)
+    solver.newton = NewtonOptions(max_iter=1, ladder_iter=1, substep_levels=1)
     u = _inputs(solver)[:, :200]
     with pytest.raises(ConvergenceError) as err:
         solver.simulate(u, backend="fast")
@@ -407,7 +407,7 @@ def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypat
     u = _inputs(solver, peaks=(2.0,))
     out = solver.simulate(u, backend="fast")
     starved = nodal.NodalSolver(eq, sample_rate=48000.0)
-    starved.newton = NewtonOptions(max_iter=3)
+    starved.newton = NewtonOptions(max_iter=3, ladder_iter=3)
     ladder = starved.simulate(u[:, :400], backend="fast")
     assert ladder.diagnostics.fallback_samples, "the test needs samples that fall back"
     ref = solver.simulate(u[:, :200], backend="torch")
@@ -421,7 +421,7 @@ def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypat
     assert torch.equal(out.y, apart.y) and torch.equal(out.x, apart.x)
     assert np.array_equal(out.diagnostics.iterations, apart.diagnostics.iterations)
     starved = nodal.NodalSolver(eq, sample_rate=48000.0)
-    starved.newton = NewtonOptions(max_iter=3)
+    starved.newton = NewtonOptions(max_iter=3, ladder_iter=3)
     ladder_apart = starved.simulate(u[:, :400], backend="fast")
     assert torch.equal(ladder.y, ladder_apart.y)
     assert np.array_equal(ladder.diagnostics.level, ladder_apart.diagnostics.level)

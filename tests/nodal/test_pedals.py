@@ -109,7 +109,7 @@ def test_phaser_at_2v_peak_with_the_lfo_converges_at_every_sample():
 
 def test_a_newton_that_cannot_converge_names_the_samples_instead_of_returning_nan():
     solver = nodal.load("tube_screamer", drive=1.0)
-    solver.newton = NewtonOptions(max_iter=1)
+    solver.newton = NewtonOptions(max_iter=1, ladder_iter=1)
     audio = signals.plucked_string(0.02, FS, peak=2.0, cutoff=5000, seed=3)
     with pytest.raises(ConvergenceError) as info:
         solver.simulate(torch.tensor(audio)[None, :, None], backend="fast")

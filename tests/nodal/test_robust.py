@@ -58,7 +58,7 @@ def starved():
     """The diode clipper at 5 V with Newton limited to 5 iterations: some samples need the
     ladder (substeps)."""
     solver = nodal.load("diode_clipper")
-    solver.newton = NewtonOptions(max_iter=5)
+    solver.newton = NewtonOptions(max_iter=5, ladder_iter=5)
     u = torch.tensor(np.stack([_pluck(0.01, 5.0, seed=1), _pluck(0.01, 4.0, seed=2)]))[..., None]
     return solver, u
 
@@ -77,7 +77,7 @@ def test_the_ladder_gives_the_same_samples_on_both_backends(starved):
 def test_the_ladder_is_differentiable_as_the_reference_loop(starved):
     solver, u = starved
     solver = nodal.load("diode_clipper")
-    solver.newton = NewtonOptions(max_iter=5)
+    solver.newton = NewtonOptions(max_iter=5, ladder_iter=5)
     r = solver.make_trainable("r1")
     out = solver(u[:, :200])
     ref = solver.forward_reference(u[:, :200])
@@ -100,6 +100,7 @@ def test_gmin_or_source_stepping_solve_what_substeps_do_not():
     # "step": the stopping rule this iteration limit was chosen for (the "predicted" one
     # converges within it at more samples)
     solver = nodal.NodalSolver(eq, FS, newton=NewtonOptions(max_iter=MAX_ITER_FOR_CONTINUATION,
+                                                            ladder_iter=MAX_ITER_FOR_CONTINUATION,
                                                             stopping="step"), strict=False)
     x = np.zeros(3000)
     x[100:1000], x[1000:1500] = 5.0, -5.0
@@ -207,7 +208,7 @@ def test_the_ladder_is_compiled_only_where_a_sample_needs_it(starved, monkeypatc
     assert run.signatures and not ladder.signatures
     _, u = starved
     solver = nodal.load("diode_clipper")          # a solver of its own: the same kernel
-    solver.newton = NewtonOptions(max_iter=5)
+    solver.newton = NewtonOptions(max_iter=5, ladder_iter=5)
     out = solver.simulate(u)
     assert out.diagnostics.fallback_samples
     assert ladder.signatures
@@ -259,3 +260,30 @@ def test_the_kernel_source_is_read_back_and_written_again_if_damaged(tmp_path, m
     with monkeypatch.context() as m:
         m.setattr(fast, "kernel_text", no_sympy)
         assert fast._text(eq, plan) == text           # and read back
+
+
+CHAIN = Path(__file__).parent / "fixtures" / "direct_coupled_chain.cir"
+
+
+def test_a_chain_of_direct_coupled_stages_flips_as_in_ngspice():
+    # Sixteen direct-coupled stages flip from one saturated / cut-off pattern to the other
+    # within a sample; Newton turns them over a stage or two at a time (~80 evaluations) and
+    # no substep makes that fewer. ngspice takes such a sample at its full step. With every
+    # rung of the ladder at a sample's own 50 evaluations the solver stopped at the first flip;
+    # with `ladder_iter` evaluations a rung it takes every flip.
+    eq = nodal.equations(CHAIN)
+    t = np.arange(int(0.01 * FS)) / FS
+    sine = 0.5 * np.sin(2 * np.pi * 1000.0 * t)
+    u = torch.from_numpy(input_matrix(eq, sine, FS))[None]
+    solver = nodal.NodalSolver(eq, FS)
+    out = solver.simulate(u)                  # strict: a failed sample would raise
+    assert out.diagnostics.failures == []
+    assert out.diagnostics.fallback_samples, "the flips need the ladder"
+    assert float(out.y.max()) > 5.0 and float(out.y.min()) < 0.5   # it flips both ways
+    starved = nodal.NodalSolver(eq, FS, newton=NewtonOptions(ladder_iter=50))
+    with pytest.raises(nodal.ConvergenceError):
+        starved.simulate(u)
+    row = verify.agreement(eq, sine, "sine", FS, 1)
+    # the flips land on the sample grid here and between samples in ngspice: that, not the
+    # solve, is what the ESR holds
+    assert row.output_esr <= 2e-2

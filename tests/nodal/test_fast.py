@@ -438,3 +438,77 @@ def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypat
         namespace["_laws_all"](v, np.concatenate([theta, literals]), cur, jac)
         got.append((cur, jac))
     assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
+
+
+_STAGES = """* three direct-coupled stages, two transistor models of the same parameters
+*@ input Vin
+*@ output out
+.model QA NPN(IS=5.911f BF=1122 BR=1.271 NE=1.394 ISE=5.911f IKF=14.92m VAF=62.37 RB=10)
+.model QB NPN(IS=20f BF=300 BR=4 NE=1.5 ISE=1f IKF=50m VAF=100 RB=30)
+Vin in 0 DC 0
+Vcc vcc 0 DC 9
+C0 in b0 1u
+RB0 vcc b0 1Meg
+RG0 b0 0 150k
+Q0 c0 b0 e0 QA
+RC0 vcc c0 10k
+RE0 e0 0 1k
+CE0 e0 0 10u
+RA0 c0 b1 47k
+RD0 b1 0 22k
+Q1 c1 b1 e1 QB
+RC1 vcc c1 10k
+RE1 e1 0 1k
+CE1 e1 0 10u
+RA1 c1 b2 47k
+RD1 b2 0 22k
+Q2 c2 b2 e2 QA
+RC2 vcc c2 10k
+RE2 e2 0 1k
+CO c2 out 1u
+RL out 0 100k
+"""
+
+
+def test_a_blocks_laws_as_loops_over_its_kinds_of_device_are_the_written_out_laws(
+        tmp_path, monkeypatch):
+    # three transistors of two models with the same parameters given: one kind, each device
+    # its own row of ports and parameters (and of the terms of its parameters alone)
+    monkeypatch.setenv("NODALNET_CACHE", "")
+    path = tmp_path / "stages.cir"
+    path.write_text(_STAGES)
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    arrays = solver._kernel_arrays(solver.theta())
+    plan = fast.layout(eq, arrays.K)
+    assert [len(ports) for _, ports in plan.blocks] == [6]
+    monkeypatch.setattr(fast, "KIND_LOOP_PORTS", 1)
+    looped, literals = fast.kernel_text(eq, plan)
+    assert looped.count("def _kind_") == 1 and "for d in range(0, 3):" in looped
+    monkeypatch.setattr(fast, "KIND_LOOP_PORTS", 10 ** 6)
+    written, written_literals = fast.kernel_text(eq, plan)
+    assert "def _kind_" not in written and written_literals == literals
+    theta = np.concatenate([arrays.theta, literals])
+    rng = np.random.default_rng(0)
+    got = []
+    for text in (looped, written):
+        namespace = fast._load(text)[0].py_func.__globals__
+        out = []
+        for _ in range(30):
+            v = rng.uniform(-1.0, 1.0, len(eq.ports))
+            cur, jac = np.zeros(len(eq.ports)), np.zeros((len(eq.ports),) * 2)
+            namespace["_laws_all"](v, theta, cur, jac)
+            out.append(np.concatenate([cur, jac.ravel()]))
+        got.append(np.array(out))
+        rng = np.random.default_rng(0)
+    assert np.array_equal(got[0] != 0, got[1] != 0)
+    assert np.max(np.abs(got[0] - got[1]) / (np.abs(got[1]) + 1e-300)) <= 1e-13
+    # and the kernels: the same samples, Newton's iterations, fallbacks
+    u = torch.tensor(0.2 * np.sin(2 * np.pi * 1000.0 * np.arange(2400) / 48000.0))[None, :, None]
+    runs = []
+    for ports in (1, 10 ** 6):
+        monkeypatch.setattr(fast, "KIND_LOOP_PORTS", ports)
+        runs.append(nodal.NodalSolver(eq, sample_rate=48000.0).simulate(u))
+    assert float((runs[0].y - runs[1].y).abs().max()) <= 1e-12
+    assert runs[0].diagnostics.fallback_samples == runs[1].diagnostics.fallback_samples
+    assert float(runs[0].y.abs().max()) > 0.1          # the stages do pass the signal

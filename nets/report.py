@@ -153,8 +153,17 @@ def plot_growth(evals: list[Evaluation], path: Path, title: str,
     ax.set_ylabel("ESR")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    _legend(ax, "no run measured its error growth", fontsize=7, ncol=2)
     return _save(fig, path, outputs)
+
+
+def _legend(ax, empty: str, **style) -> None:
+    """The legend of what ax shows, or where it shows nothing, `empty` written on it (an empty
+    legend is a matplotlib warning and says nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**style)
+    else:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", fontsize=9)
 
 
 def plot_windows(rows: list[dict], path: Path, title: str,
@@ -189,7 +198,7 @@ def plot_windows(rows: list[dict], path: Path, title: str,
         ax.set_xlabel("training window k (rightmost: k = inf)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend(ax, "no run with a training window k", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path, outputs)
 

@@ -572,6 +572,7 @@ def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], wind
     from dataclasses import replace
 
     import nets.runs
+    import nodal
     from nets.data import MaterialSpec
     from nets.train import parse_window
     from nodal.errors import SignalError
@@ -594,6 +595,7 @@ def _train_start(circuit: Optional[str], model: str, epochs: Optional[int], wind
                      lr=lr, segment=segment, batch=batch, emphasis=emphasis,
                      threads=1 if threads is None else threads)
     nets.runs.check_start(circuit, model, **arguments)  # before the bar: one line, nothing made
+    _print_notes(nodal.equations(circuit, command="train"), err_console)   # derived once: cached
     values = _parse_values(set_) or None
     both = sorted({k.lower() for k in values or {}} & {k[0] for k in material.knobs})
     if both:

@@ -42,18 +42,19 @@ def test_simulate_writes_output_and_states(tmp_path):
     assert 0.2 < np.max(np.abs(y)) < 0.9
 
 
-@pytest.mark.parametrize("command", ["simulate", "export"])
+@pytest.mark.parametrize("command", ["simulate", "export", "train"])
 def test_a_command_names_the_cards_it_read_without_effect(tmp_path, command):
     """A netlist someone else wrote carries analyses, options and models nodalnet does not
-    use: `simulate` and `export` name each with its line, as `equations` does."""
+    use: `simulate`, `export` and `train` name each with its line, as `equations` does."""
     net = tmp_path / "rc.cir"
     net.write_text("* rc\n*@ input Vin\n*@ output out\nVin in 0 DC 0\nR1 in out 1k\n"
                    "C1 out 0 1u\n.model unused TRIODE(MU=100)\n.options reltol=1e-4\n"
                    ".tran 1u 1m\n.end\n")
     src = wav(tmp_path / "in.wav", signals.sine(1000, 0.01, 48000, amplitude=0.5))
-    args = (["simulate", str(net), "-i", str(src), "-o", str(tmp_path / "out.wav")]
-            if command == "simulate" else
-            ["export", str(net), "--format", "c", "-o", str(tmp_path / "rc.c")])
+    args = {"simulate": ["simulate", str(net), "-i", str(src), "-o", str(tmp_path / "out.wav")],
+            "export": ["export", str(net), "--format", "c", "-o", str(tmp_path / "rc.c")],
+            "train": ["train", str(net), "--model", "stn", "--epochs", "1", "--train-seconds",
+                      "0.5", "--threads", "1", "--out", str(tmp_path / "run")]}[command]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "notes on the netlist" in result.output

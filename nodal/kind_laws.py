@@ -55,7 +55,6 @@ class Kinds:
     given (parameters, then the laws' constants); the hoisted terms follow them."""
 
     def __init__(self, theta_size: int):
-        self.theta_size = theta_size
         self.size = theta_size              # theta's size once extended
         self.kinds: dict[str, int] = {}     # a device's relative text -> its kind
         self.functions: list[str] = []
@@ -85,15 +84,12 @@ class Kinds:
     def _device(self, ports: list[int], out: list, voltages: list, params: list):
         """(kind, pt row, tx row) of one device: its ports (kernel positions) and laws."""
         free = set().union(*(sp.sympify(e).free_symbols for _, e in out))
-        inputs = []
-        for element, sym in voltages:
-            at = _place(element)[1][0]
-            if at in ports:
-                inputs.append((f"v[PT_KIND_@KIND@[d, {ports.index(at)}]]", sym))
-            elif sym in free:
-                inputs.append((element, sym))      # another device's port: stays where it is
-        # the port voltages in the device's own order, so that alike devices print alike
-        inputs.sort(key=lambda pair: (not pair[0].startswith("v[PT_"), pair[0]))
+        at = {_place(element)[1][0]: sym for element, sym in voltages}
+        # its own port voltages in its own order (alike devices print alike), then any other
+        # device's port its laws read, which stays where it is
+        inputs = [(f"v[PT_KIND_@KIND@[d, {j}]]", at[port]) for j, port in enumerate(ports)]
+        inputs += [(element, sym) for element, sym in voltages
+                   if sym in free and _place(element)[1][0] not in ports]
         tx = []
         for element, sym in params:
             if sym in free:

@@ -131,9 +131,6 @@ AHEAD_REACH = 0.1
 @dataclass
 class NewtonOptions:
     max_iter: int = 50
-    # each Newton solve of the fallback ladder (its line search, each substep, each gmin and
-    # source step) may take this many evaluations (at least max_iter): see the module's text
-    ladder_iter: int = 500
     abstol: float = 1e-10      # volts
     reltol: float = 1e-10
     predictor: str = "tangent"  # Newton's start: one of PREDICTORS (see `predict`)
@@ -146,6 +143,10 @@ class NewtonOptions:
     # when a sample has converged: "predicted" (the next step, predicted to second order
     # without evaluating the laws, below the tolerance) or "step" (a step below it)
     stopping: str = "predicted"
+    # each Newton solve of the fallback ladder (its line search, each substep, each gmin and
+    # source step) may take this many evaluations (at least max_iter): see the module's text.
+    # Last, so that options written positionally before it keep their meaning.
+    ladder_iter: int = 500
 
 
 class UnknownStoppingRuleError(NodalError, ValueError):

@@ -843,10 +843,11 @@ def _print_function(name: str, args: str, outputs: list[tuple[str, sp.Expr]],
 
 #: A block of at least this many ports has its laws as one loop per kind of device
 #: (`kind_laws`): their compile no longer grows with its devices (sixteen direct-coupled
-#: stages, 32 ports: first `simulate` 26.9 -> 18.4 s, a sample 129 -> 141 us), at ~10 % a
-#: sample (the laws written out per port overlap every device's exponentials in one function:
-#: a 12-port Big Muff board ran 8.9-9.0 -> 9.7-10.4 us a sample as loops, for 0.6-0.9 s of
-#: compile saved).
+#: stages, 32 ports, `python bench/scale.py --startup tests/nodal/fixtures/
+#: direct_coupled_chain.cir`: cold start 29.0 -> 19.9 s), at 7-10 % a sample (the kernel 0.60 ->
+#: 0.56x real time there; the laws written out per port overlap every device's exponentials in
+#: one function: a 12-port Big Muff board ran 8.9-9.0 -> 9.7-10.4 us a sample as loops, for
+#: 0.6-0.9 s of compile saved, in a scratch A/B).
 KIND_LOOP_PORTS = 24
 
 #: Substep levels compiled into every kernel: k = 2, 4, ... 2^MAX_LEVELS substeps.

@@ -194,9 +194,25 @@ class NodalSolver(StateSpaceModel):
         return self._plain_operating_point(batch, u0)
 
     def _plain_operating_point(self, batch: int, u0: Tensor) -> tuple[Tensor, Tensor]:
-        """(canonical state [B, n_states], Newton's port coordinates [B, r]) at DC."""
-        w0 = self.source_values(u0.to(F64)[:, None, :])[:, 0]
+        """(canonical state [B, n_states], Newton's port coordinates [B, r]) at DC; cached
+        while the values, the sample rate, the inputs u0 and Newton's tolerances stay, where
+        no graph is needed (a render or a bench calls it again with the same values)."""
         theta = self.theta()
+        if torch.is_grad_enabled() and (u0.requires_grad or any(t.requires_grad for t in theta)):
+            return self._solve_operating_point(batch, u0, theta)
+        u0 = u0.detach().to(F64)
+        key = (self._values_key(theta), self.sample_rate, u0.numpy().tobytes(), batch,
+               float(self.newton.abstol), float(self.newton.reltol), self.newton.stopping,
+               torch.is_grad_enabled())
+        cached = getattr(self, "_dc_cache", None)
+        if cached is None or cached[0] != key or cached[1] is not self.numeric:
+            cached = self._dc_cache = (key, self.numeric,
+                                       self._solve_operating_point(batch, u0, theta))
+        s, q = cached[2]
+        return s.clone(), q.clone()
+
+    def _solve_operating_point(self, batch: int, u0: Tensor, theta) -> tuple[Tensor, Tensor]:
+        w0 = self.source_values(u0.to(F64)[:, None, :])[:, 0]
         dc = self.numeric.dc_matrices(theta)
         laws = self._laws(theta)
         junctions = self._junctions(theta)

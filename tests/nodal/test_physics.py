@@ -148,3 +148,47 @@ def test_operating_point_holds_a_constant_input():
     traj = run(s, np.full(50, 0.8))
     y = traj.y[0, :, 0].numpy()
     assert np.ptp(y) < 1e-12 and 0.4 < y[0] < 0.8
+
+
+def test_the_operating_point_follows_a_changed_value_and_is_not_shared():
+    """A diode biased from 9 V through R1: at DC it carries (9 - v) / R1 = Is (exp(v / Vt) - 1)
+    (the 100 kOhm from the grounded input takes v / 100k). The operating point is kept between
+    calls while the values stay (`simulate` calls it each time): changing R1 must move it to
+    the new solution of that equation, and what a call returns is the caller's to change."""
+    s = solver_for("""* bias
+*@ input Vin
+*@ output out
+.model DX D(IS=1e-14 N=1)
+Vin in 0 DC 0
+Vcc vcc 0 DC 9
+R1 vcc out 10k
+R2 in out 100k
+D1 out 0 DX
+C1 out 0 100n
+""")
+    u0 = torch.zeros(1, 1, dtype=torch.float64)
+
+    def junction(r1):
+        # bisect (9 - v) / r1 - v / 100k - GMIN v = Is (exp(v / Vt) - 1) on [0, 1] V
+        lo, hi = 0.0, 1.0
+        for _ in range(200):
+            v = 0.5 * (lo + hi)
+            excess = (9 - v) / r1 - v / 1e5 - GMIN * v - 1e-14 * math.expm1(v / THERMAL_VOLTAGE)
+            lo, hi = (v, hi) if excess > 0 else (lo, v)
+        return 0.5 * (lo + hi)
+
+    def node(state):      # the capacitor's voltage from its canonical state 2C/T v
+        return float(state[0, 0]) / (2 * 100e-9 * FS)
+
+    with torch.no_grad():
+        first = s.initial_state(1, u0)
+        assert node(first) == pytest.approx(junction(10e3), abs=1e-9)
+        first += 1.0                                  # the caller's copy, not the kept one
+        assert node(s.initial_state(1, u0)) == pytest.approx(junction(10e3), abs=1e-9)
+        s.set_value("r1", 1e3)
+        assert node(s.initial_state(1, u0)) == pytest.approx(junction(1e3), abs=1e-9)
+        # and a run starts there: the output holds the new bias
+        y = s.simulate(torch.zeros(1, 10, 1, dtype=torch.float64)).y[0, :, 0].numpy()
+    np.testing.assert_allclose(y, junction(1e3), atol=1e-9)
+    assert junction(1e3) - junction(10e3) == pytest.approx(
+        THERMAL_VOLTAGE * math.log(10), rel=2e-2)    # ten times the current: Vt ln 10 more

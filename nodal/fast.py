@@ -65,7 +65,7 @@ import numpy as np
 import sympy as sp
 
 from .files import atomic_write, cache_dir
-from . import kind_laws, scalar_block
+from . import kind_laws, port_map, scalar_block
 from .law_text import assignments
 from .mna import Equations
 from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STEPS, KAPPA,
@@ -1195,6 +1195,11 @@ def _block_code(ranges: list[dict], groups: list[list[int]] | None = None,
         values = dict(rg, K=k, AHEAD=ahead)
         body = _fill(_NEWTON, values)
         written = rg["ID"] and rg["COLS"] and not scalar_block.fits(rg)
+        mapped = port_map.applies(rg) and not scalar_block.fits(rg)
+        if mapped:
+            # Q not the identity: its products written out over its nonzeros (`port_map`)
+            body = port_map.use(body, k, rg)
+            newtons.append(port_map.code(k, rg) + "\n\n")
         generic = _fill("_matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)",
                         values)
         if written:
@@ -1216,6 +1221,8 @@ def _block_code(ranges: list[dict], groups: list[list[int]] | None = None,
         section = _fill(_MAIN_BLOCK, values)
         if written:
             section = section.replace(generic, f"_matrix_{k}(KN, jac, J)")
+        if mapped:
+            section = port_map.use(section, k, rg)
         if scalar_block.fits(rg):
             section = scalar_block.section(k, rg)
             prologue.append(scalar_block.prologue(rg))
@@ -1234,6 +1241,8 @@ def _block_code(ranges: list[dict], groups: list[list[int]] | None = None,
                 section = section.replace(
                     _fill("_matrix_c(KN, jac, expand, KJ, J_@K@, @R0@, @NB@, @P0@, @NPB@, "
                           "@ID@)", values), f"_matrix_{k}(KN, jac, J_{k})")
+            if mapped:
+                section = port_map.use(section, k, rg)
             prologue.append(f"J_{k} = np.empty(({rg['NB']}, {rg['NB']}))\n"
                             f"f_{k} = np.empty({rg['NB']})\nfresh_{k} = False\n")
             item_start.append(f"fresh_{k} = False\n")
@@ -1550,7 +1559,8 @@ def kernel_text(eq: Equations, plan: Layout | None = None) -> tuple[str, list[fl
                            AHEAD=bool(coords) and bool(ports) and len(junctions) == len(ports),
                            NZ=nz, JUNCTIONS=[(j0 + t, ports.index(c))
                                              for t, c in enumerate(junctions)], K=k, THETA=[],
-                           OUTSIDE=[], COLS=cols))
+                           OUTSIDE=[], COLS=cols,
+                           QROWS=port_map.rows(rows_q, r0 + len(coords))))
         r0, p0, j0 = r0 + len(coords), p0 + len(ports), j0 + len(junctions)
     laws_all = ("@numba.njit(cache=CACHE, nogil=True, error_model='numpy')\n"
                 "def _laws_all(v, theta, i, jac):\n"

@@ -512,3 +512,39 @@ def test_a_blocks_laws_as_loops_over_its_kinds_of_device_are_the_written_out_law
     assert float((runs[0].y - runs[1].y).abs().max()) <= 1e-12
     assert runs[0].diagnostics.fallback_samples == runs[1].diagnostics.fallback_samples
     assert float(runs[0].y.abs().max()) > 0.1          # the stages do pass the signal
+
+
+def _clipping_stages(n: int) -> str:
+    """n Big Muff clipping stages in a row: 1N914-like diodes without series resistance, in
+    antiparallel from collector to base, share the transistor's base-collector nodes, so a
+    block has fewer coordinates than ports (its Q is not the identity)."""
+    lines = ["* clipping stages", "*@ input Vin", f"*@ output c{n}",
+             ".model QA NPN(IS=5.911f BF=1122 BR=1.271 NE=1.394 ISE=5.911f IKF=14.92m "
+             "VAF=62.37)", ".model DA D(IS=2.52n N=1.752)", "Vin c0 0 DC 0", "Vcc vcc 0 DC 9"]
+    for k in range(1, n + 1):
+        lines += [f"C{k} c{k - 1} b{k} 100n", f"RF{k} b{k} c{k} 470k", f"RC{k} vcc c{k} 15k",
+                  f"RE{k} e{k} 0 100", f"Q{k} c{k} b{k} e{k} QA", f"DA{k} b{k} c{k} DA",
+                  f"DB{k} c{k} b{k} DA"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("stages", [2, 5])     # a block written in the loop, a called one
+def test_a_block_whose_ports_share_coordinates_runs_its_port_map_written_out(
+        tmp_path, monkeypatch, stages):
+    monkeypatch.setenv("NODALNET_CACHE", "")
+    path = tmp_path / "clip.cir"
+    path.write_text(_clipping_stages(stages))
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
+    assert [(len(c), len(p)) for c, p in plan.blocks] == [(2 * stages, 4 * stages)]
+    text, _ = fast.kernel_text(eq, plan)
+    assert "_matrix_0(KN, jac, expand, J" in text and "_ports_0(expand, q1, v)" in text
+    u = torch.tensor(0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(1200) / 48000.0))[None, :, None]
+    written = solver.simulate(u)
+    monkeypatch.setattr(fast.port_map, "applies", lambda rg: False)
+    generic = nodal.NodalSolver(eq, sample_rate=48000.0).simulate(u)
+    # the same sums in the same order: the same samples to the last bit
+    assert torch.equal(written.y, generic.y) and torch.equal(written.x, generic.x)
+    assert np.array_equal(written.diagnostics.iterations, generic.diagnostics.iterations)
+    assert float(written.y.std()) > 0.1                # the stages do clip a swinging signal

@@ -76,6 +76,16 @@ from .newton import (AHEAD_REACH, AHEAD_SAFETY, ARMIJO, GMIN_STEPS, HOMOTOPY_STE
 # literals that numba compiles in. Everything here is in the kernel's frame: coordinates and
 # ports permuted so that each block's are contiguous (`Layout`).
 _KERNEL = '''
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _exp(x):
+    """exp(x), the laws' (`law_text`): 0.0 below -746, where exp underflows to 0.0 anyway,
+    without the C library's underflow path (errno: a slow call, on every evaluation of a
+    far reverse-biased junction's term in some cards). NaN stays NaN."""
+    if x < -746.0:
+        return 0.0
+    return math.exp(x)
+
+
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy")
 def _ports(expand, q, v, p0, p1, r0, r1, ident):
     """v = Q q for ports p0..p1 (a block's), whose rows are zero past coordinate r1 (ident:

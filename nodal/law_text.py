@@ -19,6 +19,9 @@ class KernelPrinter(PythonCodePrinter):
     def _print_im(self, expr):
         return "0.0"
 
+    def _print_exp(self, expr):         # the kernel's `_exp`: no C-library underflow path
+        return f"_exp({self._print(expr.args[0])})"
+
 
 def _guards(expr: sp.Expr, sym: sp.Symbol, guard, out: set) -> None:
     """Collect into `out` a condition under which each use of `sym` in expr is evaluated (a

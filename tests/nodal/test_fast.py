@@ -4,6 +4,7 @@ same input, same samples; and `forward` (kernel Newton + one differentiable step
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -569,3 +570,30 @@ def test_the_state_update_a_column_at_a_time_gives_the_same_samples(tmp_path, mo
     assert torch.equal(runs[0].y, runs[1].y) and torch.equal(runs[0].x, runs[1].x)
     assert torch.equal(runs[0].s_final, runs[1].s_final)
     assert float(runs[0].y.abs().max()) > 0.1
+
+
+def test_the_laws_exponential_is_the_c_librarys_without_its_underflow_path(tmp_path,
+                                                                             monkeypatch):
+    # the laws call the kernel's _exp: exp itself to the bit, 0.0 where exp underflows to 0.0
+    # (no errno path), NaN and the infinities as exp gives them
+    monkeypatch.setenv("NODALNET_CACHE", "")
+    path = tmp_path / "stages.cir"
+    path.write_text(_STAGES)
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    text, _ = fast.kernel_text(eq, fast.layout(eq, solver._kernel_arrays(solver.theta()).K))
+    assert "_exp(" in text and "math.exp(" not in text.replace("return math.exp(x)", "")
+    kernel_exp = fast._load(text)[0].py_func.__globals__["_exp"]
+    xs = np.concatenate([np.linspace(-800.0, 720.0, 20001), [-745.2, -745.1, -744.4, -746.0,
+                                                           -np.inf, np.inf, 709.78, 709.79]])
+    got = np.array([kernel_exp(float(x)) for x in xs])
+
+    def c_exp(x):           # the C library's, as Python's math calls it
+        try:
+            return math.exp(x)
+        except OverflowError:
+            return math.inf
+
+    want = np.array([c_exp(x) for x in xs])
+    assert np.array_equal(got, want)
+    assert np.isnan(kernel_exp(float("nan")))

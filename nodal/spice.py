@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NodalError
-from .netlist import GROUND, Netlist
+from .netlist import GROUND, GROUND_ALIASES, Netlist
 from .netlist.dialects import LTSPICE_ONLY
 
 
@@ -90,7 +90,9 @@ def _pwl(values: np.ndarray, sample_rate: float) -> str:
 
 def _filesource(name: str, nodes: tuple[str, str], path: str) -> str:
     """An XSPICE file source: linear interpolation like PWL, but linear time in its length
-    (an inline PWL with N points costs ngspice O(N^2))."""
+    (an inline PWL with N points costs ngspice O(N^2)). A ground alias is written 0: in the
+    brackets of a vector connection ngspice does not take `gnd` for ground."""
+    nodes = tuple("0" if n.lower() in GROUND_ALIASES else n for n in nodes)
     return (f"a_{name} %vd([{nodes[0]} {nodes[1]}]) src_{name}\n"
             f".model src_{name} filesource (file=\"{path}\" amploffset=[0] amplscale=[1] "
             "timeoffset=0 timescale=1 timerelative=false amplstep=false)")
@@ -107,18 +109,10 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
     value); `REFERENCE_OPTIONS` (the default) or None / {} for ngspice's own defaults.
     """
     lines = net.text.splitlines()
-    drop: set[int] = set()
     by_name = {e.name: e for e in net.elements}
-    for name in signals:
-        if "." in name or getattr(by_name[name].line, "chain", ()):
-            raise NgspiceError(f"{name} is inside a subcircuit or an included file; the deck can "
-                               "only replace a source written in the netlist's top file")
-        first = by_name[name].line - 1
-        drop.add(first)
-        k = first + 1
-        while k < len(lines) and lines[k].lstrip().startswith("+"):
-            drop.add(k)
-            k += 1
+    inside = [name for name in signals
+              if "." in name or getattr(by_name[name].line, "chain", ())]
+    edits = _top_edits(net, signals, inside, sample_rate, folder, lines)
     kept: list[str] = []
     in_control = False
     for k, line in enumerate(lines):
@@ -129,13 +123,18 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
         if low.startswith(".control"):
             in_control = True
             continue
-        if k in drop or re.match(r"^\.(tran|end)\b", low) and not low.startswith(".ends"):
+        if k in edits:
+            kept += edits[k]
+            continue
+        if re.match(r"^\.(tran|end)\b", low) and not low.startswith(".ends"):
             continue
         if low.split()[:1] and low.split()[0] in LTSPICE_ONLY:     # ngspice stops at them
             continue
         kept.append(line)
     period = 1.0 / sample_rate
     for name, values_ in signals.items():
+        if name in inside:
+            continue
         el = by_name[name]
         samples = np.asarray(values_, dtype=np.float64)
         if folder is not None and el.kind == "V":
@@ -157,6 +156,101 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
         control.append("reset")
     control += ["run", f"write {raw_path}", ".endc", ".end"]
     return "\n".join(kept + control) + "\n"
+
+
+_INCLUDE = re.compile(r"""^(\s*\.(?:include|inc|lib)\s+)("[^"]*"|'[^']*'|\S+)(.*)$""",
+                      re.IGNORECASE)
+
+
+def _card_span(lines: list[str], k: int) -> list[int]:
+    """Line k and the continuation lines (`+`) after it."""
+    span = [k]
+    while span[-1] + 1 < len(lines) and lines[span[-1] + 1].lstrip().startswith("+"):
+        span.append(span[-1] + 1)
+    return span
+
+
+def _top_edits(net: Netlist, signals: dict[str, np.ndarray], inside: list[str],
+               sample_rate: float, folder: str | None, lines: list[str]) -> dict[int, list[str]]:
+    """The top file's lines replaced {index: replacement}: the sources inside subcircuits and
+    includes driven where they are written (their cards, or the includes that lead to copies:
+    `_drive_inside`), the top-level ones dropped (`deck` appends their drive)."""
+    if inside and folder is None:
+        raise NgspiceError(f"{inside[0]} is inside a subcircuit or an included file: the deck "
+                           "drives it from copies of its files, and needs a folder")
+    edits = _drive_inside(net, {n: signals[n] for n in inside}, sample_rate, folder or "",
+                          lines) if inside else {}
+    by_name = {e.name: e for e in net.elements}
+    for name in signals:
+        if name not in inside:
+            edits.update({k: [] for k in _card_span(lines, by_name[name].line - 1)})
+    return edits
+
+
+def _drive_inside(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float,
+                  folder: str, top: list[str]) -> dict[int, list[str]]:
+    """Sources inside a subcircuit or an included file, driven where they are written: each
+    card is replaced in place (its own local name and nodes) by a file source (a PWL for a
+    current source), in a copy of its file written to `folder`, and the includes that lead
+    to it name the copies. Returns the top file's edits {line index: its replacement lines}
+    (`top`: its lines). A subcircuit of more than one instance would drive every instance:
+    refused."""
+    from .netlist import decode
+
+    edits: dict[str, dict[int, list[str]]] = {}       # file -> {line index: replacement}
+    copies: dict[str, str] = {}
+    renamed: set[tuple[str, int]] = set()              # include lines that name a copy
+
+    def lines_of(file: str) -> list[str]:
+        return top if file == net.file else decode(Path(file).read_bytes(), file).splitlines()
+
+    for name, samples in signals.items():
+        el = next(e for e in net.elements if e.name == name)
+        chain = getattr(el.line, "chain", ())
+        file = el.line.file if chain else net.file
+        where = (file, int(el.line), chain)
+        twins = [e.name for e in net.elements if e is not el and (
+            e.line.file if getattr(e.line, "chain", ()) else net.file, int(e.line),
+            getattr(e.line, "chain", ())) == where]
+        if twins:
+            raise NgspiceError(
+                f"{name} is written in a subcircuit that has {len(twins) + 1} instances "
+                f"(also {', '.join(twins[:3])}): the deck drives a source where it is written, "
+                "which would drive every instance; give the source its own instance")
+        text = lines_of(file)
+        words = text[where[1] - 1].split()
+        samples = np.asarray(samples, dtype=np.float64)
+        if el.kind == "V":
+            data = str(Path(folder) / f"{name}.txt")
+            np.savetxt(data, np.stack([np.arange(len(samples)) / sample_rate, samples], 1),
+                       fmt="%.17g")
+            card = _filesource(words[0], (words[1], words[2]), data).splitlines()
+        else:
+            card = [f"{words[0]} {words[1]} {words[2]} {_pwl(samples, sample_rate)}"]
+        span = _card_span(text, where[1] - 1)
+        edits.setdefault(file, {}).update({k: card if k == span[0] else [] for k in span})
+        for includer, at in chain:           # innermost first: each include names a copy
+            copies.setdefault(file, str(Path(folder) / f"include{len(copies)}_{Path(file).name}"))
+            renamed.add((includer, at - 1))
+            edits.setdefault(includer, {})[at - 1] = [copies[file]]
+            file = includer
+    for file, mine in edits.items():
+        text = lines_of(file)
+        for k in list(mine):
+            if (file, k) in renamed:
+                m = _INCLUDE.match(text[k])
+                mine[k] = [f'{m.group(1)}"{mine[k][0]}"{m.group(3)}' if m else text[k]]
+        if file != net.file:
+            for k, line in enumerate(text):     # the copy's other includes: as from its folder
+                m = _INCLUDE.match(line)
+                if m and k not in mine:
+                    target = Path(m.group(2).strip("\"'")).expanduser()
+                    if not target.is_absolute():
+                        target = Path(file).parent / target
+                    mine[k] = [f'{m.group(1)}"{target}"{m.group(3)}']
+            out = [new for k, line in enumerate(text) for new in mine.get(k, [line])]
+            Path(copies[file]).write_text("\n".join(out) + "\n")
+    return edits.get(net.file, {})
 
 
 def _options_text(options: dict | None) -> str:

@@ -87,3 +87,50 @@ def test_reference_is_converged():
     a = spice.simulate(net, {net.input: x}, FS, substeps=16).voltage("out")
     b = spice.simulate(net, {net.input: x}, FS, substeps=32).voltage("out")
     assert esr(b, a) < 1e-9
+
+
+# A KiCad export keeps the whole circuit, its sources included, in a subcircuit of an
+# included file, its ground named GND; the models it reads are included from that file.
+_BOARD = """* board
+.include "models/diode.lib"
+.subckt board
+V2 in GND DC 0 SIN(0 100m 146)
+R1 in mid 1k
+C1 mid GND 100n
+D1 mid out DCLIP
+R2 out GND 10k
+.ends
+"""
+
+
+def _kicad_like(tmp_path, instances=1):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "diode.lib").write_text(".model DCLIP D(IS=2.52n N=1.752)\n")
+    (tmp_path / "board.cir").write_text(_BOARD)
+    xs = "\n".join(f"X{k} board" for k in range(1, instances + 1))
+    top = tmp_path / "top.cir"
+    top.write_text(f'* top\n*@ input x1.v2\n*@ output x1.out\n.include "board.cir"\n{xs}\n'
+                   ".tran 10u 10m\n.end\n")
+    return top
+
+
+def test_a_source_inside_an_included_subcircuit_is_driven_where_it_is_written(tmp_path):
+    """ngspice runs the source as written into a copy of its file (the includes that lead to
+    it, and the copy's own, still found), so the solver is checked against ngspice on a
+    netlist as exported; before, the deck refused such a source."""
+    top = _kicad_like(tmp_path)
+    eq = nodal.equations(top)
+    x = signals.plucked_string(0.03, FS, peak=1.0, cutoff=5000, seed=2)
+    ref = spice.simulate(eq.netlist, {"x1.v2": x}, FS, substeps=16)
+    assert "gnd" not in ref.voltages            # GND is ngspice's ground in the file source too
+    y, _ = render(eq, x, FS)
+    theirs = ref.voltage(*eq.netlist.output)
+    assert max(abs(theirs)) > 0.05                # the drive reached the diode's far side
+    assert esr(theirs, y) <= 1e-3
+    assert (tmp_path / "board.cir").read_text() == _BOARD       # the user's files untouched
+
+
+def test_a_source_in_a_subcircuit_of_two_instances_is_refused_by_name(tmp_path):
+    eq = nodal.equations(_kicad_like(tmp_path, instances=2))
+    with pytest.raises(spice.NgspiceError, match="2 instances .also x2.v2."):
+        spice.simulate(eq.netlist, {"x1.v2": signals.sine(1000, 0.001, FS)}, FS)

@@ -1184,7 +1184,7 @@ def _groups(ranges: list[dict], charge: list[bool]) -> list[list[int]]:
     def key(rg: dict):
         if rg.get("SHAPE") is None or not rg["LOCAL_Q"] or rg.get("READS_OUTSIDE", True):
             return None
-        return rg["SHAPE"], tuple(charge[rg["P0"]:rg["P1"]])
+        return rg["SHAPE"], tuple(charge[rg["P0"]:rg["P1"]]), port_map.local_rows(rg)
 
     runs: list[list[int]] = []
     for k, rg in enumerate(ranges):
@@ -1203,6 +1203,8 @@ def _tangent_matrix(rg: dict, kn: str, jac: str, expand: str, kj: str, J: str) -
     shape = rg["SHAPE"]
     if rg["ID"]:
         return f"_matrix_s{shape}({kn}, {jac}, {J})"
+    if port_map.applies(rg):
+        return f"_matrix_s{shape}({kn}, {jac}, {expand}, {J})"
     return (f"_matrix_on({kn}, {jac}, {expand}, {kj}, {J}, 0, {rg['NB']}, 0, {rg['NPB']}, "
             f"False, JPTR_S{shape}, JROW_S{shape})")
 
@@ -1217,9 +1219,13 @@ def _shape_newton(rg: dict, charge: list[bool]) -> str:
     for col in cols:
         rows += col
         ptr.append(len(rows))
-    local = dict(rg, R0=0, R1=nb, P0=0, P1=npb, J0=0, J1=njb, COLS=cols)
+    local = dict(rg, R0=0, R1=nb, P0=0, P1=npb, J0=0, J1=njb, COLS=cols,
+                 QROWS=port_map.local_rows(rg))
     ahead = textwrap.indent(_fill(_AHEAD, local), " " * 4) if rg["AHEAD"] else ""
     body = _fill(_NEWTON, dict(local, K=f"s{shape}", AHEAD=ahead))
+    mapped = port_map.applies(local)
+    if mapped:          # Q written out on the block's local arrays (`port_map`)
+        body = port_map.use(body, f"s{shape}", local)
     body = body.replace(_fill("_matrix(KN, jac, expand, KJ, J, @R0@, @NB@, @P0@, @NPB@, @ID@)",
                               local), _tangent_matrix(rg, "KN", "jac", "expand", "KJ", "J"))
     body = body.replace(f"_laws_s{shape}(v, theta, cur, jac)",
@@ -1232,6 +1238,7 @@ def _shape_newton(rg: dict, charge: list[bool]) -> str:
               f"JROW_S{shape} = np.array({rows}, dtype=np.int64)\n"
               f"ISC_S{shape} = np.array({list(charge[rg['P0']:rg['P1']])}, dtype=np.bool_)\n\n")
     return (header + (_matrix_code(f"s{shape}", local) + "\n\n" if rg["ID"] else "")
+            + (port_map.code(f"s{shape}", local) + "\n\n" if mapped else "")
             + '@numba.njit(cache=CACHE, nogil=True, error_model="numpy")\n'
             f"def _newton_s{shape}({_NEWTON_ARGS}, tx):\n"
             + textwrap.indent(body, "    ") + "    return it, conv, fresh\n")

@@ -28,6 +28,14 @@ def rows(expand_rows, upto: int) -> list[list[int]]:
     return [[a for a in range(upto) if expand_rows[c, a] != 0] for c in range(len(expand_rows))]
 
 
+def local_rows(rg: dict) -> tuple | None:
+    """QROWS relative to the block's first coordinate, for a block whose ports read only its
+    own coordinates (a group's member, on its local arrays); None for the identity."""
+    if rg["ID"] or not rg.get("QROWS"):
+        return None
+    return tuple(tuple(a - rg["R0"] for a in row) for row in rg["QROWS"])
+
+
 def applies(rg: dict) -> bool:
     """Whether block rg has its port map written out: Q not the identity, a pattern known."""
     return not rg["ID"] and bool(rg.get("QROWS")) and bool(rg["COLS"])

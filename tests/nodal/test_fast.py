@@ -515,32 +515,39 @@ def test_a_blocks_laws_as_loops_over_its_kinds_of_device_are_the_written_out_law
     assert float(runs[0].y.abs().max()) > 0.1          # the stages do pass the signal
 
 
-def _clipping_stages(n: int) -> str:
-    """n Big Muff clipping stages in a row: 1N914-like diodes without series resistance, in
-    antiparallel from collector to base, share the transistor's base-collector nodes, so a
-    block has fewer coordinates than ports (its Q is not the identity)."""
-    lines = ["* clipping stages", "*@ input Vin", f"*@ output c{n}",
+def _clipping_stages(n: int, boards: str = "a") -> str:
+    """n Big Muff clipping stages in a row on each board (named by the letters of `boards`,
+    all fed from c0): 1N914-like diodes without series resistance, in antiparallel from
+    collector to base, share the transistor's base-collector nodes, so a block has fewer
+    coordinates than ports (its Q is not the identity)."""
+    lines = ["* clipping stages", "*@ input Vin", f"*@ output c{n}{boards[0]}",
              ".model QA NPN(IS=5.911f BF=1122 BR=1.271 NE=1.394 ISE=5.911f IKF=14.92m "
              "VAF=62.37)", ".model DA D(IS=2.52n N=1.752)", "Vin c0 0 DC 0", "Vcc vcc 0 DC 9"]
-    for k in range(1, n + 1):
-        lines += [f"C{k} c{k - 1} b{k} 100n", f"RF{k} b{k} c{k} 470k", f"RC{k} vcc c{k} 15k",
-                  f"RE{k} e{k} 0 100", f"Q{k} c{k} b{k} e{k} QA", f"DA{k} b{k} c{k} DA",
-                  f"DB{k} c{k} b{k} DA"]
+    for t in boards:
+        for k in range(1, n + 1):
+            before = "c0" if k == 1 else f"c{k - 1}{t}"
+            lines += [f"C{k}{t} {before} b{k}{t} 100n", f"RF{k}{t} b{k}{t} c{k}{t} 470k",
+                      f"RC{k}{t} vcc c{k}{t} 15k", f"RE{k}{t} e{k}{t} 0 100",
+                      f"Q{k}{t} c{k}{t} b{k}{t} e{k}{t} QA", f"DA{k}{t} b{k}{t} c{k}{t} DA",
+                      f"DB{k}{t} c{k}{t} b{k}{t} DA"]
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("stages", [2, 5])     # a block written in the loop, a called one
+@pytest.mark.parametrize("stages, boards, called", [
+    (2, "a", "_matrix_0(KN, jac, expand, J"),         # a block written in the sample loop
+    (5, "a", "_matrix_0(KN, jac, expand, J"),         # a large block, its Newton called
+    (5, "ab", "_matrix_s0(KG_0[m], jl_0, EXG_0[m], JG_0[m])")])   # a group of two boards
 def test_a_block_whose_ports_share_coordinates_runs_its_port_map_written_out(
-        tmp_path, monkeypatch, stages):
+        tmp_path, monkeypatch, stages, boards, called):
     monkeypatch.setenv("NODALNET_CACHE", "")
     path = tmp_path / "clip.cir"
-    path.write_text(_clipping_stages(stages))
+    path.write_text(_clipping_stages(stages, boards))
     eq = nodal.equations(path)
     solver = nodal.NodalSolver(eq, sample_rate=48000.0)
     plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
-    assert [(len(c), len(p)) for c, p in plan.blocks] == [(2 * stages, 4 * stages)]
+    assert [(len(c), len(p)) for c, p in plan.blocks] == [(2 * stages, 4 * stages)] * len(boards)
     text, _ = fast.kernel_text(eq, plan)
-    assert "_matrix_0(KN, jac, expand, J" in text and "_ports_0(expand, q1, v)" in text
+    assert called in text and "_matrix_on(" not in text.split("def run(")[1].split("def ladder(")[0]
     u = torch.tensor(0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(1200) / 48000.0))[None, :, None]
     written = solver.simulate(u)
     monkeypatch.setattr(fast.port_map, "applies", lambda rg: False)

@@ -246,7 +246,7 @@ def _drive_inside(net: Netlist, signals: dict[str, np.ndarray], sample_rate: flo
                 if m and k not in mine:
                     target = Path(m.group(2).strip("\"'")).expanduser()
                     if not target.is_absolute():
-                        target = Path(file).parent / target
+                        target = Path(file).resolve().parent / target
                     mine[k] = [f'{m.group(1)}"{target}"{m.group(3)}']
             out = [new for k, line in enumerate(text) for new in mine.get(k, [line])]
             Path(copies[file]).write_text("\n".join(out) + "\n")

@@ -114,12 +114,15 @@ def _kicad_like(tmp_path, instances=1):
     return top
 
 
-def test_a_source_inside_an_included_subcircuit_is_driven_where_it_is_written(tmp_path):
+def test_a_source_inside_an_included_subcircuit_is_driven_where_it_is_written(tmp_path,
+                                                                           monkeypatch):
     """ngspice runs the source as written into a copy of its file (the includes that lead to
     it, and the copy's own, still found), so the solver is checked against ngspice on a
-    netlist as exported; before, the deck refused such a source."""
-    top = _kicad_like(tmp_path)
-    eq = nodal.equations(top)
+    netlist as exported, named by a relative path as a user types it; before, the deck
+    refused such a source."""
+    _kicad_like(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    eq = nodal.equations("top.cir")
     x = signals.plucked_string(0.03, FS, peak=1.0, cutoff=5000, seed=2)
     ref = spice.simulate(eq.netlist, {"x1.v2": x}, FS, substeps=16)
     assert "gnd" not in ref.voltages            # GND is ngspice's ground in the file source too

@@ -193,8 +193,8 @@ def _predict(G, H, s, w, p):
 
 
 @numba.njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
-def _update(D, E, F, Ds, Es, Fs, A, B, C, s, w, cur, xs, s_new):
-    """One pass of the DK update: returns y; xs = Ds x~ + Es w + Fs i, s_new = A x~ + B w + C i."""
+def _output(D, E, F, s, w, cur):
+    """y = D x~ + E w + F i."""
     y = 0.0
     for k in range(NX):
         y += D[0, k] * s[k]
@@ -202,6 +202,13 @@ def _update(D, E, F, Ds, Es, Fs, A, B, C, s, w, cur, xs, s_new):
         y += E[0, k] * w[k]
     for c in range(NP):
         y += F[0, c] * cur[c]
+    return y
+
+
+@numba.njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _update(D, E, F, Ds, Es, Fs, A, B, C, s, w, cur, xs, s_new):
+    """One pass of the DK update: returns y; xs = Ds x~ + Es w + Fs i, s_new = A x~ + B w + C i."""
+    y = _output(D, E, F, s, w, cur)
     for a in range(NX):
         acc = 0.0
         acc2 = 0.0
@@ -240,13 +247,7 @@ def _predict_t(GT, HT, s, w, p):
 def _update_t(D, E, F, DsT, EsT, FsT, AT, BT, CT, s, w, cur, xs, s_new):
     """`_update` with the state matrices given as transposes (DsT = Ds^T, ...): the same sums
     in the same order, a column at a time (as `_predict_t`); the sample loop's."""
-    y = 0.0
-    for k in range(NX):
-        y += D[0, k] * s[k]
-    for k in range(NW):
-        y += E[0, k] * w[k]
-    for c in range(NP):
-        y += F[0, c] * cur[c]
+    y = _output(D, E, F, s, w, cur)
     for a in range(NX):
         xs[a] = 0.0
         s_new[a] = 0.0

@@ -1,10 +1,12 @@
 """A block's port map Q written out where it is not the identity.
 
-The port voltages of a Newton block are v = Q q over the coordinates q. Where two junctions
-share their nodes (an antiparallel diode pair: v2 = -v1) there are fewer coordinates than
-ports, and Q is a sparse matrix of +-1 (`mna._independent_ports`). The kernel's generic helpers
+The port voltages of a Newton block are v = Q q over the coordinates q. Where two ports
+share their nodes (a diode's junction and its depletion charge; an antiparallel diode pair
+without series resistance: v2 = -v1) there are fewer coordinates than ports, and Q is a
+sparse matrix of +-1 (`mna._independent_ports`). The kernel's generic helpers
 (`_ports`, `_dports`, `_matrix` in `fast.py`) loop over all of Q, zeros included: on the
-Ram's Head Big Muff export (three blocks of 16 ports on 12 coordinates) building
+Ram's Head Big Muff export (three blocks of 16 ports on 12 coordinates: its 1N914 card has
+a junction capacitance) building
 J = I - K (di/dv) Q that way was 40 % of a sample. Here each is written out over Q's
 structural nonzeros (its coefficients still read from the `expand` array at fixed places, as
 the generic loop reads them), in the generic loop's order, skipping only terms that are

@@ -533,13 +533,16 @@ def _clipping_stages(n: int, boards: str = "a") -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("stages, boards, called", [
-    (2, "a", "_matrix_0(KN, jac, expand, J"),         # a block written in the sample loop
-    (5, "a", "_matrix_0(KN, jac, expand, J"),         # a large block, its Newton called
-    (5, "ab", "_matrix_s0(KG_0[m], jl_0, EXG_0[m], JG_0[m])")])   # a group of two boards
+@pytest.mark.parametrize("stages, boards, inline, called", [
+    (2, "a", 8, "_matrix_0(KN, jac, expand, J"),      # a block written in the sample loop
+    # a large block (larger than INLINE_BLOCK coordinates: two stages made large here, five
+    # would be by default, for a longer compile), its Newton called; two boards: a group
+    (2, "a", 2, "_matrix_0(KN, jac, expand, J_0)"),
+    (2, "ab", 2, "_matrix_s0(KG_0[m], jl_0, EXG_0[m], JG_0[m])")])
 def test_a_block_whose_ports_share_coordinates_runs_its_port_map_written_out(
-        tmp_path, monkeypatch, stages, boards, called):
+        tmp_path, monkeypatch, stages, boards, inline, called):
     monkeypatch.setenv("NODALNET_CACHE", "")
+    monkeypatch.setattr(fast, "INLINE_BLOCK", inline)
     path = tmp_path / "clip.cir"
     path.write_text(_clipping_stages(stages, boards))
     eq = nodal.equations(path)

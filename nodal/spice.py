@@ -158,10 +158,6 @@ def deck(net: Netlist, signals: dict[str, np.ndarray], sample_rate: float, lengt
     return "\n".join(kept + control) + "\n"
 
 
-_INCLUDE = re.compile(r"""^(\s*\.(?:include|inc|lib)\s+)("[^"]*"|'[^']*'|\S+)(.*)$""",
-                      re.IGNORECASE)
-
-
 def _card_span(lines: list[str], k: int) -> list[int]:
     """Line k and the continuation lines (`+`) after it."""
     span = [k]
@@ -196,10 +192,10 @@ def _drive_inside(net: Netlist, signals: dict[str, np.ndarray], sample_rate: flo
     (`top`: its lines). A subcircuit of more than one instance would drive every instance:
     refused."""
     from .netlist import decode
+    from .netlist.includes import include_card
 
     edits: dict[str, dict[int, list[str]]] = {}       # file -> {line index: replacement}
     copies: dict[str, str] = {}
-    renamed: set[tuple[str, int]] = set()              # include lines that name a copy
 
     def lines_of(file: str) -> list[str]:
         return top if file == net.file else decode(Path(file).read_bytes(), file).splitlines()
@@ -229,27 +225,22 @@ def _drive_inside(net: Netlist, signals: dict[str, np.ndarray], sample_rate: flo
             card = [f"{words[0]} {words[1]} {words[2]} {_pwl(samples, sample_rate)}"]
         span = _card_span(text, where[1] - 1)
         edits.setdefault(file, {}).update({k: card if k == span[0] else [] for k in span})
-        for includer, at in chain:           # innermost first: each include names a copy
+        for includer, at in chain:           # innermost first: each include reads a copy
             copies.setdefault(file, str(Path(folder) / f"include{len(copies)}_{Path(file).name}"))
-            renamed.add((includer, at - 1))
-            edits.setdefault(includer, {})[at - 1] = [copies[file]]
+            section = net.include_lines.get((includer, at), ("", ""))[1]
+            edits.setdefault(includer, {})[at - 1] = [include_card(copies[file], section)]
             file = includer
     for file, mine in edits.items():
+        if file == net.file:
+            continue
+        # the copy's other includes read their files where they are (the reader's resolved
+        # paths), not from ngspice's folder
+        for (owner, at), (path, section) in net.include_lines.items():
+            if owner == file and at - 1 not in mine:
+                mine[at - 1] = [include_card(path, section)]
         text = lines_of(file)
-        for k in list(mine):
-            if (file, k) in renamed:
-                m = _INCLUDE.match(text[k])
-                mine[k] = [f'{m.group(1)}"{mine[k][0]}"{m.group(3)}' if m else text[k]]
-        if file != net.file:
-            for k, line in enumerate(text):     # the copy's other includes: as from its folder
-                m = _INCLUDE.match(line)
-                if m and k not in mine:
-                    target = Path(m.group(2).strip("\"'")).expanduser()
-                    if not target.is_absolute():
-                        target = Path(file).resolve().parent / target
-                    mine[k] = [f'{m.group(1)}"{target}"{m.group(3)}']
-            out = [new for k, line in enumerate(text) for new in mine.get(k, [line])]
-            Path(copies[file]).write_text("\n".join(out) + "\n")
+        out = [new for k, line in enumerate(text) for new in mine.get(k, [line])]
+        Path(copies[file]).write_text("\n".join(out) + "\n")
     return edits.get(net.file, {})
 
 

@@ -146,6 +146,9 @@ class Netlist:
     notes: list[str] = field(default_factory=list)
     #: `.ic`, `IC=` and `uic` (`nodal.solver` starts from them instead of the operating point)
     initial: InitialConditions = field(default_factory=InitialConditions)
+    #: every include card read, in any file: (file, line) -> (resolved path, section or ""),
+    #: for a deck that copies an included file elsewhere (`spice`)
+    include_lines: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
 
     def element(self, name: str) -> Element:
         """The element named `name` (any case); a dict built once, rebuilt if elements change."""

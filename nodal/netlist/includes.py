@@ -69,6 +69,8 @@ class Expanded:
     #: the top file's physical line numbers that hold an include, with the resolved path
     #: (what `deck_text` rewrites so that ngspice finds the files from any folder)
     top_includes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: every include card read, in any file: (file, line) -> (resolved path, section or "")
+    include_lines: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """The top text and the text of every file read, in order: what a cache must hash."""
@@ -103,6 +105,7 @@ class _Expander:
         self.files: list[tuple[str, str]] = []
         self.cache: dict[Path, tuple[str, str]] = {}
         self.top_includes: dict[int, tuple[str, str]] = {}
+        self.include_lines: dict[tuple[str, int], tuple[str, str]] = {}
 
     @staticmethod
     def resolve(name: str, folder: Path | None) -> Path:
@@ -189,6 +192,7 @@ class _Expander:
                                 [*stack[stack.index(key):], key])
             raise fail(f"include cycle: {cycle}; a file cannot include itself", line, text)
         content = self.load(path, name, line, text, fail)
+        self.include_lines[(file, int(line))] = (str(path.resolve()), section or "")
         if top:
             self.top_includes[int(line)] = (str(path.resolve()), section or "")
         inner_chain = ((file, int(line)), *chain)
@@ -229,7 +233,13 @@ def expand(text: str, file: str, folder: str | Path | None = None) -> Expanded:
     top_key = str(Path(file).resolve()) if Path(file).exists() else file
     out: list[Card] = []
     expander.splice(body, file, base, (), ((top_key, ""),), out, top=True)
-    return Expanded(title, out, expander.files, expander.top_includes)
+    return Expanded(title, out, expander.files, expander.top_includes, expander.include_lines)
+
+
+def include_card(path: str, section: str = "") -> str:
+    """The include card that reads `path` (its `section`, if any) from any folder."""
+    keyword = ".lib" if section else ".include"   # LTspice's `.lib FILE`: all of it
+    return f'{keyword} "{path}" {section}'.rstrip()
 
 
 def deck_text(text: str, expanded: Expanded) -> str:
@@ -239,7 +249,6 @@ def deck_text(text: str, expanded: Expanded) -> str:
     for number, (path, section) in expanded.top_includes.items():
         k = number - 1
         if 0 <= k < len(lines):
-            keyword = ".lib" if section else ".include"   # LTspice's `.lib FILE`: all of it
-            lines[k] = f'{keyword} "{path}" {section}'.rstrip()
+            lines[k] = include_card(path, section)
     return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 

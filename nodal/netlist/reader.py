@@ -647,7 +647,8 @@ class Reader(SourceCards, DialectCards):
                        controls=d.controls, output=d.output, directive_lines=d.lines,
                        text=text, temperature=self.temperature,
                        nominal_temperature=self.nominal_temperature, notes=self.notes,
-                       initial=self.initial)
+                       initial=self.initial,
+                       include_lines=self.expanded.include_lines if self.expanded else {})
 
 
 def _bad_value(token: str) -> str:

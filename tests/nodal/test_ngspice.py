@@ -103,24 +103,32 @@ R2 out GND 10k
 """
 
 
-def _kicad_like(tmp_path, instances=1):
+def _kicad_like(tmp_path, instances=1, section=""):
+    """The export; with `section`, the board is that section of a library file (its `.lib`
+    and `.endl` lines must survive the copy)."""
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "diode.lib").write_text(".model DCLIP D(IS=2.52n N=1.752)\n")
-    (tmp_path / "board.cir").write_text(_BOARD)
+    board = f".lib {section}\n{_BOARD}.endl\n" if section else _BOARD
+    (tmp_path / "board.cir").write_text(board)
     xs = "\n".join(f"X{k} board" for k in range(1, instances + 1))
+    read = f'.lib "board.cir" {section}' if section else '.include "board.cir"'
     top = tmp_path / "top.cir"
-    top.write_text(f'* top\n*@ input x1.v2\n*@ output x1.out\n.include "board.cir"\n{xs}\n'
+    top.write_text(f"* top\n*@ input x1.v2\n*@ output x1.out\n{read}\n{xs}\n"
                    ".tran 10u 10m\n.end\n")
     return top
 
 
+@pytest.mark.parametrize("section", ["", "boards"])
+
+
 def test_a_source_inside_an_included_subcircuit_is_driven_where_it_is_written(tmp_path,
-                                                                           monkeypatch):
+                                                                           monkeypatch,
+                                                                           section):
     """ngspice runs the source as written into a copy of its file (the includes that lead to
     it, and the copy's own, still found), so the solver is checked against ngspice on a
     netlist as exported, named by a relative path as a user types it; before, the deck
     refused such a source."""
-    _kicad_like(tmp_path)
+    _kicad_like(tmp_path, section=section)
     monkeypatch.chdir(tmp_path)
     eq = nodal.equations("top.cir")
     x = signals.plucked_string(0.03, FS, peak=1.0, cutoff=5000, seed=2)
@@ -130,7 +138,8 @@ def test_a_source_inside_an_included_subcircuit_is_driven_where_it_is_written(tm
     theirs = ref.voltage(*eq.netlist.output)
     assert max(abs(theirs)) > 0.05                # the drive reached the diode's far side
     assert esr(theirs, y) <= 1e-3
-    assert (tmp_path / "board.cir").read_text() == _BOARD       # the user's files untouched
+    board = f".lib {section}\n{_BOARD}.endl\n" if section else _BOARD
+    assert (tmp_path / "board.cir").read_text() == board       # the user's files untouched
 
 
 def test_a_source_in_a_subcircuit_of_two_instances_is_refused_by_name(tmp_path):

@@ -2015,6 +2015,24 @@ def _f64(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
+def _outputs(batch: int, length: int, nx: int, written: bool):
+    """The sample loop's per-sample outputs, each of which it writes at every sample: y [B, T]
+    (the output, what a caller keeps) on its own, the states x [B, T, nx] and the iteration
+    counts [B, T] (int32; the loop writes them only where the circuit has ports: `written`)
+    carved from one allocation. Nothing is zeroed first. Fewer, larger allocations: in a
+    process that runs the loop again and again, the C allocator then keeps their memory for
+    the next call instead of giving it back and faulting it in again page by page (a 10 s
+    diode-clipper call: see bench/README.md)."""
+    n = batch * length
+    y = np.empty((batch, length))
+    block = np.empty(n * (8 * nx + 4), dtype=np.uint8)
+    x = block[:8 * n * nx].view(np.float64).reshape(batch, length, nx)
+    iters = block[8 * n * nx:].view(np.int32).reshape(batch, length)
+    if not written:
+        iters[:] = 0
+    return y, x, iters
+
+
 def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, options,
         keep_q: bool = False) -> Run:
     """Run a compiled kernel on sources w [B, T, sources] from `start`; `options` is a
@@ -2029,15 +2047,13 @@ def run(kernel_run: Kernel, arrays: KernelArrays, w: np.ndarray, start: Start, o
         order_r, order_p = slice(None), slice(None)
     else:
         order_r, order_p = plan.order_r, plan.order_p
-    y = np.zeros((batch, length))
-    x = np.zeros((batch, length, nx))
+    y, x, iters = _outputs(batch, length, nx, written=r > 0)
     s_final = np.zeros((batch, nx))
     q = np.zeros((batch, length if keep_q else min(length, 2), r))
 
     def row(n: int) -> int:             # where sample n's q is (the kernel's own rule)
         return n if keep_q else n & 1
 
-    iters = np.zeros((batch, length), dtype=np.int32)
     level = np.zeros((batch, length), dtype=np.int8)
     failed = np.zeros((batch, length), dtype=np.bool_)
     q0 = np.zeros((batch, r)) if start.q is None else _f64(start.q)[:, order_r]

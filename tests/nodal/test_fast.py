@@ -68,6 +68,49 @@ def test_a_batch_equals_single_runs():
         assert torch.equal(batch.x[b], single.x[0])
 
 
+class _Filled:
+    """numpy, except that `empty` hands out memory filled with one byte (as reused memory is)."""
+
+    def __init__(self, byte: int):
+        self.byte = byte
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def empty(self, *args, **kwargs):
+        out = np.empty(*args, **kwargs)
+        out.view(np.uint8)[...] = self.byte
+        return out
+
+
+@pytest.mark.parametrize("name, max_iter", [("rc_lowpass", 50), ("diode_clipper", 50),
+                                            ("diode_clipper", 3)])
+def test_every_output_sample_is_written_whatever_the_memory_held(monkeypatch, name, max_iter):
+    # the sample loop's outputs are not zeroed before it runs (`fast._outputs`): every sample,
+    # state and iteration count must be written by it, also for a circuit without ports and at
+    # samples the fallback ladder solves (max_iter 3 sends some there)
+    solver = nodal.load(name)
+    solver.newton = NewtonOptions(max_iter=max_iter)
+    u = _inputs(solver, peaks=(1.0, 0.5))
+    runs = []
+    for byte in (0x00, 0xA5, 0xFF):
+        monkeypatch.setattr(fast, "np", _Filled(byte))
+        runs.append(solver.simulate(u, backend="fast"))
+    monkeypatch.undo()
+    for out in runs[1:]:
+        assert torch.equal(out.y, runs[0].y) and torch.equal(out.x, runs[0].x)
+        assert np.array_equal(out.diagnostics.iterations, runs[0].diagnostics.iterations)
+        assert np.array_equal(out.diagnostics.level, runs[0].diagnostics.level)
+    ref = solver.simulate(u, backend="torch")
+    assert (runs[0].y - ref.y).abs().max() <= TOLERANCE
+    if name == "rc_lowpass":
+        assert not runs[0].diagnostics.iterations.any()
+    else:
+        assert runs[0].diagnostics.iterations.all()
+    if max_iter == 3:
+        assert runs[0].diagnostics.level.any()      # the ladder did solve some samples
+
+
 def test_starting_state_is_honoured():
     solver = nodal.load("diode_clipper")
     u = _inputs(solver)

@@ -1041,7 +1041,40 @@ def layout(eq: Equations, K: np.ndarray) -> Layout:
             groups[-1][1].extend(pending[1])
         else:
             groups.append(pending)
-    return Layout(tuple((tuple(sorted(c)), tuple(sorted(p))) for c, p in groups))
+    kinds = _port_kinds(eq)
+    return Layout(tuple(_canonical(eq, kinds, c, p) for c, p in groups))
+
+
+def _port_kinds(eq: Equations) -> list[tuple]:
+    """A key per port that names what it is without naming its element, model or nodes: a
+    junction or not, a charge or not, the number of ports its law reads, and the operations
+    of its law (`sympy.count_ops`, which counts the same for every 2N5088 of a board whatever
+    its model card is called)."""
+    charge = set(int(c) for c in eq.charge_ports)
+    out = []
+    for c, port in enumerate(eq.ports):
+        reads = sum(1 for e in range(len(eq.ports)) if e != c and eq.jacobian[c, e] != 0)
+        ops = str(sp.count_ops(eq.currents[c], visual=True))
+        out.append((port.junction is None, c in charge, reads, ops))
+    return out
+
+
+def _canonical(eq: Equations, kinds: list[tuple], coords: list[int], ports: list[int]):
+    """A block's ports ordered by kind (`_port_kinds`), the netlist's order within a kind,
+    and its coordinates in the order its ports first read them. Two boards of the same parts
+    listed in different orders (a KiCad export numbers each board's parts its own way) then
+    come out in the same order: their Jacobian patterns are the same and their large blocks
+    share compiled laws and Newton (`_groups`). A device's ports are made together, so its
+    ports keep their pairing within each kind."""
+    ports = sorted(ports, key=lambda c: (kinds[c], c))
+    expand = np.asarray(eq.expand)
+    first = {}
+    for pos, c in enumerate(ports):
+        for a in coords:
+            if expand[c, a] != 0:
+                first.setdefault(a, pos)
+    coords = sorted(coords, key=lambda a: (first.get(a, len(ports)), a))
+    return tuple(coords), tuple(ports)
 
 
 def _fill(template: str, values: dict) -> str:
@@ -1579,12 +1612,25 @@ def _relative_laws(out: list, rg: dict, voltages: list,
 
     free = set().union(*(sp.sympify(e).free_symbols for _, e in out)) if out else set()
     rg["READS_OUTSIDE"] = False
-    inputs = [(local(element), sym) for element, sym in voltages if sym in free]
+    # the port voltages in the kernel's order (`voltages` is in the netlist's)
+    read = sorted(((element, sym) for element, sym in voltages if sym in free),
+                  key=lambda pair: int(pair[0][2:-1]))
+    inputs = [(local(element), sym) for element, sym in read]
+    # the parameters in the order the block's outputs first read them (then by their own
+    # name, a model card's parameter name, then their place in theta): two boards whose
+    # parts have model cards of their own (__Q1 ... __Q12 in a KiCad export) name them in
+    # the same order when their ports come in the same order
+    first: dict = {}
+    for k, (_, e) in enumerate(out):
+        for sym in sorted(sp.sympify(e).free_symbols, key=lambda x: (str(x).rsplit(".", 1)[-1],
+                                                                     str(x))):
+            first.setdefault(sym, k)
+    used = [(first[sym], str(sym).rsplit(".", 1)[-1], t, element, sym)
+            for t, (element, sym) in enumerate(params) if sym in free]
     tx = []
-    for element, sym in params:
-        if sym in free:
-            inputs.append((f"theta[tx[{len(tx)}]]", sym))
-            tx.append(int(element[len("theta["):-1]))
+    for _, _, _, element, sym in sorted(used, key=lambda u: u[:3]):
+        inputs.append((f"theta[tx[{len(tx)}]]", sym))
+        tx.append(int(element[len("theta["):-1]))
     outputs = [(local(target), e) for target, e in out]
     text = _print_function("_laws_g@SHAPE@", "v, theta, i, jac, p0, tx", outputs, inputs)
     return text, tx

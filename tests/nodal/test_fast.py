@@ -484,6 +484,48 @@ def test_large_blocks_of_one_shape_share_their_compiled_laws(tmp_path, monkeypat
     assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
 
 
+def _board(t: str, order: list[int]) -> list[str]:
+    """A fuzz board of three direct-coupled NPN stages, clipping diodes from each collector to
+    ground, every part with the board's own names and its transistors with model cards of
+    their own (as a KiCad export writes them), its parts listed in `order` (stage numbers)."""
+    head = [f"c0{t} in b1{t} 1u", f"rb{t} vcc b1{t} 1Meg", f"rg{t} b1{t} 0 150k"]
+    stages = []
+    for k in (1, 2, 3):
+        part = [f".model q{t}{k} npn(is=5.911f bf=300 br=1.271 rb=10)",
+                f"q{k}{t} c{k}{t} b{k}{t} e{k}{t} q{t}{k}",
+                f"rc{k}{t} vcc c{k}{t} 10k", f"re{k}{t} e{k}{t} 0 1k",
+                f"d{k}{t} c{k}{t} 0 dx" if k < 3 else f"d{k}{t} 0 c{k}{t} dx"]
+        part += ([f"ra{k}{t} c{k}{t} b{k + 1}{t} 47k", f"rd{k}{t} b{k + 1}{t} 0 22k"] if k < 3
+                 else [f"d4{t} c3{t} 0 dx", f"co{t} c3{t} o{t} 1u", f"rl{t} o{t} 0 100k"])
+        stages.append(part)
+    return head + [line for k in order for line in stages[k - 1]]
+
+
+def test_boards_whose_parts_are_listed_in_other_orders_share_their_compiled_laws(
+        tmp_path, monkeypatch):
+    # the same board twice, its parts and model cards named and listed another way the
+    # second time: the blocks' ports come in one canonical order (`fast._canonical`), so the
+    # kernel compiles one laws function and one Newton for both; the torch path's samples
+    monkeypatch.setenv("NODALNET_CACHE", "")
+    lines = ["* two boards", "*@ input vin", "*@ output out", ".model dx d is=2.5n n=1.75 rs=2",
+             "vin in 0 dc 0", "vcc vcc 0 dc 9"]
+    lines += _board("a", [1, 2, 3]) + _board("b", [3, 1, 2])
+    lines += ["ea ma 0 oa 0 0.5", "eb out ma ob 0 0.5"]
+    path = tmp_path / "boards.cir"
+    path.write_text("\n".join(lines) + "\n")
+    eq = nodal.equations(path)
+    solver = nodal.NodalSolver(eq, sample_rate=48000.0)
+    plan = fast.layout(eq, solver._kernel_arrays(solver.theta()).K)
+    assert [len(ports) for _, ports in plan.blocks] == [10, 10]
+    text = fast.kernel_source(eq, plan)
+    assert text.count("def _laws_g") == 1 and text.count("def _newton_s") == 1
+    u = _inputs(solver)[:, :200]
+    out = solver.simulate(u, backend="fast")
+    ref = solver.simulate(u, backend="torch")
+    assert (out.y - ref.y).abs().max() <= TOLERANCE
+    assert (out.x - ref.x).abs().max() <= TOLERANCE
+
+
 _STAGES = """* three direct-coupled stages, two transistor models of the same parameters
 *@ input Vin
 *@ output out

@@ -12,8 +12,12 @@ per-sample loop is the kernel's, line for line: the tangent predictor, Newton wi
 pnjlim step limiting and the same convergence tests (the "predicted" stopping rule where every
 port is a junction, `newton.py`), then the fallback ladder of `newton.py` (Newton with a line
 search, 2 ... 64 substeps, gmin stepping, source stepping); `nodalnet_init` finds the DC
-operating point as `NodalSolver` does. So the C build gives the numba path's samples to
-round-off (the tests hold it there: 1e-9 V with double samples, 1e-6 V with float ones).
+operating point as `NodalSolver` does. Newton solves the circuit's whole system at once, but
+where the kernel splits it into blocks (`fast.layout`, over every K in the file: each substep
+level's and the DC one) the Newton matrix is block lower triangular over them, so it is built
+only on and below the blocks' diagonal and eliminated a block at a time (`factor_blocks`).
+So the C build gives the numba path's samples to round-off (the tests hold it there: 1e-9 V
+with double samples, 1e-6 V with float ones).
 
 What the file offers (its header comment says the same, with the circuit and its values):
 
@@ -185,6 +189,101 @@ static double ipow(double a, int b)
 _LOOP = r'''
 static void expand_ports(const double *q, double *out);
 
+#if BLOCKS_SPLIT
+/* J's blocks (BLK_IDX[BLK_PTR[g]:BLK_PTR[g + 1]]: the coordinates of block g, blocks in solve
+   order): J is block lower triangular over them (block g's rows read only the coordinates of
+   blocks up to g, as the numba kernel splits its Newton: `fast.layout`), so each block is
+   eliminated on its own (partial pivoting within it) and the blocks before it reach its
+   right-hand side through their solution. One block of every coordinate is plain Gaussian
+   elimination. */
+
+/* J = P L U per block, in place: the multipliers below each block's diagonal, its rows
+   exchanged whole (the blocks before it included) as pivoting exchanged them, the pivot of
+   each coordinate in piv (a block position, as a double) */
+static void factor_blocks(double *J, double *piv)
+{
+    int g, c, k, j;
+    for (g = 0; g < NBLK; g++) {
+        const int *ix = BLK_IDX + BLK_PTR[g];
+        int n = BLK_PTR[g + 1] - BLK_PTR[g];
+        for (c = 0; c < n; c++) {
+            int p = c;
+            double big = fabs(J[ix[c] * NR1 + ix[c]]);
+            for (k = c + 1; k < n; k++) {
+                if (fabs(J[ix[k] * NR1 + ix[c]]) > big) {
+                    big = fabs(J[ix[k] * NR1 + ix[c]]);
+                    p = k;
+                }
+            }
+            piv[ix[c]] = p;
+            if (p != c) {
+                for (j = 0; j < NR; j++) {
+                    double t = J[ix[c] * NR1 + j];
+                    J[ix[c] * NR1 + j] = J[ix[p] * NR1 + j];
+                    J[ix[p] * NR1 + j] = t;
+                }
+            }
+            for (k = c + 1; k < n; k++) {
+                double m = J[ix[k] * NR1 + ix[c]] / J[ix[c] * NR1 + ix[c]];
+                J[ix[k] * NR1 + ix[c]] = m;
+                if (m != 0.0)
+                    for (j = c + 1; j < n; j++)
+                        J[ix[k] * NR1 + ix[j]] -= m * J[ix[c] * NR1 + ix[j]];
+            }
+        }
+    }
+}
+
+/* b = J^-1 b in place from the factors and pivots (piv) that factor_blocks left: per block,
+   its pivots' exchanges, the blocks before it (their solution, already in b) taken off its
+   right-hand side, then its L and U */
+static void resolve_linear(const double *J, const double *piv, double *b)
+{
+    int g, c, k, j;
+    for (g = 0; g < NBLK; g++) {
+        const int *ix = BLK_IDX + BLK_PTR[g];
+        int n = BLK_PTR[g + 1] - BLK_PTR[g];
+        for (c = 0; c < n; c++) {
+            k = (int)piv[ix[c]];
+            if (k != c) {
+                double t = b[ix[c]];
+                b[ix[c]] = b[ix[k]];
+                b[ix[k]] = t;
+            }
+        }
+        for (c = 0; c < n; c++) {
+            double acc = b[ix[c]];
+            for (k = 0; k < BLK_PTR[g]; k++)
+                acc -= J[ix[c] * NR1 + BLK_IDX[k]] * b[BLK_IDX[k]];
+            b[ix[c]] = acc;
+        }
+        for (c = 0; c < n; c++)
+            for (k = c + 1; k < n; k++)
+                b[ix[k]] -= J[ix[k] * NR1 + ix[c]] * b[ix[c]];
+        for (c = n - 1; c >= 0; c--) {
+            double acc = b[ix[c]];
+            for (j = c + 1; j < n; j++)
+                acc -= J[ix[c] * NR1 + ix[j]] * b[ix[j]];
+            b[ix[c]] = acc / J[ix[c] * NR1 + ix[c]];
+        }
+    }
+}
+
+/* out = J^-1 b; J is left holding its factors and b the pivots, for resolve_linear */
+static void solve_linear(double *J, double *b, double *out)
+{
+    int a;
+    factor_blocks(J, out);
+    for (a = 0; a < NR; a++) {
+        double t = b[a];
+        b[a] = out[a];
+        out[a] = t;
+    }
+    resolve_linear(J, b, out);
+}
+
+#else
+
 /* out = J^-1 b by Gaussian elimination with partial pivoting; J is left holding its LU
    factors (the multipliers below the diagonal) and b the pivot rows, for resolve_linear */
 static void solve_linear(double *J, double *b, double *out)
@@ -255,6 +354,8 @@ static void resolve_linear(const double *J, const double *piv, double *b)
     }
 }
 
+#endif
+
 /* The "predicted" stopping rule (newton.py; STOPPING 1 only where every port is a junction):
    after a full step (port steps dv, all within AHEAD_REACH vte), the next step J^-1 K r is
    predicted from the currents' second-order remainder r_c = sum_e jac[c, e] dv_e^2 / (2 vte_e).
@@ -301,20 +402,32 @@ static int ahead(double *q, const double *KN, const double *vte, const double *j
     return 1;
 }
 
-/* out = Q q: every port voltage from the independent ones */
+/* out = Q q: every port voltage from the independent ones (where Q is mostly zeros, over
+   each row's nonzeros QROW_COL[QROW_PTR[c]:QROW_PTR[c + 1]] in the row's order: the same
+   sums, only exact zeros skipped) */
 static void expand_ports(const double *q, double *out)
 {
-    int c, a;
+    int c;
+#if EXPAND_IDENTITY
+    for (c = 0; c < NP; c++)
+        out[c] = q[c];
+#elif EXPAND_SPARSE
+    int k;
     for (c = 0; c < NP; c++) {
         double acc = 0.0;
-        if (EXPAND_IDENTITY) {
-            out[c] = q[c];
-            continue;
-        }
+        for (k = QROW_PTR[c]; k < QROW_PTR[c + 1]; k++)
+            acc += EXPAND[c * NR1 + QROW_COL[k]] * q[QROW_COL[k]];
+        out[c] = acc;
+    }
+#else
+    int a;
+    for (c = 0; c < NP; c++) {
+        double acc = 0.0;
         for (a = 0; a < NR; a++)
             acc += EXPAND[c * NR1 + a] * q[a];
         out[c] = acc;
     }
+#endif
 }
 
 
@@ -342,6 +455,10 @@ static void newton_matrix(const double *KN, const double *jac, double *J)
     for (a = 0; a < NR; a++) {
         for (c = 0; c < NP; c++) {
             double acc = 0.0;
+#if BLOCKS_SPLIT
+            if (PORT_BLK[c] > COORD_BLK[a])
+                continue;       /* a later block's port: not in J's part the solve reads */
+#endif
             for (k = JAC_PTR[c]; k < JAC_PTR[c + 1]; k++)
                 acc += KN[a * NP1 + JAC_ROW[k]] * jac[JAC_ROW[k] * NP1 + c];
             KJ[a * NP1 + c] = acc;
@@ -350,6 +467,12 @@ static void newton_matrix(const double *KN, const double *jac, double *J)
     for (a = 0; a < NR; a++) {
         for (c = 0; c < NR; c++) {
             double acc = a == c ? 1.0 : 0.0;
+#if BLOCKS_SPLIT
+            if (COORD_BLK[c] > COORD_BLK[a]) {
+                J[a * NR1 + c] = 0.0;       /* above the blocks' diagonal: not read */
+                continue;
+            }
+#endif
             if (EXPAND_IDENTITY)
                 acc -= KJ[a * NP1 + c];
             else
@@ -1152,9 +1275,47 @@ def _sparsity(eq: Equations, expand: np.ndarray) -> list[str]:
         erows += [e for e in range(n) if q[e, c] != 0.0]
         eptr.append(len(erows))
     identity = n == r and bool(np.array_equal(q, np.eye(n)))
+    qptr, qcols = [0], []
+    for c in range(n):
+        qcols += [a for a in range(r) if q[c, a] != 0.0]
+        qptr.append(len(qcols))
+    sparse = not identity and 2 * len(qcols) < n * r      # else Q's rows looped whole
+    row_pattern = [f"#define EXPAND_SPARSE {int(sparse)}\n"]
+    if sparse:
+        row_pattern += [_c_array("QROW_PTR", qptr, "int"), _c_array("QROW_COL", qcols, "int")]
     return [_c_array("JAC_PTR", ptr, "int"), _c_array("JAC_ROW", rows, "int"),
             _c_array("EXP_PTR", eptr, "int"), _c_array("EXP_ROW", erows, "int"),
+            *row_pattern,
             f"#define EXPAND_IDENTITY {int(identity)}\n"]
+
+
+def _blocks(eq: Equations, a: CircuitArrays) -> list[str]:
+    """The blocks of J that `solve_linear` eliminates one by one: the numba kernel's split
+    (`fast.layout`) over every K the file holds (each substep level's and the DC one), so
+    that J is block lower triangular over them in every Newton the file runs."""
+    from . import fast
+
+    r, n = len(eq.reduced), len(eq.ports)
+    stack = [np.asarray(k, dtype=np.float64).reshape(r, n) for k in a.levels["K"]]
+    dc = np.asarray(a.dc["K"], dtype=np.float64)
+    if dc.shape == (r, n) and r:
+        plan = fast.layout(eq, np.stack(stack + [dc]))
+    else:                   # nothing to split, or another frame at DC: plain elimination
+        plan = fast.one_block(eq)
+    coords = [a_ for block, _ in plan.blocks for a_ in block]
+    if len(plan.blocks) <= 1 or sorted(coords) != list(range(r)):     # plain elimination
+        return ["#define BLOCKS_SPLIT 0\n"]
+    ptr = [0]
+    coord_blk, port_blk = [0] * r, [0] * n
+    for g, (block, ports) in enumerate(plan.blocks):
+        ptr.append(ptr[-1] + len(block))
+        for a_ in block:
+            coord_blk[a_] = g
+        for c in ports:
+            port_blk[c] = g
+    return [f"#define NBLK {len(plan.blocks)}\n#define BLOCKS_SPLIT 1\n",
+            _c_array("BLK_PTR", ptr, "int"), _c_array("BLK_IDX", coords, "int"),
+            _c_array("COORD_BLK", coord_blk, "int"), _c_array("PORT_BLK", port_blk, "int")]
 
 
 def source(eq: Equations, values: dict[str, float] | None = None,
@@ -1199,7 +1360,7 @@ def source(eq: Equations, values: dict[str, float] | None = None,
              _c_array("GX", a.gx), _c_array("STATE_SCALE", a.state_scale),
              _c_array("IS_IND", a.is_ind, "int"), _c_array("IS_CHARGE", a.is_charge, "int"),
              _c_array("JPORTS", a.jports, "int"),
-             *_sparsity(eq, a.expand),
+             *_sparsity(eq, a.expand), *_blocks(eq, a),
              _c_array("GMIN_STEPS", [float(g) for g in GMIN_STEPS]),
              f"#define FIXED_START {int(a.start is not None)}\n",
              _c_array("START_S", a.start[0] if a.start is not None else []),

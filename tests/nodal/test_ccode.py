@@ -63,6 +63,55 @@ def test_the_c_build_gives_the_numba_paths_samples(circuit, tmp_path):
         assert np.max(np.abs(y - reference)) <= tolerance, (double, np.abs(y - reference).max())
 
 
+TWO_BOARDS = """* two transistor clippers, the second fed from the first through an ideal buffer
+.model qx npn(is=5.911f bf=300 br=1.271 rb=10)
+.model dx d(is=2.52n n=1.752 rs=0.568)
+vin in 0 dc 0
+vcc vcc 0 dc 9
+c1a in ba 1u
+rba vcc ba 470k
+rga ba 0 100k
+q1a ca ba ea qx
+rca vcc ca 10k
+rea ea 0 470
+d1a ca ma dx
+d2a ma ca dx
+rma ma 0 4.7k
+c1b oa bb 1u
+rbb vcc bb 330k
+rgb bb 0 100k
+q1b cb bb eb qx
+rcb vcc cb 15k
+reb eb 0 680
+d1b cb mb dx
+d2b mb cb dx
+rmb mb 0 2.2k
+ea oa 0 ma 0 2
+eb out 0 mb 0 1
+"""
+
+
+@needs_cc
+def test_the_kernels_blocks_are_eliminated_one_by_one_with_the_numba_paths_samples(tmp_path):
+    """Two boards in one file, the second reading the first: the C file's J is block lower
+    triangular over the numba kernel's blocks (`fast.layout`), each block eliminated on its
+    own (its own pivots, the first block's solution taken off the second's right-hand side),
+    J built only on and below the blocks' diagonal: the numba path's samples, at a plucked
+    string that drives both boards into their diodes."""
+    path = tmp_path / "two.cir"
+    path.write_text(TWO_BOARDS.replace("* two", "* two", 1).replace(
+        ".model qx", "*@ input vin\n*@ output out\n.model qx", 1))
+    eq = nodal.equations(path)
+    text = ccode.source(eq, sample_rate=RATE)
+    assert "#define BLOCKS_SPLIT 1" in text and "#define NBLK 2" in text
+    x = _signal(peak=2.0)
+    reference, _ = render(eq, x, RATE)
+    assert np.max(np.abs(reference)) > 0.1
+    for double, tolerance in ((True, DOUBLE_TOLERANCE), (False, FLOAT_TOLERANCE)):
+        y = _run_c(text, tmp_path, x, double)
+        assert np.max(np.abs(y - reference)) <= tolerance, (double, np.abs(y - reference).max())
+
+
 @needs_cc
 def test_the_cli_writes_the_circuit_at_the_set_values(tmp_path):
     out = tmp_path / "pedal.c"

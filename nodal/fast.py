@@ -1041,8 +1041,12 @@ def layout(eq: Equations, K: np.ndarray) -> Layout:
             groups[-1][1].extend(pending[1])
         else:
             groups.append(pending)
-    kinds = _port_kinds(eq)
-    return Layout(tuple(_canonical(eq, kinds, c, p) for c, p in groups))
+    # large blocks (those that can share compiled laws: `_groups`) in a canonical order;
+    # smaller ones keep the netlist's (their arithmetic, and samples, as before)
+    large = [len(c) > INLINE_BLOCK for c, _ in groups]
+    kinds = _port_kinds(eq) if any(large) else []
+    return Layout(tuple(_canonical(eq, kinds, c, p) if big else (tuple(sorted(c)), tuple(sorted(p)))
+                        for (c, p), big in zip(groups, large, strict=True)))
 
 
 def _port_kinds(eq: Equations) -> list[tuple]:
@@ -1060,7 +1064,7 @@ def _port_kinds(eq: Equations) -> list[tuple]:
 
 
 def _canonical(eq: Equations, kinds: list[tuple], coords: list[int], ports: list[int]):
-    """A block's ports ordered by kind (`_port_kinds`), the netlist's order within a kind,
+    """A large block's ports ordered by kind (`_port_kinds`), the netlist's order within a kind,
     and its coordinates in the order its ports first read them. Two boards of the same parts
     listed in different orders (a KiCad export numbers each board's parts its own way) then
     come out in the same order: their Jacobian patterns are the same and their large blocks

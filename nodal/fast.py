@@ -1043,10 +1043,10 @@ def layout(eq: Equations, K: np.ndarray) -> Layout:
             groups.append(pending)
     # large blocks (those that can share compiled laws: `_groups`) in a canonical order;
     # smaller ones keep the netlist's (their arithmetic, and samples, as before)
-    large = [len(c) > INLINE_BLOCK for c, _ in groups]
-    kinds = _port_kinds(eq) if any(large) else []
-    return Layout(tuple(_canonical(eq, kinds, c, p) if big else (tuple(sorted(c)), tuple(sorted(p)))
-                        for (c, p), big in zip(groups, large, strict=True)))
+    kinds = _port_kinds(eq) if any(len(c) > INLINE_BLOCK for c, _ in groups) else []
+    blocks = [_canonical(eq, kinds, c, p) if len(c) > INLINE_BLOCK
+              else (tuple(sorted(c)), tuple(sorted(p))) for c, p in groups]
+    return Layout(tuple(blocks))
 
 
 def _port_kinds(eq: Equations) -> list[tuple]:

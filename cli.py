@@ -195,12 +195,13 @@ def equations(
     _print_notes(eq, console)
 
 
-def _print_notes(eq, out: Console) -> None:
+def _print_notes(eq, out: Console, name: str = "") -> None:
     """The netlist's cards read without effect on the result (ignored analyses and options,
-    unused models of types nodalnet does not model...): named, never dropped quietly."""
+    unused models of types nodalnet does not model...): named, never dropped quietly. name:
+    the circuit, where a command reads several."""
     if eq.netlist.notes:
-        out.print("\nnotes on the netlist (cards read without effect on the result, names "
-                  "given to values):", highlight=False)
+        out.print(f"\nnotes on the netlist{' ' + name if name else ''} (cards read without "
+                  "effect on the result, names given to values):", highlight=False)
         for note in eq.netlist.notes:
             out.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
 
@@ -711,6 +712,7 @@ def compare(
     from nets import compare as comparing
     from nets.checkpoint import read_info
     from nets.report import aggregate, check_report_folder, write_comparison
+    import nodal
     from nodal import arguments
 
     for run in runs:
@@ -723,6 +725,8 @@ def compare(
                                       "it" if circuit else "no run to compare")
     for name, evals in result.groups.items():
         _print_rows(name, aggregate(evals))
+    for name in dict.fromkeys(data.circuit for data in result.data.values()):
+        _print_notes(nodal.equations(name, command="compare"), err_console, name)
     path = write_comparison(result, report)
     console.print(f"report: {path}")
 
@@ -761,12 +765,16 @@ def _run_study(which: str, profile: str, out: Path, jobs: int = 1,
     # an unknown study, profile, model or circuit, and a folder that cannot take the report:
     # named before the first run starts
     studies._check(which, profile)
-    studies.narrow(studies.PROFILES[profile], which, circuits, models)
+    narrowed = studies.narrow(studies.PROFILES[profile], which, circuits, models)
     import nodal
-    for name in circuits:
-        nodal.equations(name)       # a missing or broken netlist, not a half-made study folder
+    # a missing or broken netlist, not a half-made study folder; the cards read without effect
+    # named with their circuit
+    derived = {name: nodal.equations(name, command="study")
+               for name in studies.circuits_of(narrowed, which)}
     arguments.positive_int("--jobs", jobs, os.cpu_count() or 1)
     check_report_folder(out, "--out")
+    for name, eq in derived.items():
+        _print_notes(eq, err_console, name)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
                   console=err_console) as bar:

@@ -291,6 +291,11 @@ def narrow(profile: Profile, study: str, circuits: tuple[str, ...] = (),
                    sm_references=refs)
 
 
+def circuits_of(profile: Profile, study: str) -> tuple[str, ...]:
+    """The circuits a study trains on."""
+    return (profile.eb_circuit,) if study == "exposure-bias" else profile.sm_circuits
+
+
 def run(study: str, profile_name: str, out: str | Path, log: Callable | None = None,
         on_job: Callable | None = None, workers: int = 1, circuits: tuple[str, ...] = (),
         models: tuple[str, ...] = ()) -> Path:

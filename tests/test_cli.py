@@ -42,14 +42,16 @@ def test_simulate_writes_output_and_states(tmp_path):
     assert 0.2 < np.max(np.abs(y)) < 0.9
 
 
+RC_WITH_CARDS = ("* rc\n*@ input Vin\n*@ output out\nVin in 0 DC 0\nR1 in out 1k\nC1 out 0 1u\n"
+                 ".model unused TRIODE(MU=100)\n.options reltol=1e-4\n.tran 1u 1m\n.end\n")
+
+
 @pytest.mark.parametrize("command", ["simulate", "export", "train"])
 def test_a_command_names_the_cards_it_read_without_effect(tmp_path, command):
     """A netlist someone else wrote carries analyses, options and models nodalnet does not
     use: `simulate`, `export` and `train` name each with its line, as `equations` does."""
     net = tmp_path / "rc.cir"
-    net.write_text("* rc\n*@ input Vin\n*@ output out\nVin in 0 DC 0\nR1 in out 1k\n"
-                   "C1 out 0 1u\n.model unused TRIODE(MU=100)\n.options reltol=1e-4\n"
-                   ".tran 1u 1m\n.end\n")
+    net.write_text(RC_WITH_CARDS)
     src = wav(tmp_path / "in.wav", signals.sine(1000, 0.01, 48000, amplitude=0.5))
     args = {"simulate": ["simulate", str(net), "-i", str(src), "-o", str(tmp_path / "out.wav")],
             "export": ["export", str(net), "--format", "c", "-o", str(tmp_path / "rc.c")],
@@ -57,10 +59,45 @@ def test_a_command_names_the_cards_it_read_without_effect(tmp_path, command):
                       "0.5", "--threads", "1", "--out", str(tmp_path / "run")]}[command]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "notes on the netlist" in result.output
-    assert "rc.cir:7" in result.output and "TRIODE" in result.output
-    assert "rc.cir:8" in result.output and ".options" in result.output
-    assert "rc.cir:9" in result.output and ".tran" in result.output
+    _names_the_cards(result.output)
+
+
+def _names_the_cards(output: str) -> None:
+    assert "notes on the netlist" in output
+    assert "rc.cir:7" in output and "TRIODE" in output
+    assert "rc.cir:8" in output and ".options" in output
+    assert "rc.cir:9" in output and ".tran" in output
+
+
+def test_compare_and_study_name_the_cards_of_their_circuits(tmp_path, monkeypatch):
+    """`compare` reads its runs' netlists again and `study` the circuits it trains on: each
+    names the cards it read without effect, with the circuit they are in."""
+    import json
+
+    from nets import study
+
+    net = tmp_path / "rc.cir"
+    net.write_text(RC_WITH_CARDS)
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(net), "--model", "stn", "--epochs", "1",
+                                  "--train-seconds", "0.5", "--threads", "1", "--out", str(run)])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["compare", str(run), "--report", str(tmp_path / "r"),
+                                 "--no-solver"])
+    assert result.exit_code == 0, result.output
+    _names_the_cards(result.output)
+    assert f"notes on the netlist {net}" in " ".join(result.output.split())
+
+    def fake_run(which, profile, out, on_job=None, workers=1, circuits=(), models=()):
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps({"minutes": 0.1}))
+        return out / "report.md"
+
+    monkeypatch.setattr(study, "run", fake_run)
+    result = runner.invoke(app, ["study", "exposure-bias", "--circuit", str(net), "--out",
+                                 str(tmp_path / "study")])
+    assert result.exit_code == 0, result.output
+    _names_the_cards(result.output)
 
 
 def test_simulate_set_gain_and_wav_output(tmp_path):

@@ -12,10 +12,11 @@ per-sample loop is the kernel's, line for line: the tangent predictor, Newton wi
 pnjlim step limiting and the same convergence tests (the "predicted" stopping rule where every
 port is a junction, `newton.py`), then the fallback ladder of `newton.py` (Newton with a line
 search, 2 ... 64 substeps, gmin stepping, source stepping); `nodalnet_init` finds the DC
-operating point as `NodalSolver` does. Newton solves the circuit's whole system at once, but
-where the kernel splits it into blocks (`fast.layout`, over every K in the file: each substep
-level's and the DC one) the Newton matrix is block lower triangular over them, so it is built
-only on and below the blocks' diagonal and eliminated a block at a time (`factor_blocks`).
+operating point as `NodalSolver` does. Where the kernel splits the circuit into blocks
+(`fast.layout`, over every K in the file: each substep level's and the DC one), Newton runs on
+each block in turn, as the kernel's does: a block's equations read its own ports' currents and
+those of the blocks before it, already solved (`NewtonOptions(split=False)`: one Newton on the
+whole circuit, as the torch path's).
 So the C build gives the numba path's samples to round-off (the tests hold it there: 1e-9 V
 with double samples, 1e-6 V with float ones).
 
@@ -109,7 +110,7 @@ typedef struct nodalnet_state {
     double xprev[@NX1@];         /* the previous sample's exposed states */
     double wprev[@NW1@];         /* the previous sample's sources */
     double q1[@NR1@], q2[@NR1@]; /* Newton's last two solutions */
-    double pprev[@NR1@];         /* the previous sample's linear part p */
+    double pprev[@NR1@];         /* the previous sample's linear part of each block */
     double cur[@NP1@];           /* port currents at the last solution */
     double jac[@NP1@ * @NP1@];   /* their Jacobian, for the tangent predictor */
     double vte[@NJ1@], vcrit[@NJ1@];
@@ -189,112 +190,50 @@ static double ipow(double a, int b)
 _LOOP = r'''
 static void expand_ports(const double *q, double *out);
 
+/* Newton's blocks. Where the kernel splits the circuit (`fast.layout`, over every K in the
+   file: each substep level's and the DC one), each block is solved on its own in solve order,
+   as the numba kernel solves it: block g's coordinates are BLK_IDX[BLK_PTR[g]:BLK_PTR[g + 1]],
+   its ports PBLK_IDX[PBLK_PTR[g]:...] and its junctions JBLK_IDX[JBLK_PTR[g]:...]; its
+   equations read only its own ports' currents and those of the blocks before it (their
+   currents, already solved, part of its linear part pe). One block: the whole circuit, with
+   the indices written as literals. BLOCK_RANGES(g) declares a block's sizes (nb coordinates,
+   npb ports, njb junctions) and whether its ports read its own coordinates one to one (ident);
+   CO(k), PO(l), JO(t) are its k-th coordinate, l-th port and t-th junction, PLOC(c) a port's
+   place in its block. */
 #if BLOCKS_SPLIT
-/* J's blocks (BLK_IDX[BLK_PTR[g]:BLK_PTR[g + 1]]: the coordinates of block g, blocks in solve
-   order): J is block lower triangular over them (block g's rows read only the coordinates of
-   blocks up to g, as the numba kernel splits its Newton: `fast.layout`), so each block is
-   eliminated on its own (partial pivoting within it) and the blocks before it reach its
-   right-hand side through their solution. A circuit of one block keeps the plain elimination
-   after the #else: it carries the right-hand side along with the factorisation, and this
-   form with one block (through index macros, factors then substitution) ran its C build
-   10-15 % slower (diode clipper 210x against 220-245x, Tube Screamer 88x against 91-97x). */
-
-/* J = P L U per block, in place: the multipliers below each block's diagonal, its rows
-   exchanged whole (the blocks before it included) as pivoting exchanged them, the pivot of
-   each coordinate in piv (a block position, as a double) */
-static void factor_blocks(double *J, double *piv)
-{
-    int g, c, k, j;
-    for (g = 0; g < NBLK; g++) {
-        const int *ix = BLK_IDX + BLK_PTR[g];
-        int n = BLK_PTR[g + 1] - BLK_PTR[g];
-        for (c = 0; c < n; c++) {
-            int p = c;
-            double big = fabs(J[ix[c] * NR1 + ix[c]]);
-            for (k = c + 1; k < n; k++) {
-                if (fabs(J[ix[k] * NR1 + ix[c]]) > big) {
-                    big = fabs(J[ix[k] * NR1 + ix[c]]);
-                    p = k;
-                }
-            }
-            piv[ix[c]] = p;
-            if (p != c) {
-                for (j = 0; j < NR; j++) {
-                    double t = J[ix[c] * NR1 + j];
-                    J[ix[c] * NR1 + j] = J[ix[p] * NR1 + j];
-                    J[ix[p] * NR1 + j] = t;
-                }
-            }
-            for (k = c + 1; k < n; k++) {
-                double m = J[ix[k] * NR1 + ix[c]] / J[ix[c] * NR1 + ix[c]];
-                J[ix[k] * NR1 + ix[c]] = m;
-                if (m != 0.0)
-                    for (j = c + 1; j < n; j++)
-                        J[ix[k] * NR1 + ix[j]] -= m * J[ix[c] * NR1 + ix[j]];
-            }
-        }
-    }
-}
-
-/* b = J^-1 b in place from the factors and pivots (piv) that factor_blocks left: per block,
-   its pivots' exchanges, the blocks before it (their solution, already in b) taken off its
-   right-hand side, then its L and U */
-static void resolve_linear(const double *J, const double *piv, double *b)
-{
-    int g, c, k, j;
-    for (g = 0; g < NBLK; g++) {
-        const int *ix = BLK_IDX + BLK_PTR[g];
-        int n = BLK_PTR[g + 1] - BLK_PTR[g];
-        for (c = 0; c < n; c++) {
-            k = (int)piv[ix[c]];
-            if (k != c) {
-                double t = b[ix[c]];
-                b[ix[c]] = b[ix[k]];
-                b[ix[k]] = t;
-            }
-        }
-        for (c = 0; c < n; c++) {
-            double acc = b[ix[c]];
-            for (k = 0; k < BLK_PTR[g]; k++)
-                acc -= J[ix[c] * NR1 + BLK_IDX[k]] * b[BLK_IDX[k]];
-            b[ix[c]] = acc;
-        }
-        for (c = 0; c < n; c++)
-            for (k = c + 1; k < n; k++)
-                b[ix[k]] -= J[ix[k] * NR1 + ix[c]] * b[ix[c]];
-        for (c = n - 1; c >= 0; c--) {
-            double acc = b[ix[c]];
-            for (j = c + 1; j < n; j++)
-                acc -= J[ix[c] * NR1 + ix[j]] * b[ix[j]];
-            b[ix[c]] = acc / J[ix[c] * NR1 + ix[c]];
-        }
-    }
-}
-
-/* out = J^-1 b; J is left holding its factors and b the pivots, for resolve_linear */
-static void solve_linear(double *J, double *b, double *out)
-{
-    int a;
-    factor_blocks(J, out);
-    for (a = 0; a < NR; a++) {
-        double t = b[a];
-        b[a] = out[a];
-        out[a] = t;
-    }
-    resolve_linear(J, b, out);
-}
-
+#define BLOCK_RANGES(g)                                                                       \
+    const int r0 = BLK_PTR[g], nb = BLK_PTR[(g) + 1] - BLK_PTR[g];                            \
+    const int p0 = PBLK_PTR[g], npb = PBLK_PTR[(g) + 1] - PBLK_PTR[g];                        \
+    const int j0 = JBLK_PTR[g], njb = JBLK_PTR[(g) + 1] - JBLK_PTR[g];                        \
+    const int ident = BLK_ID[g];                                                              \
+    (void)r0; (void)p0; (void)j0; (void)nb; (void)npb; (void)njb; (void)ident
+#define CO(k) BLK_IDX[r0 + (k)]
+#define PO(l) PBLK_IDX[p0 + (l)]
+#define JO(t) JBLK_IDX[j0 + (t)]
+#define PLOC(c) PORT_LOC[c]
+#define AHEAD_AT(g) BLK_AHEAD[g]
 #else
+#define BLOCK_RANGES(g)                                                                       \
+    const int nb = NR, npb = NP, njb = NJ, ident = EXPAND_IDENTITY;                           \
+    (void)(g); (void)nb; (void)npb; (void)njb; (void)ident
+#define CO(k) (k)
+#define PO(l) (l)
+#define JO(t) (t)
+#define PLOC(c) (c)
+#define AHEAD_AT(g) STOPPING
+#endif
 
-/* out = J^-1 b by Gaussian elimination with partial pivoting; J is left holding its LU
-   factors (the multipliers below the diagonal) and b the pivot rows, for resolve_linear */
-static void solve_linear(double *J, double *b, double *out)
+/* out = J^-1 b for an n x n block (rows NR1 apart) by Gaussian elimination with partial
+   pivoting; J is left holding its LU factors (the multipliers below the diagonal) and b the
+   pivot rows, for resolve_linear */
+static void solve_linear(int nb, double *J, double *b, double *out)
 {
+    const int n = BLOCKS_SPLIT ? nb : NR;     /* one block: a literal size */
     int c, k, j;
-    for (c = 0; c < NR; c++) {
+    for (c = 0; c < n; c++) {
         int piv = c;
         double big = fabs(J[c * NR1 + c]);
-        for (k = c + 1; k < NR; k++) {
+        for (k = c + 1; k < n; k++) {
             if (fabs(J[k * NR1 + c]) > big) {
                 big = fabs(J[k * NR1 + c]);
                 piv = k;
@@ -302,7 +241,7 @@ static void solve_linear(double *J, double *b, double *out)
         }
         out[c] = piv;
         if (piv != c) {
-            for (j = 0; j < NR; j++) {
+            for (j = 0; j < n; j++) {
                 double t = J[c * NR1 + j];
                 J[c * NR1 + j] = J[piv * NR1 + j];
                 J[piv * NR1 + j] = t;
@@ -313,20 +252,20 @@ static void solve_linear(double *J, double *b, double *out)
                 b[piv] = t;
             }
         }
-        for (k = c + 1; k < NR; k++) {
+        for (k = c + 1; k < n; k++) {
             double m = J[k * NR1 + c] / J[c * NR1 + c];
             J[k * NR1 + c] = m;
             if (m != 0.0) {
-                for (j = c + 1; j < NR; j++)
+                for (j = c + 1; j < n; j++)
                     J[k * NR1 + j] -= m * J[c * NR1 + j];
                 b[k] -= m * b[c];
             }
         }
     }
-    for (c = NR - 1; c >= 0; c--) {
+    for (c = n - 1; c >= 0; c--) {
         double acc = b[c];
         b[c] = out[c];
-        for (j = c + 1; j < NR; j++)
+        for (j = c + 1; j < n; j++)
             acc -= J[c * NR1 + j] * out[j];
         out[c] = acc / J[c * NR1 + c];
     }
@@ -334,10 +273,11 @@ static void solve_linear(double *J, double *b, double *out)
 
 /* b = J^-1 b in place for a second right-hand side, from the factors and pivots (piv) that
    solve_linear left */
-static void resolve_linear(const double *J, const double *piv, double *b)
+static void resolve_linear(int nb, const double *J, const double *piv, double *b)
 {
+    const int n = BLOCKS_SPLIT ? nb : NR;
     int c, k, j;
-    for (c = 0; c < NR; c++) {
+    for (c = 0; c < n; c++) {
         k = (int)piv[c];
         if (k != c) {
             double t = b[c];
@@ -345,60 +285,203 @@ static void resolve_linear(const double *J, const double *piv, double *b)
             b[k] = t;
         }
     }
-    for (c = 0; c < NR; c++)
-        for (k = c + 1; k < NR; k++)
+    for (c = 0; c < n; c++)
+        for (k = c + 1; k < n; k++)
             b[k] -= J[k * NR1 + c] * b[c];
-    for (c = NR - 1; c >= 0; c--) {
+    for (c = n - 1; c >= 0; c--) {
         double acc = b[c];
-        for (j = c + 1; j < NR; j++)
+        for (j = c + 1; j < n; j++)
             acc -= J[c * NR1 + j] * b[j];
         b[c] = acc / J[c * NR1 + c];
     }
 }
 
+/* v = Q q at block g's ports */
+static void block_volts(int g, const double *q, double *v)
+{
+    BLOCK_RANGES(g);
+    int l;
+    for (l = 0; l < npb; l++) {
+        int c = PO(l);
+        double acc = 0.0;
+        int a;
+        if (ident) {
+            v[c] = q[CO(l)];
+            continue;
+        }
+#if EXPAND_SPARSE
+        for (a = QROW_PTR[c]; a < QROW_PTR[c + 1]; a++)
+            acc += EXPAND[c * NR1 + QROW_COL[a]] * q[QROW_COL[a]];
+#else
+        for (a = 0; a < NR; a++)
+            acc += EXPAND[c * NR1 + a] * q[a];
 #endif
+        v[c] = acc;
+    }
+}
 
-/* The "predicted" stopping rule (newton.py; STOPPING 1 only where every port is a junction):
-   after a full step (port steps dv, all within AHEAD_REACH vte), the next step J^-1 K r is
-   predicted from the currents' second-order remainder r_c = sum_e jac[c, e] dv_e^2 / (2 vte_e).
-   Below the tolerance (times AHEAD_SAFETY), q takes that step, the currents their value there
-   to second order, and 1 is returned. J, piv: the factors and pivots solve_linear left. */
-static int ahead(double *q, const double *KN, const double *vte, const double *jac,
+/* dv = Q dq at block g's ports, dq the step of its own coordinates (dq[k]: CO(k)'s) */
+static void block_steps(int g, const double *dq, double *dv)
+{
+    BLOCK_RANGES(g);
+    int l, k;
+    for (l = 0; l < npb; l++) {
+        int c = PO(l);
+        double acc = 0.0;
+        if (ident) {
+            dv[c] = dq[l];
+            continue;
+        }
+        for (k = 0; k < nb; k++)
+            acc += EXPAND[c * NR1 + CO(k)] * dq[k];
+        dv[c] = acc;
+    }
+}
+
+/* Block g's linear part: p plus the currents of the ports of the blocks before it */
+static void effective(int g, const double *p, const double *KN, const double *cur,
+                             double *pe)
+{
+    BLOCK_RANGES(g);
+    int k;
+    for (k = 0; k < nb; k++) {
+        int a = CO(k);
+        double acc = p[a];
+#if BLOCKS_SPLIT
+        int x;
+        for (x = 0; x < p0; x++)
+            acc += KN[a * NP1 + PBLK_IDX[x]] * cur[PBLK_IDX[x]];
+#else
+        (void)KN;
+        (void)cur;
+#endif
+        pe[a] = acc;
+    }
+}
+
+/* Block g's J = I - K (di/dv) Q over its own coordinates and ports (local indices), over
+   the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:JAC_PTR[c + 1]]: the rows of
+   column c, all in c's block) and Q's (EXP_ROW likewise), as the numba kernel */
+static void newton_matrix(int g, const double *KN, const double *jac, double *J)
+{
+    BLOCK_RANGES(g);
+    double KJ[NR1 * NP1];
+    int k, l, m, x;
+    for (k = 0; k < nb; k++) {
+        int a = CO(k);
+        for (l = 0; l < npb; l++) {
+            int c = PO(l);
+            double acc = 0.0;
+            for (x = JAC_PTR[c]; x < JAC_PTR[c + 1]; x++)
+                acc += KN[a * NP1 + JAC_ROW[x]] * jac[JAC_ROW[x] * NP1 + c];
+            KJ[k * NP1 + l] = acc;
+        }
+    }
+    for (k = 0; k < nb; k++) {
+        for (m = 0; m < nb; m++) {
+            double acc = k == m ? 1.0 : 0.0;
+            if (ident) {
+                acc -= KJ[k * NP1 + m];
+            } else {
+                int col = CO(m);
+                for (x = EXP_PTR[col]; x < EXP_PTR[col + 1]; x++) {
+                    int e = EXP_ROW[x];
+#if BLOCKS_SPLIT
+                    if (PORT_BLK[e] != g)
+                        continue;       /* a later block's port reads this coordinate */
+#endif
+                    acc -= KJ[k * NP1 + PLOC(e)] * EXPAND[e * NR1 + col];
+                }
+            }
+            J[k * NR1 + m] = acc;
+        }
+    }
+}
+
+/* SPICE pnjlim over block g's junctions: the largest factor in (0, 1] keeping every
+   junction's step in bounds */
+static double pnjlim(int g, const double *v, const double *dv, const double *vte,
+                     const double *vcrit)
+{
+    BLOCK_RANGES(g);
+    double alpha = 1.0;
+    int t;
+    for (t = 0; t < njb; t++) {
+        int j = JO(t);
+        double vt = vte[j];
+        double v_old = v[JPORTS[j]];
+        double d = dv[JPORTS[j]];
+        double v_new = v_old + d;
+        double ratio = 1.0;
+        if (v_new > vcrit[j] && fabs(d) > 2.0 * vt) {
+            double v_lim;
+            if (v_old > 0.0) {
+                double arg = 1.0 + d / vt;
+                if (arg > 0.0)
+                    v_lim = v_old + vt * log(arg > 1e-300 ? arg : 1e-300);
+                else
+                    v_lim = vcrit[j];
+            } else {
+                double r = v_new / vt;
+                v_lim = vt * log(r > 1e-300 ? r : 1e-300);
+            }
+            ratio = (v_lim - v_old) / d;
+        }
+        if (ratio < 1e-6)
+            ratio = 1e-6;
+        if (ratio > 1.0)
+            ratio = 1.0;
+        if (ratio < alpha)
+            alpha = ratio;
+    }
+    return alpha;
+}
+
+/* The "predicted" stopping rule (newton.py; only for a block whose every port is a
+   junction, AHEAD_AT): after a full step (port steps dv, all within AHEAD_REACH vte), the
+   next step J^-1 K r is predicted from the currents' second-order remainder
+   r_c = sum_e jac[c, e] dv_e^2 / (2 vte_e). Below the tolerance (times AHEAD_SAFETY), q takes
+   that step, the currents their value there to second order, and 1 is returned. J, piv: the
+   factors and pivots solve_linear left. */
+static int ahead(int g, double *q, const double *KN, const double *vte, const double *jac,
                  const double *J, const double *piv, double *dv, double *cur)
 {
+    BLOCK_RANGES(g);
     double port_vte[NP1], r[NP1], d2[NR1], dv2[NP1];
-    int a, c, e, j, k;
-    for (j = 0; j < NJ; j++)
-        port_vte[JPORTS[j]] = vte[j];
-    for (e = 0; e < NP; e++)
-        if (!(fabs(dv[e]) <= AHEAD_REACH * port_vte[e]))
+    int k, l, m, t, x;
+    for (t = 0; t < njb; t++)
+        port_vte[JPORTS[JO(t)]] = vte[JO(t)];
+    for (l = 0; l < npb; l++)
+        if (!(fabs(dv[PO(l)]) <= AHEAD_REACH * port_vte[PO(l)]))
             return 0;
-    for (c = 0; c < NP; c++)
-        r[c] = 0.0;
-    for (e = 0; e < NP; e++) {
+    for (l = 0; l < npb; l++)
+        r[PO(l)] = 0.0;
+    for (l = 0; l < npb; l++) {
+        int e = PO(l);
         double d = dv[e] * dv[e] * (0.5 / port_vte[e]);
-        for (k = JAC_PTR[e]; k < JAC_PTR[e + 1]; k++)
-            r[JAC_ROW[k]] += jac[JAC_ROW[k] * NP1 + e] * d;
+        for (x = JAC_PTR[e]; x < JAC_PTR[e + 1]; x++)
+            r[JAC_ROW[x]] += jac[JAC_ROW[x] * NP1 + e] * d;
     }
-    for (a = 0; a < NR; a++) {
+    for (k = 0; k < nb; k++) {
         double acc = 0.0;
-        for (c = 0; c < NP; c++)
-            acc += KN[a * NP1 + c] * r[c];
-        d2[a] = acc;
+        for (l = 0; l < npb; l++)
+            acc += KN[CO(k) * NP1 + PO(l)] * r[PO(l)];
+        d2[k] = acc;
     }
-    resolve_linear(J, piv, d2);
-    for (a = 0; a < NR; a++)
-        if (!(AHEAD_SAFETY * fabs(d2[a]) <= ABSTOL + RELTOL * fabs(q[a])))
+    resolve_linear(nb, J, piv, d2);
+    for (k = 0; k < nb; k++)
+        if (!(AHEAD_SAFETY * fabs(d2[k]) <= ABSTOL + RELTOL * fabs(q[CO(k)])))
             return 0;
-    for (a = 0; a < NR; a++)
-        q[a] += d2[a];
-    expand_ports(d2, dv2);
-    for (c = 0; c < NP; c++)
-        dv[c] += dv2[c];
-    for (c = 0; c < NP; c++) {
+    for (k = 0; k < nb; k++)
+        q[CO(k)] += d2[k];
+    block_steps(g, d2, dv2);
+    for (l = 0; l < npb; l++)
+        dv[PO(l)] += dv2[PO(l)];
+    for (l = 0; l < npb; l++) {
+        int c = PO(l);
         double acc = cur[c] + r[c];
-        for (e = 0; e < NP; e++)
-            acc += jac[c * NP1 + e] * dv[e];
+        for (m = 0; m < npb; m++)
+            acc += jac[c * NP1 + PO(m)] * dv[PO(m)];
         cur[c] = acc;
     }
     return 1;
@@ -448,78 +531,6 @@ static double affine(const double *Mx, const double *Mw, const double *Mi, int r
     return acc;
 }
 
-/* J = I - K (di/dv) Q, over the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:
-   JAC_PTR[c + 1]]: the rows of column c) and Q's (EXP_ROW likewise), as the numba kernel */
-static void newton_matrix(const double *KN, const double *jac, double *J)
-{
-    double KJ[NR1 * NP1];
-    int a, c, k;
-    for (a = 0; a < NR; a++) {
-        for (c = 0; c < NP; c++) {
-            double acc = 0.0;
-#if BLOCKS_SPLIT
-            if (PORT_BLK[c] > COORD_BLK[a])
-                continue;       /* a later block's port: not in J's part the solve reads */
-#endif
-            for (k = JAC_PTR[c]; k < JAC_PTR[c + 1]; k++)
-                acc += KN[a * NP1 + JAC_ROW[k]] * jac[JAC_ROW[k] * NP1 + c];
-            KJ[a * NP1 + c] = acc;
-        }
-    }
-    for (a = 0; a < NR; a++) {
-        for (c = 0; c < NR; c++) {
-            double acc = a == c ? 1.0 : 0.0;
-#if BLOCKS_SPLIT
-            if (COORD_BLK[c] > COORD_BLK[a]) {
-                J[a * NR1 + c] = 0.0;       /* above the blocks' diagonal: not read */
-                continue;
-            }
-#endif
-            if (EXPAND_IDENTITY)
-                acc -= KJ[a * NP1 + c];
-            else
-                for (k = EXP_PTR[c]; k < EXP_PTR[c + 1]; k++)
-                    acc -= KJ[a * NP1 + EXP_ROW[k]] * EXPAND[EXP_ROW[k] * NR1 + c];
-            J[a * NR1 + c] = acc;
-        }
-    }
-}
-
-/* SPICE pnjlim: the largest factor in (0, 1] keeping every junction's step in bounds */
-static double pnjlim(const double *v, const double *dv, const double *vte, const double *vcrit)
-{
-    double alpha = 1.0;
-    int j;
-    for (j = 0; j < NJ; j++) {
-        double t = vte[j];
-        double v_old = v[JPORTS[j]];
-        double d = dv[JPORTS[j]];
-        double v_new = v_old + d;
-        double ratio = 1.0;
-        if (v_new > vcrit[j] && fabs(d) > 2.0 * t) {
-            double v_lim;
-            if (v_old > 0.0) {
-                double arg = 1.0 + d / t;
-                if (arg > 0.0)
-                    v_lim = v_old + t * log(arg > 1e-300 ? arg : 1e-300);
-                else
-                    v_lim = vcrit[j];
-            } else {
-                double r = v_new / t;
-                v_lim = t * log(r > 1e-300 ? r : 1e-300);
-            }
-            ratio = (v_lim - v_old) / d;
-        }
-        if (ratio < 1e-6)
-            ratio = 1e-6;
-        if (ratio > 1.0)
-            ratio = 1.0;
-        if (ratio < alpha)
-            alpha = ratio;
-    }
-    return alpha;
-}
-
 /* p = G x~ + H w: the linear part of the port coordinates */
 static void predict(const double *G, const double *H, const double *s, const double *w,
                     double *p)
@@ -535,58 +546,92 @@ static void predict(const double *G, const double *H, const double *s, const dou
     }
 }
 
-/* Solve q - p - K i(Q q) = 0 in place from q; 1 if converged. On convergence cur holds the
-   currents at q (to first order after a last small step) and jac their Jacobian. gshunt: a
-   conductance across every port but the charges' (gmin stepping; 0 otherwise). */
-static int newton(double *q, const double *p, const double *KN, const double *vte,
-                  const double *vcrit, double gshunt, int max_iter, double *cur, double *jac)
+/* The currents of block g at the accepted q, to first order from the last evaluation: the
+   last step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20 */
+static void first_order(int g, const double *jac, const double *dv, double *cur)
 {
-    double v[NP1], dv[NP1], f[NR1], dq[NR1], J[NR1 * NR1], tmp[NP1];
+    BLOCK_RANGES(g);
+    double tmp[NP1];
+    int l, m;
+    for (l = 0; l < npb; l++) {
+        int c = PO(l);
+        double acc = cur[c];
+        for (m = 0; m < npb; m++)
+            acc += jac[c * NP1 + PO(m)] * dv[PO(m)];
+        tmp[c] = acc;
+    }
+    for (l = 0; l < npb; l++)
+        cur[PO(l)] = tmp[PO(l)];
+}
+
+/* The residual f = -(q - pe - K i) of block g (local), and whether it is already at its
+   round-off floor; *norm: |f|^2 */
+static int residual(int g, const double *q, const double *pe, const double *KN,
+                    const double *cur, double *f, double *norm)
+{
+    BLOCK_RANGES(g);
+    int settled = 1, k, l;
+    double sum = 0.0;
+    for (k = 0; k < nb; k++) {
+        int a = CO(k);
+        double acc = q[a] - pe[a];
+        double mag = fabs(q[a]) + fabs(pe[a]);
+        for (l = 0; l < npb; l++) {
+            double t = KN[a * NP1 + PO(l)] * cur[PO(l)];
+            acc -= t;
+            mag += fabs(t);
+        }
+        f[k] = -acc;
+        sum += acc * acc;
+        if (!(fabs(acc) <= ROUNDOFF * mag && mag < HUGE_VAL))
+            settled = 0;
+    }
+    *norm = sum;
+    return settled;
+}
+
+/* Solve block g's q - pe - K i(Q q) = 0 in place from q; 1 if converged. On convergence cur
+   holds its currents at q (to first order after a last small step) and jac their Jacobian.
+   gshunt: a conductance across every port but the charges' (gmin stepping; 0 otherwise). */
+static int newton_block(int g, double *q, const double *pe, const double *KN,
+                        const double *vte, const double *vcrit, double gshunt, int max_iter,
+                        double *cur, double *jac)
+{
+    BLOCK_RANGES(g);
+    double v[NP1], dv[NP1], f[NR1], dq[NR1], J[NR1 * NR1];
     double last = HUGE_VAL;
-    int it, a, c, e;
+    int it, k, l;
     for (it = 0; it < max_iter; it++) {
-        int settled = 1, finite = 1, small;
-        double alpha, big;
-        expand_ports(q, v);
-        laws(v, cur, jac);
+        int finite = 1, small;
+        double alpha, big, norm;
+        block_volts(g, q, v);
+        block_laws(g, v, cur, jac);
         if (gshunt != 0.0) {
-            for (c = 0; c < NP; c++) {
+            for (l = 0; l < npb; l++) {
+                int c = PO(l);
                 if (!IS_CHARGE[c]) {     /* a charge port's law is q(v): no shunt */
                     cur[c] += gshunt * v[c];
                     jac[c * NP1 + c] += gshunt;
                 }
             }
         }
-        /* f = q - p - K i, and whether it is already at its round-off floor */
-        for (a = 0; a < NR; a++) {
-            double acc = q[a] - p[a];
-            double mag = fabs(q[a]) + fabs(p[a]);
-            for (c = 0; c < NP; c++) {
-                double t = KN[a * NP1 + c] * cur[c];
-                acc -= t;
-                mag += fabs(t);
-            }
-            f[a] = -acc;
-            if (!(fabs(acc) <= ROUNDOFF * mag && mag < HUGE_VAL))
-                settled = 0;
-        }
-        if (settled)
+        if (residual(g, q, pe, KN, cur, f, &norm))
             return 1;
-        newton_matrix(KN, jac, J);
-        solve_linear(J, f, dq);
-        expand_ports(dq, dv);
-        alpha = pnjlim(v, dv, vte, vcrit);
-        for (a = 0; a < NR; a++)
-            if (!isfinite(alpha * dq[a]))
+        newton_matrix(g, KN, jac, J);
+        solve_linear(nb, J, f, dq);
+        block_steps(g, dq, dv);
+        alpha = pnjlim(g, v, dv, vte, vcrit);
+        for (k = 0; k < nb; k++)
+            if (!isfinite(alpha * dq[k]))
                 finite = 0;
         if (!finite)
             return 0;
         small = alpha == 1.0;
         big = 0.0;
-        for (a = 0; a < NR; a++) {
-            double step = alpha * dq[a];
-            q[a] += step;
-            if (fabs(step) > ABSTOL + RELTOL * fabs(q[a]))
+        for (k = 0; k < nb; k++) {
+            double step = alpha * dq[k];
+            q[CO(k)] += step;
+            if (fabs(step) > ABSTOL + RELTOL * fabs(q[CO(k)]))
                 small = 0;
             if (fabs(step) > big)
                 big = fabs(step);
@@ -594,62 +639,61 @@ static int newton(double *q, const double *p, const double *KN, const double *vt
         if (alpha == 1.0 && big <= STALL && big >= 0.5 * last)
             small = 1;       /* steps no longer shrink, below STALL volts: round-off */
         last = big;
-        if (STOPPING && alpha == 1.0 && ahead(q, KN, vte, jac, J, f, dv, cur))
+        if (AHEAD_AT(g) && alpha == 1.0 && ahead(g, q, KN, vte, jac, J, f, dv, cur))
             return 1;
         if (small) {
-            /* the currents at the converged q, to first order from the last evaluation */
-            for (c = 0; c < NP; c++) {
-                double acc = cur[c];
-                for (e = 0; e < NP; e++)
-                    acc += jac[c * NP1 + e] * dv[e];
-                tmp[c] = acc;
-            }
-            for (c = 0; c < NP; c++)
-                cur[c] = tmp[c];
+            first_order(g, jac, dv, cur);
             return 1;
         }
     }
     return 0;
 }
 
-/* The ladder's first rung (newton.py: the line search): Newton at the full step whose every
-   step must pass Armijo's test, else it is searched along (halved, or bisected on the sign of
-   f . f0 where f turned against f0); the "step" stopping rule; 1 if converged. As the numba
-   kernel's _newton_ls_k and newton._Search. */
-static int newton_ls(double *q, const double *p, const double *KN, const double *vte,
-                     const double *vcrit, int max_iter, double *cur, double *jac)
+/* Every block's Newton in solve order from q (in place); 1 if all converged */
+static int newton(double *q, const double *p, const double *KN, const double *vte,
+                  const double *vcrit, double gshunt, int max_iter, double *cur, double *jac)
 {
-    double v[NP1], dv[NP1], f[NR1], J[NR1 * NR1], tmp[NP1];
+#if BLOCKS_SPLIT
+    double pe[NR1];
+    int g;
+    for (g = 0; g < NBLK; g++) {
+        effective(g, p, KN, cur, pe);
+        if (!newton_block(g, q, pe, KN, vte, vcrit, gshunt, max_iter, cur, jac))
+            return 0;
+    }
+    return 1;
+#else
+    return newton_block(0, q, p, KN, vte, vcrit, gshunt, max_iter, cur, jac);
+#endif
+}
+
+/* The ladder's first rung (newton.py: the line search) on block g: Newton at the full step
+   whose every step must pass Armijo's test, else it is searched along (halved, or bisected
+   on the sign of f . f0 where f turned against f0); the "step" stopping rule; 1 if
+   converged. As the numba kernel's _newton_ls_k and newton._Search. */
+static int newton_ls_block(int g, double *q, const double *pe, const double *KN,
+                           const double *vte, const double *vcrit, int max_iter, double *cur,
+                           double *jac)
+{
+    BLOCK_RANGES(g);
+    double v[NP1], dv[NP1], f[NR1], J[NR1 * NR1];
     double dq[NR1] = {0.0}, f0[NR1] = {0.0};     /* read by the search before a step */
     double last = HUGE_VAL, alpha = 1.0, base = HUGE_VAL, lam = 1.0, lo = 0.0, hi = 1.0;
     double trial = 0.0;       /* the step's largest component: 0, none to check */
     int mode = 0, count = 0;  /* mode 0: no search, 1: halving, 2: bisecting */
-    int it, a, c, e;
+    int it, k;
     for (it = 0; it < max_iter; it++) {
-        int settled = 1, small;
-        double big, norm = 0.0;
-        expand_ports(q, v);
-        laws(v, cur, jac);
-        for (a = 0; a < NR; a++) {
-            double acc = q[a] - p[a];
-            double mag = fabs(q[a]) + fabs(p[a]);
-            for (c = 0; c < NP; c++) {
-                double t = KN[a * NP1 + c] * cur[c];
-                acc -= t;
-                mag += fabs(t);
-            }
-            f[a] = -acc;
-            norm += acc * acc;
-            if (!(fabs(acc) <= ROUNDOFF * mag && mag < HUGE_VAL))
-                settled = 0;
-        }
-        if (settled)
+        int small;
+        double big, norm;
+        block_volts(g, q, v);
+        block_laws(g, v, cur, jac);
+        if (residual(g, q, pe, KN, cur, f, &norm))
             return 1;
         if (trial > STALL) {
             int good = norm <= (1.0 - 2.0 * ARMIJO * lam * alpha) * base;
             double psi = 0.0;
-            for (a = 0; a < NR; a++)
-                psi += f[a] * f0[a];
+            for (k = 0; k < nb; k++)
+                psi += f[k] * f0[k];
             if (mode == 0) {
                 if (!good) {
                     mode = psi < 0.0 ? 2 : 1;
@@ -671,29 +715,29 @@ static int newton_ls(double *q, const double *p, const double *KN, const double 
             }
             if (mode != 0) {
                 double nxt = mode == 1 ? 0.5 * lam : 0.5 * (lo + hi);
-                for (a = 0; a < NR; a++)
-                    q[a] += (nxt - lam) * (alpha * dq[a]);
+                for (k = 0; k < nb; k++)
+                    q[CO(k)] += (nxt - lam) * (alpha * dq[k]);
                 lam = nxt;
                 continue;
             }
         }
         base = norm;
         lam = 1.0;
-        for (a = 0; a < NR; a++)
-            f0[a] = f[a];
-        newton_matrix(KN, jac, J);
-        solve_linear(J, f, dq);
-        expand_ports(dq, dv);
-        alpha = pnjlim(v, dv, vte, vcrit);
-        for (a = 0; a < NR; a++)
-            if (!isfinite(alpha * dq[a]))
+        for (k = 0; k < nb; k++)
+            f0[k] = f[k];
+        newton_matrix(g, KN, jac, J);
+        solve_linear(nb, J, f, dq);
+        block_steps(g, dq, dv);
+        alpha = pnjlim(g, v, dv, vte, vcrit);
+        for (k = 0; k < nb; k++)
+            if (!isfinite(alpha * dq[k]))
                 return 0;
         small = alpha == 1.0;
         big = 0.0;
-        for (a = 0; a < NR; a++) {
-            double step = alpha * dq[a];
-            q[a] += step;
-            if (fabs(step) > ABSTOL + RELTOL * fabs(q[a]))
+        for (k = 0; k < nb; k++) {
+            double step = alpha * dq[k];
+            q[CO(k)] += step;
+            if (fabs(step) > ABSTOL + RELTOL * fabs(q[CO(k)]))
                 small = 0;
             if (fabs(step) > big)
                 big = fabs(step);
@@ -703,18 +747,48 @@ static int newton_ls(double *q, const double *p, const double *KN, const double 
         last = big;
         trial = big;
         if (small) {
-            for (c = 0; c < NP; c++) {
-                double acc = cur[c];
-                for (e = 0; e < NP; e++)
-                    acc += jac[c * NP1 + e] * dv[e];
-                tmp[c] = acc;
-            }
-            for (c = 0; c < NP; c++)
-                cur[c] = tmp[c];
+            first_order(g, jac, dv, cur);
             return 1;
         }
     }
     return 0;
+}
+
+/* The line search's Newton on every block in solve order */
+static int newton_ls(double *q, const double *p, const double *KN, const double *vte,
+                     const double *vcrit, int max_iter, double *cur, double *jac)
+{
+    double pe[NR1];
+    int g;
+    for (g = 0; g < NBLK; g++) {
+        effective(g, p, KN, cur, pe);
+        if (!newton_ls_block(g, q, pe, KN, vte, vcrit, max_iter, cur, jac))
+            return 0;
+    }
+    return 1;
+}
+
+/* Newton's start for block g from the last solution q1: the tangent J dq = pe - pe_prev with
+   J = I - K (di/dv) Q at the last evaluation, limited as a Newton step is */
+static void tangent(int g, const nodalnet_state *st, const double *pe, double *q)
+{
+    BLOCK_RANGES(g);
+    double f[NR1], dq[NR1], J[NR1 * NR1], v[NP1], dv[NP1];
+    double alpha;
+    int k, good = 1;
+    newton_matrix(g, MAT_K[0], st->jac, J);
+    for (k = 0; k < nb; k++)
+        f[k] = pe[CO(k)] - st->pprev[CO(k)];
+    solve_linear(nb, J, f, dq);
+    block_volts(g, st->q1, v);
+    block_steps(g, dq, dv);
+    alpha = pnjlim(g, v, dv, st->vte, st->vcrit);
+    for (k = 0; k < nb; k++)
+        if (!isfinite(alpha * dq[k]))
+            good = 0;
+    if (good)
+        for (k = 0; k < nb; k++)
+            q[CO(k)] = st->q1[CO(k)] + alpha * dq[k];
 }
 
 /* The sample again in k = 2^lev trapezoidal substeps (matrices for T/k), inputs interpolated
@@ -800,33 +874,22 @@ static int continuation(nodalnet_state *st, const double *p, double *q)
    previous sample's solution is kept then, never NaN). */
 static int step(nodalnet_state *st, const double *wn, double *y)
 {
-    double p[NR1], q[NR1], f[NR1], dq[NR1], J[NR1 * NR1], v[NP1], dv[NP1];
+    double p[NR1], q[NR1], pe[NR1], v[NP1];
     double xs[NX1] = {0.0}, s_new[NX1] = {0.0}, ys = 0.0;
-    int lev = 0, failed = 0, a, ok;
+    int lev = 0, failed = 0, a, g, ok = 1;
     if (NR > 0) {
         predict(MAT_G[0], MAT_H[0], st->s, wn, p);
         for (a = 0; a < NR; a++)
             q[a] = st->q1[a];
-        if (st->have_p) {
-            /* tangent: J dq = p - p_prev with J = I - K (di/dv) Q at the last evaluation,
-               limited as a Newton step is */
-            double alpha;
-            int good = 1;
-            newton_matrix(MAT_K[0], st->jac, J);
-            for (a = 0; a < NR; a++)
-                f[a] = p[a] - st->pprev[a];
-            solve_linear(J, f, dq);
-            expand_ports(st->q1, v);
-            expand_ports(dq, dv);
-            alpha = pnjlim(v, dv, st->vte, st->vcrit);
-            for (a = 0; a < NR; a++)
-                if (!isfinite(alpha * dq[a]))
-                    good = 0;
-            if (good)
-                for (a = 0; a < NR; a++)
-                    q[a] = st->q1[a] + alpha * dq[a];
+        for (g = 0; g < NBLK && ok; g++) {
+            /* each block in solve order: its linear part (the blocks before it solved), its
+               tangent start, its Newton */
+            effective(g, p, MAT_K[0], st->cur, pe);
+            if (st->have_p)
+                tangent(g, st, pe, q);
+            ok = newton_block(g, q, pe, MAT_K[0], st->vte, st->vcrit, 0.0, MAX_ITER, st->cur,
+                              st->jac);
         }
-        ok = newton(q, p, MAT_K[0], st->vte, st->vcrit, 0.0, MAX_ITER, st->cur, st->jac);
         if (!ok) {
             /* the ladder: Newton with the line search at the full step, substeps 2, 4, ...
                2^NLEV, then gmin and source stepping */
@@ -859,11 +922,14 @@ static int step(nodalnet_state *st, const double *wn, double *y)
                 expand_ports(q, v);
                 laws(v, st->cur, st->jac);
             }
+            /* the tangent's next start: each block's linear part at this sample */
+            for (g = 0; g < NBLK; g++)
+                effective(g, p, MAT_K[0], st->cur, pe);
         }
         for (a = 0; a < NR; a++) {
             st->q2[a] = st->q1[a];
             st->q1[a] = q[a];
-            st->pprev[a] = p[a];
+            st->pprev[a] = pe[a];
         }
         st->have_p = 1;
     }
@@ -1119,16 +1185,38 @@ def _port_name(eq: Equations, k: int) -> str:
     return f"the law of the port {port.p} -> {port.m}"
 
 
-def _laws(eq: Equations) -> str:
+def _laws(eq: Equations, plan) -> str:
+    """The port laws and their Jacobian: `laws` over every port and, where Newton runs on
+    blocks, `laws_bG` over block G's ports (its Jacobian's structural nonzeros and diagonal)
+    with `block_laws(g, ...)` choosing one; and `junctions` (n Vt and Is of each junction)."""
     params = [(f"THETA[{k}]", s) for k, s in enumerate(eq.symbols)]
     voltages = [(f"v[{k}]", s) for k, s in enumerate(eq.port_voltages)]
     n = len(eq.ports)
-    out = [(f"i[{k}]", c) for k, c in enumerate(eq.currents)]
-    out += [(f"jac[{a} * NP1 + {b}]", eq.jacobian[a, b]) for a in range(n) for b in range(n)]
-    where = [_port_name(eq, k) for k in range(n)]
-    where += [f"the derivative of {_port_name(eq, a)}" for a in range(n) for _ in range(n)]
-    laws = _function("laws", "const double *v, double *i, double *jac", out,
-                     voltages + params, lambda k: where[k])
+    args = "const double *v, double *i, double *jac"
+    if len(plan.blocks) <= 1:
+        out = [(f"i[{k}]", c) for k, c in enumerate(eq.currents)]
+        out += [(f"jac[{a} * NP1 + {b}]", eq.jacobian[a, b]) for a in range(n)
+                for b in range(n)]
+        where = [_port_name(eq, k) for k in range(n)]
+        where += [f"the derivative of {_port_name(eq, a)}" for a in range(n) for _ in range(n)]
+        laws = _function("laws", args, out, voltages + params, lambda k: where[k])
+        laws += "\n#define block_laws(g, v, i, jac) laws(v, i, jac)\n"
+    else:
+        laws = ""
+        for g, (_, ports) in enumerate(plan.blocks):
+            out = [(f"i[{c}]", eq.currents[c]) for c in ports]
+            pairs = [(c, e) for c in ports for e in ports if c == e or eq.jacobian[c, e] != 0]
+            out += [(f"jac[{c} * NP1 + {e}]", eq.jacobian[c, e]) for c, e in pairs]
+            where = [_port_name(eq, c) for c in ports]
+            where += [f"the derivative of {_port_name(eq, c)}" for c, _ in pairs]
+            laws += _function(f"laws_b{g}", args, out, voltages + params,
+                              lambda k, where=where: where[k]) + "\n"
+        calls = "".join(f"    laws_b{g}(v, i, jac);\n" for g in range(len(plan.blocks)))
+        cases = "".join(f"    case {g}:\n        laws_b{g}(v, i, jac);\n        break;\n"
+                        for g in range(len(plan.blocks)))
+        laws += (f"static void laws({args})\n{{\n{calls}}}\n\n"
+                 f"static void block_laws(int g, {args})\n{{\n    switch (g) {{\n{cases}"
+                 "    default:\n        break;\n    }\n}\n")
     junction_out = []
     junction_where = []
     for k, port in enumerate(eq.ports):
@@ -1291,33 +1379,62 @@ def _sparsity(eq: Equations, expand: np.ndarray) -> list[str]:
             f"#define EXPAND_IDENTITY {int(identity)}\n"]
 
 
-def _blocks(eq: Equations, a: CircuitArrays) -> list[str]:
-    """The blocks of J that `solve_linear` eliminates one by one: the numba kernel's split
-    (`fast.layout`) over every K the file holds (each substep level's and the DC one), so
-    that J is block lower triangular over them in every Newton the file runs."""
+def _plan(eq: Equations, a: CircuitArrays, split: bool = True):
+    """The blocks Newton solves one after the other: the numba kernel's split (`fast.layout`)
+    over every K the file holds (each substep level's and the DC one), so that each block
+    needs only itself and the blocks before it in every Newton the file runs; one block where
+    nothing splits."""
     from . import fast
 
     r, n = len(eq.reduced), len(eq.ports)
     stack = [np.asarray(k, dtype=np.float64).reshape(r, n) for k in a.levels["K"]]
     dc = np.asarray(a.dc["K"], dtype=np.float64)
-    if dc.shape == (r, n) and r:
+    if split and dc.shape == (r, n) and r:
         plan = fast.layout(eq, np.stack(stack + [dc]))
-    else:                   # nothing to split, or another frame at DC: plain elimination
-        plan = fast.one_block(eq)
-    coords = [a_ for block, _ in plan.blocks for a_ in block]
-    if len(plan.blocks) <= 1 or sorted(coords) != list(range(r)):     # plain elimination
-        return ["#define BLOCKS_SPLIT 0\n"]
-    ptr = [0]
-    coord_blk, port_blk = [0] * r, [0] * n
-    for g, (block, ports) in enumerate(plan.blocks):
-        ptr.append(ptr[-1] + len(block))
-        for a_ in block:
-            coord_blk[a_] = g
-        for c in ports:
-            port_blk[c] = g
-    return [f"#define NBLK {len(plan.blocks)}\n#define BLOCKS_SPLIT 1\n",
+    else:       # not asked (NewtonOptions.split), nothing to split, another frame at DC
+        return fast.one_block(eq)
+    coords = sorted(c for block, _ in plan.blocks for c in block)
+    ports = sorted(c for _, block in plan.blocks for c in block)
+    if len(plan.blocks) <= 1 or coords != list(range(r)) or ports != list(range(n)):
+        return fast.one_block(eq)
+    return plan
+
+
+def _blocks(eq: Equations, a: CircuitArrays, plan, predicted: bool) -> list[str]:
+    """The blocks' index arrays (`BLOCK_RANGES` in the C text): per block its coordinates,
+    ports and junctions, whether its ports read its own coordinates one to one, and whether
+    the predicted stopping rule applies (every port of it a junction)."""
+    if len(plan.blocks) <= 1:
+        return ["#define BLOCKS_SPLIT 0\n#define NBLK 1\n"]
+    n = len(eq.ports)
+    q = np.asarray(a.expand, dtype=np.float64).reshape(n, len(eq.reduced))
+    junction_of = {port: j for j, port in enumerate(a.jports)}
+    ptr, pptr, jptr = [0], [0], [0]
+    coords, ports, junctions, ident, ahead = [], [], [], [], []
+    port_blk, port_loc = [0] * n, [0] * n
+    for g, (block, block_ports) in enumerate(plan.blocks):
+        coords += block
+        ports += block_ports
+        own = [junction_of[c] for c in block_ports if c in junction_of]
+        junctions += own
+        ptr.append(len(coords))
+        pptr.append(len(ports))
+        jptr.append(len(junctions))
+        for loc, c in enumerate(block_ports):
+            port_blk[c], port_loc[c] = g, loc
+        unit = np.zeros((len(block_ports), q.shape[1]))
+        for loc, coord in enumerate(block):
+            if loc < len(block_ports):
+                unit[loc, coord] = 1.0
+        ident.append(int(len(block) == len(block_ports)
+                         and bool(np.array_equal(q[list(block_ports)], unit))))
+        ahead.append(int(predicted and len(own) == len(block_ports) > 0))
+    return [f"#define BLOCKS_SPLIT 1\n#define NBLK {len(plan.blocks)}\n",
             _c_array("BLK_PTR", ptr, "int"), _c_array("BLK_IDX", coords, "int"),
-            _c_array("COORD_BLK", coord_blk, "int"), _c_array("PORT_BLK", port_blk, "int")]
+            _c_array("PBLK_PTR", pptr, "int"), _c_array("PBLK_IDX", ports, "int"),
+            _c_array("JBLK_PTR", jptr, "int"), _c_array("JBLK_IDX", junctions, "int"),
+            _c_array("PORT_BLK", port_blk, "int"), _c_array("PORT_LOC", port_loc, "int"),
+            _c_array("BLK_ID", ident, "int"), _c_array("BLK_AHEAD", ahead, "int")]
 
 
 def source(eq: Equations, values: dict[str, float] | None = None,
@@ -1325,9 +1442,10 @@ def source(eq: Equations, values: dict[str, float] | None = None,
            name: str | None = None) -> str:
     """The C99 text of the circuit (see the module docstring)."""
     options = options or NewtonOptions()
-    laws = _laws(eq)
     sources, source_notes = _sources(eq, dict(values or {}))
     a = arrays(eq, values, sample_rate)
+    plan = _plan(eq, a, options.split)
+    laws = _laws(eq, plan)
     nw, nx, nr, n_p = len(eq.sources), eq.n_states, len(eq.reduced), len(eq.ports)
     nj = len(a.jports)
     dims = {"NW": nw, "NX": nx, "NR": nr, "NP": n_p, "NJ": nj}
@@ -1362,7 +1480,8 @@ def source(eq: Equations, values: dict[str, float] | None = None,
              _c_array("GX", a.gx), _c_array("STATE_SCALE", a.state_scale),
              _c_array("IS_IND", a.is_ind, "int"), _c_array("IS_CHARGE", a.is_charge, "int"),
              _c_array("JPORTS", a.jports, "int"),
-             *_sparsity(eq, a.expand), *_blocks(eq, a),
+             *_sparsity(eq, a.expand),
+             *_blocks(eq, a, plan, stopping_rule(options) == STOPPING.index("predicted")),
              _c_array("GMIN_STEPS", [float(g) for g in GMIN_STEPS]),
              f"#define FIXED_START {int(a.start is not None)}\n",
              _c_array("START_S", a.start[0] if a.start is not None else []),

@@ -136,14 +136,16 @@ def test_the_cli_writes_the_circuit_at_the_set_values(tmp_path):
 
 
 @needs_cc
-@pytest.mark.parametrize("circuit", ["tube_screamer", "phase90"])
-def test_the_fallback_ladder_gives_the_numba_paths_samples(circuit, tmp_path):
+@pytest.mark.parametrize("circuit, split", [("tube_screamer", False), ("phase90", False),
+                                            ("phase90", True)])
+def test_the_fallback_ladder_gives_the_numba_paths_samples(circuit, split, tmp_path):
     """With 3 Newton iterations a sample, steps of +-5 V send samples down the whole ladder
-    (substeps, gmin and source stepping, and failures that keep the last solution)."""
+    (substeps, gmin and source stepping, and failures that keep the last solution), with
+    Newton on the whole circuit or block by block (the Phase 90's four stages)."""
     eq = nodal.equations(circuit)
-    # the C file solves one joint system; "step": the stopping rule this iteration limit was
-    # chosen for (the "predicted" one converges within it at more samples)
-    options = NewtonOptions(max_iter=3, ladder_iter=3, split=False, stopping="step")
+    # "step": the stopping rule this iteration limit was chosen for (the "predicted" one
+    # converges within it at more samples)
+    options = NewtonOptions(max_iter=3, ladder_iter=3, split=split, stopping="step")
     x = np.zeros(3000)
     x[100:1000], x[1000:1500] = 5.0, -5.0
     solver = NodalSolver(eq, RATE, newton=options, strict=False)

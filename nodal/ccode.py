@@ -223,79 +223,7 @@ static void expand_ports(const double *q, double *out);
 #define AHEAD_AT(g) STOPPING
 #endif
 
-/* out = J^-1 b for an n x n block (rows NR1 apart) by Gaussian elimination with partial
-   pivoting; J is left holding its LU factors (the multipliers below the diagonal) and b the
-   pivot rows, for resolve_linear */
-static void solve_linear(int nb, double *J, double *b, double *out)
-{
-    const int n = BLOCKS_SPLIT ? nb : NR;     /* one block: a literal size */
-    int c, k, j;
-    for (c = 0; c < n; c++) {
-        int piv = c;
-        double big = fabs(J[c * NR1 + c]);
-        for (k = c + 1; k < n; k++) {
-            if (fabs(J[k * NR1 + c]) > big) {
-                big = fabs(J[k * NR1 + c]);
-                piv = k;
-            }
-        }
-        out[c] = piv;
-        if (piv != c) {
-            for (j = 0; j < n; j++) {
-                double t = J[c * NR1 + j];
-                J[c * NR1 + j] = J[piv * NR1 + j];
-                J[piv * NR1 + j] = t;
-            }
-            {
-                double t = b[c];
-                b[c] = b[piv];
-                b[piv] = t;
-            }
-        }
-        for (k = c + 1; k < n; k++) {
-            double m = J[k * NR1 + c] / J[c * NR1 + c];
-            J[k * NR1 + c] = m;
-            if (m != 0.0) {
-                for (j = c + 1; j < n; j++)
-                    J[k * NR1 + j] -= m * J[c * NR1 + j];
-                b[k] -= m * b[c];
-            }
-        }
-    }
-    for (c = n - 1; c >= 0; c--) {
-        double acc = b[c];
-        b[c] = out[c];
-        for (j = c + 1; j < n; j++)
-            acc -= J[c * NR1 + j] * out[j];
-        out[c] = acc / J[c * NR1 + c];
-    }
-}
-
-/* b = J^-1 b in place for a second right-hand side, from the factors and pivots (piv) that
-   solve_linear left */
-static void resolve_linear(int nb, const double *J, const double *piv, double *b)
-{
-    const int n = BLOCKS_SPLIT ? nb : NR;
-    int c, k, j;
-    for (c = 0; c < n; c++) {
-        k = (int)piv[c];
-        if (k != c) {
-            double t = b[c];
-            b[c] = b[k];
-            b[k] = t;
-        }
-    }
-    for (c = 0; c < n; c++)
-        for (k = c + 1; k < n; k++)
-            b[k] -= J[k * NR1 + c] * b[c];
-    for (c = n - 1; c >= 0; c--) {
-        double acc = b[c];
-        for (j = c + 1; j < n; j++)
-            acc -= J[c * NR1 + j] * b[j];
-        b[c] = acc / J[c * NR1 + c];
-    }
-}
-
+@SOLVERS@
 /* v = Q q at block g's ports */
 static void block_volts(int g, const double *q, double *v)
 {
@@ -362,26 +290,64 @@ static void effective(int g, const double *p, const double *KN, const double *cu
 /* Block g's J = I - K (di/dv) Q over its own coordinates and ports (local indices), over
    the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:JAC_PTR[c + 1]]: the rows of
    column c, all in c's block) and Q's (EXP_ROW likewise), as the numba kernel */
+#if BLOCKS_SPLIT
+/* BLK_KT's set for this K: each block's part of K, transposed ([port][coordinate], local) */
+static const double *block_kt(const double *KN)
+{
+    int l;
+    for (l = 0; l <= NLEV; l++)
+        if (KN == MAT_K[l])
+            return BLK_KT[l];
+    return BLK_KT[NLEV + 1];        /* DC_K */
+}
+#endif
+
 static void newton_matrix(int g, const double *KN, const double *jac, double *J)
 {
     BLOCK_RANGES(g);
     double KJ[NR1 * NP1];
     int k, l, m, x;
-    for (k = 0; k < nb; k++) {
-        int a = CO(k);
+    int ks = NP1, ls = 1;           /* KJ[k][l] at KJ[k * ks + l * ls] */
+#if BLOCKS_SPLIT
+    if (nb >= 4) {
+        /* a large block: a column of K (di/dv) at a time over its own part of K, transposed
+           (the same sums in the same order as the row form below, over contiguous memory:
+           the Big Muff pair's C build 1.23 -> 1.30-1.36x real time; on the Phase 90's
+           blocks of one or two coordinates the row form is faster) */
+        const double *kt = block_kt(KN) + BLK_KT_OFF[g];
+        ks = 1;
+        ls = nb;
         for (l = 0; l < npb; l++) {
             int c = PO(l);
-            double acc = 0.0;
-            for (x = JAC_PTR[c]; x < JAC_PTR[c + 1]; x++)
-                acc += KN[a * NP1 + JAC_ROW[x]] * jac[JAC_ROW[x] * NP1 + c];
-            KJ[k * NP1 + l] = acc;
+            double *col = KJ + l * nb;
+            for (k = 0; k < nb; k++)
+                col[k] = 0.0;
+            for (x = JAC_PTR[c]; x < JAC_PTR[c + 1]; x++) {
+                const double jv = jac[JAC_ROW[x] * NP1 + c];
+                const double *kr = kt + PLOC(JAC_ROW[x]) * nb;
+                for (k = 0; k < nb; k++)
+                    col[k] += kr[k] * jv;
+            }
+        }
+    } else
+#endif
+    {
+        for (k = 0; k < nb; k++) {
+            int a = CO(k);
+            for (l = 0; l < npb; l++) {
+                int c = PO(l);
+                double acc = 0.0;
+                for (x = JAC_PTR[c]; x < JAC_PTR[c + 1]; x++)
+                    acc += KN[a * NP1 + JAC_ROW[x]] * jac[JAC_ROW[x] * NP1 + c];
+                KJ[k * NP1 + l] = acc;
+            }
         }
     }
     for (k = 0; k < nb; k++) {
         for (m = 0; m < nb; m++) {
             double acc = k == m ? 1.0 : 0.0;
             if (ident) {
-                acc -= KJ[k * NP1 + m];
+                acc -= KJ[k * ks + m * ls];
             } else {
                 int col = CO(m);
                 for (x = EXP_PTR[col]; x < EXP_PTR[col + 1]; x++) {
@@ -390,7 +356,7 @@ static void newton_matrix(int g, const double *KN, const double *jac, double *J)
                     if (PORT_BLK[e] != g)
                         continue;       /* a later block's port reads this coordinate */
 #endif
-                    acc -= KJ[k * NP1 + PLOC(e)] * EXPAND[e * NR1 + col];
+                    acc -= KJ[k * ks + PLOC(e) * ls] * EXPAND[e * NR1 + col];
                 }
             }
             J[k * NR1 + m] = acc;
@@ -447,7 +413,8 @@ static int ahead(int g, double *q, const double *KN, const double *vte, const do
                  const double *J, const double *piv, double *dv, double *cur)
 {
     BLOCK_RANGES(g);
-    double port_vte[NP1], r[NP1], d2[NR1], dv2[NP1];
+    double port_vte[NP1], r[NP1], dv2[NP1];
+    double d2[NR1] = {0.0};     /* as dq in newton_block */
     int k, l, m, t, x;
     for (t = 0; t < njb; t++)
         port_vte[JPORTS[JO(t)]] = vte[JO(t)];
@@ -598,7 +565,9 @@ static int newton_block(int g, double *q, const double *pe, const double *KN,
                         double *cur, double *jac)
 {
     BLOCK_RANGES(g);
-    double v[NP1], dv[NP1], f[NR1], dq[NR1], J[NR1 * NR1];
+    double v[NP1], dv[NP1], J[NR1 * NR1];
+    /* f and dq: zeroed for the compiler, which cannot see that solve_linear's size is nb */
+    double f[NR1] = {0.0}, dq[NR1] = {0.0};
     double last = HUGE_VAL;
     int it, k, l;
     for (it = 0; it < max_iter; it++) {
@@ -676,7 +645,8 @@ static int newton_ls_block(int g, double *q, const double *pe, const double *KN,
                            double *jac)
 {
     BLOCK_RANGES(g);
-    double v[NP1], dv[NP1], f[NR1], J[NR1 * NR1];
+    double v[NP1], dv[NP1], J[NR1 * NR1];
+    double f[NR1] = {0.0};                       /* as in newton_block */
     double dq[NR1] = {0.0}, f0[NR1] = {0.0};     /* read by the search before a step */
     double last = HUGE_VAL, alpha = 1.0, base = HUGE_VAL, lam = 1.0, lo = 0.0, hi = 1.0;
     double trial = 0.0;       /* the step's largest component: 0, none to check */
@@ -773,7 +743,8 @@ static int newton_ls(double *q, const double *p, const double *KN, const double 
 static void tangent(int g, const nodalnet_state *st, const double *pe, double *q)
 {
     BLOCK_RANGES(g);
-    double f[NR1], dq[NR1], J[NR1 * NR1], v[NP1], dv[NP1];
+    double J[NR1 * NR1], v[NP1], dv[NP1];
+    double f[NR1] = {0.0}, dq[NR1] = {0.0};     /* as in newton_block */
     double alpha;
     int k, good = 1;
     newton_matrix(g, MAT_K[0], st->jac, J);
@@ -1071,6 +1042,103 @@ int nodalnet_release_control(nodalnet_state *st, int index)
 
 #endif /* NODALNET_DECLARATIONS_ONLY */
 '''
+
+
+# Gaussian elimination on a block of n coordinates, written once per block size in the file
+# with n a literal (with n a run-time size the Big Muff pair's C build ran at 1.10-1.16x real
+# time, 1.23x with literal sizes); `solve_linear(nb, ...)` and `resolve_linear(nb, ...)` choose
+# by size.
+_SOLVE_SIZED = r'''/* out = J^-1 b for an @N@ x @N@ block (rows NR1 apart) by Gaussian elimination
+   with partial pivoting; J is left holding its LU factors (the multipliers below the
+   diagonal) and b the pivot rows, for resolve_linear */
+static void solve_linear_@N@(double *J, double *b, double *out)
+{
+    const int n = @N@;
+    int c, k, j;
+    for (c = 0; c < n; c++) {
+        int piv = c;
+        double big = fabs(J[c * NR1 + c]);
+        for (k = c + 1; k < n; k++) {
+            if (fabs(J[k * NR1 + c]) > big) {
+                big = fabs(J[k * NR1 + c]);
+                piv = k;
+            }
+        }
+        out[c] = piv;
+        if (piv != c) {
+            for (j = 0; j < n; j++) {
+                double t = J[c * NR1 + j];
+                J[c * NR1 + j] = J[piv * NR1 + j];
+                J[piv * NR1 + j] = t;
+            }
+            {
+                double t = b[c];
+                b[c] = b[piv];
+                b[piv] = t;
+            }
+        }
+        for (k = c + 1; k < n; k++) {
+            double m = J[k * NR1 + c] / J[c * NR1 + c];
+            J[k * NR1 + c] = m;
+            if (m != 0.0) {
+                for (j = c + 1; j < n; j++)
+                    J[k * NR1 + j] -= m * J[c * NR1 + j];
+                b[k] -= m * b[c];
+            }
+        }
+    }
+    for (c = n - 1; c >= 0; c--) {
+        double acc = b[c];
+        b[c] = out[c];
+        for (j = c + 1; j < n; j++)
+            acc -= J[c * NR1 + j] * out[j];
+        out[c] = acc / J[c * NR1 + c];
+    }
+}
+
+/* b = J^-1 b in place for a second right-hand side, from the factors and pivots (piv) that
+   solve_linear_@N@ left */
+static void resolve_linear_@N@(const double *J, const double *piv, double *b)
+{
+    const int n = @N@;
+    int c, k, j;
+    for (c = 0; c < n; c++) {
+        k = (int)piv[c];
+        if (k != c) {
+            double t = b[c];
+            b[c] = b[k];
+            b[k] = t;
+        }
+    }
+    for (c = 0; c < n; c++)
+        for (k = c + 1; k < n; k++)
+            b[k] -= J[k * NR1 + c] * b[c];
+    for (c = n - 1; c >= 0; c--) {
+        double acc = b[c];
+        for (j = c + 1; j < n; j++)
+            acc -= J[c * NR1 + j] * b[j];
+        b[c] = acc / J[c * NR1 + c];
+    }
+}
+
+'''
+
+
+def _solvers(plan) -> str:
+    """`solve_linear_N` / `resolve_linear_N` for each block size N, and the two choosers."""
+    sizes = sorted({len(coords) for coords, _ in plan.blocks} or {0})
+    text = "".join(_SOLVE_SIZED.replace("@N@", str(n)) for n in sizes)
+    # the largest size is the default: every block's size is one of them
+    labels = [f"case {n}" for n in sizes[:-1]] + ["default"]
+    cases = "".join(f"    {at}:\n        solve_linear_{n}(J, b, out);\n        break;\n"
+                    for at, n in zip(labels, sizes, strict=True))
+    recases = "".join(f"    {at}:\n        resolve_linear_{n}(J, piv, b);\n        break;\n"
+                      for at, n in zip(labels, sizes, strict=True))
+    return (text + "static void solve_linear(int nb, double *J, double *b, double *out)\n{\n"
+            f"    switch (nb) {{\n{cases}    }}\n}}\n\n"
+            "static void resolve_linear(int nb, const double *J, const double *piv, double *b)"
+            f"\n{{\n    switch (nb) {{\n{recases}    }}\n}}\n")
+
 
 
 class _CPrinter(C99CodePrinter):
@@ -1429,7 +1497,25 @@ def _blocks(eq: Equations, a: CircuitArrays, plan, predicted: bool) -> list[str]
         ident.append(int(len(block) == len(block_ports)
                          and bool(np.array_equal(q[list(block_ports)], unit))))
         ahead.append(int(predicted and len(own) == len(block_ports) > 0))
+    # each block's part of every K in the file (levels, then DC), transposed: newton_matrix
+    r = len(eq.reduced)
+    kts, offsets = [], []
+    for k in [*a.levels["K"], a.dc["K"]]:
+        k = np.asarray(k, dtype=np.float64).reshape(r, n)
+        parts = [k[np.ix_(list(block), list(block_ports))].T.reshape(-1)
+                 for block, block_ports in plan.blocks]
+        kts.append(np.concatenate(parts))
+    at = 0
+    for block, block_ports in plan.blocks:
+        offsets.append(at)
+        at += len(block) * len(block_ports)
+    size = len(kts[0])
+    kt_rows = ",\n".join("    {" + textwrap.fill(", ".join(_c_number(v) for v in m), 92,
+                                                   subsequent_indent="     ") + "}"
+                         for m in kts)
     return [f"#define BLOCKS_SPLIT 1\n#define NBLK {len(plan.blocks)}\n",
+            f"static const double BLK_KT[{len(kts)}][{size}] = {{\n{kt_rows}\n}};\n",
+            _c_array("BLK_KT_OFF", offsets, "int"),
             _c_array("BLK_PTR", ptr, "int"), _c_array("BLK_IDX", coords, "int"),
             _c_array("PBLK_PTR", pptr, "int"), _c_array("PBLK_IDX", ports, "int"),
             _c_array("JBLK_PTR", jptr, "int"), _c_array("JBLK_IDX", junctions, "int"),
@@ -1490,7 +1576,7 @@ def source(eq: Equations, values: dict[str, float] | None = None,
     if "ipow(" in laws:
         laws = _IPOW.lstrip("\n") + "\n" + laws
     return (header + preamble + "\n" + "".join(data) + "\n" + laws + "\n" + sources
-            + _LOOP)
+            + _LOOP.replace("@SOLVERS@", _solvers(plan)))
 
 
 def _header(eq: Equations, a: CircuitArrays, sample_rate: float, source_notes: list[str],

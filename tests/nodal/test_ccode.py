@@ -92,12 +92,11 @@ eb out 0 mb 0 1
 
 
 @needs_cc
-def test_the_kernels_blocks_are_eliminated_one_by_one_with_the_numba_paths_samples(tmp_path):
-    """Two boards in one file, the second reading the first: the C file's J is block lower
-    triangular over the numba kernel's blocks (`fast.layout`), each block eliminated on its
-    own (its own pivots, the first block's solution taken off the second's right-hand side),
-    J built only on and below the blocks' diagonal: the numba path's samples, at a plucked
-    string that drives both boards into their diodes."""
+def test_the_kernels_blocks_are_solved_one_by_one_with_the_numba_paths_samples(tmp_path):
+    """Two boards in one file, the second reading the first: the C file runs Newton on the
+    numba kernel's blocks (`fast.layout`) in turn, the second block's linear part taking the
+    first one's currents: the numba path's samples, at a plucked string that drives both
+    boards into their diodes."""
     path = tmp_path / "two.cir"
     path.write_text(TWO_BOARDS.replace("* two", "* two", 1).replace(
         ".model qx", "*@ input vin\n*@ output out\n.model qx", 1))

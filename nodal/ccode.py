@@ -188,8 +188,6 @@ static double ipow(double a, int b)
 
 # The per-sample loop: `fast.py`'s kernel, written in C for one signal.
 _LOOP = r'''
-static void expand_ports(const double *q, double *out);
-
 /* Newton's blocks. Where the kernel splits the circuit (`fast.layout`, over every K in the
    file: each substep level's and the DC one), each block is solved on its own in solve order,
    as the numba kernel solves it: block g's coordinates are BLK_IDX[BLK_PTR[g]:BLK_PTR[g + 1]],
@@ -223,29 +221,35 @@ static void expand_ports(const double *q, double *out);
 #define AHEAD_AT(g) STOPPING
 #endif
 
+/* Port c's voltage, row c of Q q (where Q is mostly zeros, over the row's nonzeros
+   QROW_COL[QROW_PTR[c]:QROW_PTR[c + 1]] in the row's order: the same sum, only exact zeros
+   skipped) */
+static double port_voltage(int c, const double *q)
+{
+#if EXPAND_IDENTITY
+    return q[c];
+#else
+    double acc = 0.0;
+    int a;
+#if EXPAND_SPARSE
+    for (a = QROW_PTR[c]; a < QROW_PTR[c + 1]; a++)
+        acc += EXPAND[c * NR1 + QROW_COL[a]] * q[QROW_COL[a]];
+#else
+    for (a = 0; a < NR; a++)
+        acc += EXPAND[c * NR1 + a] * q[a];
+#endif
+    return acc;
+#endif
+}
+
 @SOLVERS@
 /* v = Q q at block g's ports */
 static void block_volts(int g, const double *q, double *v)
 {
     BLOCK_RANGES(g);
     int l;
-    for (l = 0; l < npb; l++) {
-        int c = PO(l);
-        double acc = 0.0;
-        int a;
-        if (ident) {
-            v[c] = q[CO(l)];
-            continue;
-        }
-#if EXPAND_SPARSE
-        for (a = QROW_PTR[c]; a < QROW_PTR[c + 1]; a++)
-            acc += EXPAND[c * NR1 + QROW_COL[a]] * q[QROW_COL[a]];
-#else
-        for (a = 0; a < NR; a++)
-            acc += EXPAND[c * NR1 + a] * q[a];
-#endif
-        v[c] = acc;
-    }
+    for (l = 0; l < npb; l++)
+        v[PO(l)] = ident ? q[CO(l)] : port_voltage(PO(l), q);
 }
 
 /* dv = Q dq at block g's ports, dq the step of its own coordinates (dq[k]: CO(k)'s) */
@@ -268,7 +272,7 @@ static void block_steps(int g, const double *dq, double *dv)
 
 /* Block g's linear part: p plus the currents of the ports of the blocks before it */
 static void effective(int g, const double *p, const double *KN, const double *cur,
-                             double *pe)
+                      double *pe)
 {
     BLOCK_RANGES(g);
     int k;
@@ -287,9 +291,6 @@ static void effective(int g, const double *p, const double *KN, const double *cu
     }
 }
 
-/* Block g's J = I - K (di/dv) Q over its own coordinates and ports (local indices), over
-   the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:JAC_PTR[c + 1]]: the rows of
-   column c, all in c's block) and Q's (EXP_ROW likewise), as the numba kernel */
 #if BLOCKS_SPLIT
 /* BLK_KT's set for this K: each block's part of K, transposed ([port][coordinate], local) */
 static const double *block_kt(const double *KN)
@@ -302,6 +303,9 @@ static const double *block_kt(const double *KN)
 }
 #endif
 
+/* Block g's J = I - K (di/dv) Q over its own coordinates and ports (local indices), over
+   the Jacobian's structural nonzeros only (JAC_ROW[JAC_PTR[c]:JAC_PTR[c + 1]]: the rows of
+   column c, all in c's block) and Q's (EXP_ROW likewise), as the numba kernel */
 static void newton_matrix(int g, const double *KN, const double *jac, double *J)
 {
     BLOCK_RANGES(g);
@@ -312,7 +316,7 @@ static void newton_matrix(int g, const double *KN, const double *jac, double *J)
     if (nb >= 4) {
         /* a large block: a column of K (di/dv) at a time over its own part of K, transposed
            (the same sums in the same order as the row form below, over contiguous memory:
-           the Big Muff pair's C build 1.23 -> 1.30-1.36x real time; on the Phase 90's
+           the Big Muff pair's C build 1.23 -> 1.42-1.47x real time; on the Phase 90's
            blocks of one or two coordinates the row form is faster) */
         const double *kt = block_kt(KN) + BLK_KT_OFF[g];
         ks = 1;
@@ -403,6 +407,24 @@ static double pnjlim(int g, const double *v, const double *dv, const double *vte
     return alpha;
 }
 
+/* The currents of block g at the accepted q, to first order from the last evaluation: the
+   last step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20 */
+static void first_order(int g, const double *jac, const double *dv, double *cur)
+{
+    BLOCK_RANGES(g);
+    double tmp[NP1];
+    int l, m;
+    for (l = 0; l < npb; l++) {
+        int c = PO(l);
+        double acc = cur[c];
+        for (m = 0; m < npb; m++)
+            acc += jac[c * NP1 + PO(m)] * dv[PO(m)];
+        tmp[c] = acc;
+    }
+    for (l = 0; l < npb; l++)
+        cur[PO(l)] = tmp[PO(l)];
+}
+
 /* The "predicted" stopping rule (newton.py; only for a block whose every port is a
    junction, AHEAD_AT): after a full step (port steps dv, all within AHEAD_REACH vte), the
    next step J^-1 K r is predicted from the currents' second-order remainder
@@ -415,7 +437,7 @@ static int ahead(int g, double *q, const double *KN, const double *vte, const do
     BLOCK_RANGES(g);
     double port_vte[NP1], r[NP1], dv2[NP1];
     double d2[NR1] = {0.0};     /* as dq in newton_block */
-    int k, l, m, t, x;
+    int k, l, t, x;
     for (t = 0; t < njb; t++)
         port_vte[JPORTS[JO(t)]] = vte[JO(t)];
     for (l = 0; l < npb; l++)
@@ -442,44 +464,20 @@ static int ahead(int g, double *q, const double *KN, const double *vte, const do
     for (k = 0; k < nb; k++)
         q[CO(k)] += d2[k];
     block_steps(g, d2, dv2);
-    for (l = 0; l < npb; l++)
-        dv[PO(l)] += dv2[PO(l)];
     for (l = 0; l < npb; l++) {
-        int c = PO(l);
-        double acc = cur[c] + r[c];
-        for (m = 0; m < npb; m++)
-            acc += jac[c * NP1 + PO(m)] * dv[PO(m)];
-        cur[c] = acc;
+        dv[PO(l)] += dv2[PO(l)];
+        cur[PO(l)] += r[PO(l)];
     }
+    first_order(g, jac, dv, cur);      /* the currents there to second order */
     return 1;
 }
 
-/* out = Q q: every port voltage from the independent ones (where Q is mostly zeros, over
-   each row's nonzeros QROW_COL[QROW_PTR[c]:QROW_PTR[c + 1]] in the row's order: the same
-   sums, only exact zeros skipped) */
+/* out = Q q: every port voltage from the independent ones */
 static void expand_ports(const double *q, double *out)
 {
     int c;
-#if EXPAND_IDENTITY
     for (c = 0; c < NP; c++)
-        out[c] = q[c];
-#elif EXPAND_SPARSE
-    int k;
-    for (c = 0; c < NP; c++) {
-        double acc = 0.0;
-        for (k = QROW_PTR[c]; k < QROW_PTR[c + 1]; k++)
-            acc += EXPAND[c * NR1 + QROW_COL[k]] * q[QROW_COL[k]];
-        out[c] = acc;
-    }
-#else
-    int a;
-    for (c = 0; c < NP; c++) {
-        double acc = 0.0;
-        for (a = 0; a < NR; a++)
-            acc += EXPAND[c * NR1 + a] * q[a];
-        out[c] = acc;
-    }
-#endif
+        out[c] = port_voltage(c, q);
 }
 
 
@@ -511,24 +509,6 @@ static void predict(const double *G, const double *H, const double *s, const dou
             acc += H[a * NW1 + k] * w[k];
         p[a] = acc;
     }
-}
-
-/* The currents of block g at the accepted q, to first order from the last evaluation: the
-   last step is below the Newton tolerance (~1e-10 V), so the remainder is ~i''/2 * 1e-20 */
-static void first_order(int g, const double *jac, const double *dv, double *cur)
-{
-    BLOCK_RANGES(g);
-    double tmp[NP1];
-    int l, m;
-    for (l = 0; l < npb; l++) {
-        int c = PO(l);
-        double acc = cur[c];
-        for (m = 0; m < npb; m++)
-            acc += jac[c * NP1 + PO(m)] * dv[PO(m)];
-        tmp[c] = acc;
-    }
-    for (l = 0; l < npb; l++)
-        cur[PO(l)] = tmp[PO(l)];
 }
 
 /* The residual f = -(q - pe - K i) of block g (local), and whether it is already at its
@@ -1489,31 +1469,24 @@ def _blocks(eq: Equations, a: CircuitArrays, plan, predicted: bool) -> list[str]
         jptr.append(len(junctions))
         for loc, c in enumerate(block_ports):
             port_blk[c], port_loc[c] = g, loc
+        # its ports read its own coordinates one to one: Q's rows are unit rows, in order
         unit = np.zeros((len(block_ports), q.shape[1]))
-        for loc, coord in enumerate(block):
-            if loc < len(block_ports):
-                unit[loc, coord] = 1.0
+        if len(block) == len(block_ports):
+            unit[np.arange(len(block)), list(block)] = 1.0
         ident.append(int(len(block) == len(block_ports)
                          and bool(np.array_equal(q[list(block_ports)], unit))))
         ahead.append(int(predicted and len(own) == len(block_ports) > 0))
     # each block's part of every K in the file (levels, then DC), transposed: newton_matrix
     r = len(eq.reduced)
-    kts, offsets = [], []
+    kts = []
     for k in [*a.levels["K"], a.dc["K"]]:
         k = np.asarray(k, dtype=np.float64).reshape(r, n)
-        parts = [k[np.ix_(list(block), list(block_ports))].T.reshape(-1)
-                 for block, block_ports in plan.blocks]
-        kts.append(np.concatenate(parts))
-    at = 0
-    for block, block_ports in plan.blocks:
-        offsets.append(at)
-        at += len(block) * len(block_ports)
-    size = len(kts[0])
-    kt_rows = ",\n".join("    {" + textwrap.fill(", ".join(_c_number(v) for v in m), 92,
-                                                   subsequent_indent="     ") + "}"
-                         for m in kts)
+        kts.append(np.concatenate([k[np.ix_(list(block), list(block_ports))].T.reshape(-1)
+                                   for block, block_ports in plan.blocks]))
+    sizes = [len(block) * len(block_ports) for block, block_ports in plan.blocks]
+    offsets = [sum(sizes[:g]) for g in range(len(sizes))]
     return [f"#define BLOCKS_SPLIT 1\n#define NBLK {len(plan.blocks)}\n",
-            f"static const double BLK_KT[{len(kts)}][{size}] = {{\n{kt_rows}\n}};\n",
+            _c_levels("BLK_KT", [m.reshape(1, -1) for m in kts], 1, sum(sizes)),
             _c_array("BLK_KT_OFF", offsets, "int"),
             _c_array("BLK_PTR", ptr, "int"), _c_array("BLK_IDX", coords, "int"),
             _c_array("PBLK_PTR", pptr, "int"), _c_array("PBLK_IDX", ports, "int"),
